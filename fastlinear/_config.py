@@ -1,0 +1,21 @@
+"""Compile options for every Numba kernel in fastlinear, in one place.
+
+The options are read once, when a kernel module is imported; nothing here is changed at run time.
+
+``FASTMATH`` lets LLVM reassociate and contract (fuse multiply-adds), which is what allows a float
+reduction to vectorize. It deliberately leaves out ``nnan`` and ``ninf`` (which ``fastmath=True``
+would add): with those LLVM may assume the data holds no NaN or Inf, and then NaN/Inf in a user's
+input would not propagate the way they do in numpy.
+"""
+
+from __future__ import annotations
+
+FASTMATH: frozenset[str] = frozenset({"reassoc", "contract", "nsz"})
+
+#: Options for the parallel kernels. ``cache=True`` writes compiled machine code next to the module
+#: (or in Numba's user cache directory when that is read-only), so only the first process compiles.
+PARALLEL: dict = dict(parallel=True, cache=True, nogil=True, fastmath=set(FASTMATH))
+
+#: Options for the "naive" reference kernels: parallel, but no reassociation, so each sum runs in
+#: the plain left-to-right order a reader would expect.
+NAIVE: dict = dict(parallel=True, cache=True, nogil=True)

@@ -1,0 +1,62 @@
+"""The backend registry: a plain dict from name to a `Backend` holding four kernels.
+
+Every backend's kernels have the same signature (outputs first, see ``fastlinear.kernels.naive``),
+so a layer or a benchmark can swap one for another by name. Backends are looked up on every call,
+never fixed at import, so several can be compared in one process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from . import blas
+from .kernels import naive
+from .kernels.forward import forward as _loops_forward
+from .kernels.grad_bias import grad_bias as _loops_grad_bias
+from .kernels.grad_input import grad_input as _loops_grad_input
+from .kernels.grad_weight import grad_weight as _loops_grad_weight
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Four kernels that together implement a linear layer.
+
+    Attributes:
+        name: the registry name.
+        forward: ``forward(y, x, w, b)`` computes ``y = x @ w.T + b`` (``b`` may be None).
+        grad_weight: ``grad_weight(dw, dy, x, scale, accumulate)`` computes
+            ``dw (+)= scale * dy.T @ x``.
+        grad_bias: ``grad_bias(db, dy, scale, accumulate)`` computes ``db (+)= scale * dy.sum(0)``.
+        grad_input: ``grad_input(dx, dy, w)`` computes ``dx = dy @ w``.
+    """
+
+    name: str
+    forward: Callable
+    grad_weight: Callable
+    grad_bias: Callable
+    grad_input: Callable
+
+
+LOOPS = Backend("loops", _loops_forward, _loops_grad_weight, _loops_grad_bias, _loops_grad_input)
+NAIVE = Backend("naive", naive.forward, naive.grad_weight, naive.grad_bias, naive.grad_input)
+BLAS = Backend("blas", blas.forward, blas.grad_weight, blas.grad_bias, blas.grad_input)
+# "auto" picks the loop kernels for now; choosing per shape class is left to the auto backend's
+# own functions once measurements justify a threshold.
+AUTO = Backend("auto", LOOPS.forward, LOOPS.grad_weight, LOOPS.grad_bias, LOOPS.grad_input)
+
+_BACKENDS: dict[str, Backend] = {b.name: b for b in (LOOPS, NAIVE, BLAS, AUTO)}
+
+
+def available_backends() -> tuple[str, ...]:
+    """Names accepted wherever a ``backend=`` argument is taken."""
+    return tuple(_BACKENDS)
+
+
+def get_backend(name: str) -> Backend:
+    """Return the backend registered as ``name``; raise ValueError listing the valid names."""
+    try:
+        return _BACKENDS[name]
+    except (KeyError, TypeError):
+        valid = ", ".join(repr(n) for n in _BACKENDS)
+        raise ValueError(f"unknown backend {name!r}; valid backends are {valid}") from None

@@ -1,0 +1,229 @@
+"""The `Linear` layer: parameters, gradients and an input cache around the functional kernels."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _validate as check
+from .backends import get_backend
+from .functional import _backward_into, _forward_into, check_grad_output
+from .initializers import check_init, initial_parameters
+
+
+class Linear:
+    r"""A fully connected layer, ``y = x @ weight.T + bias``, computed by a chosen backend.
+
+    Args:
+        in_features: size of each input row.
+        out_features: size of each output row.
+        bias: if False, the layer has no bias (``bias`` and ``grad_bias`` are None).
+        dtype: float32 (default) or float64; inputs must have this dtype (no silent casts).
+        backend: kernel set by name, see `fastlinear.available_backends()`. Can be changed later
+            by assigning ``layer.backend``.
+        init: weight initialisation scheme: "he_normal" (default), "he_uniform", "lecun_normal",
+            "xavier_uniform", "xavier_normal", "small_normal", "torch" or "zeros".
+        reduction: "sum" (default) accumulates gradients summed over the rows of the batch, as
+            torch does; "mean" divides ``grad_weight`` and ``grad_bias`` by the number of rows,
+            for a loss written as a sum over the batch whose updates should be averages. The
+            input gradient returned by `backward` is never scaled.
+        seed: seed (or numpy Generator) for the initialisation; None draws fresh entropy.
+
+    Shape:
+        - Input: (..., in_features), any number of leading dimensions.
+        - Output: (..., out_features).
+
+    Attributes:
+        weight: (out_features, in_features) array.
+        bias: (out_features,) array or None.
+        grad_weight, grad_bias: gradients of the same shapes, zero at first; every `backward`
+            call adds to them until `zero_grad`.
+        training: when True (the default), `forward` keeps its input for `backward`.
+
+    The layer keeps a reference to its last input, not a copy: changing that array in place
+    before `backward` changes the gradients.
+
+    Examples:
+        >>> import numpy as np, fastlinear as fl
+        >>> layer = fl.Linear(3, 2, seed=0)
+        >>> y = layer(np.ones((4, 3), dtype=np.float32))
+        >>> dx = layer.backward(np.ones_like(y))
+        >>> layer.step(0.1)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        dtype: npt.DTypeLike = np.float32,
+        backend: str = "auto",
+        init: str = "he_normal",
+        reduction: str = "sum",
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        self.in_features = check.features("in_features", in_features)
+        self.out_features = check.features("out_features", out_features)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"bias must be True or False, got {bias!r}")
+        self.dtype = check.resolve_dtype(dtype)
+        get_backend(backend)
+        self._backend = backend
+        self.init = check_init(init)
+        self.reduction = check.reduction(reduction)
+        self.training = True
+        shape = (self.out_features, self.in_features)
+        self.weight = np.empty(shape, dtype=self.dtype)
+        self.bias = np.empty(self.out_features, dtype=self.dtype) if bias else None
+        self.grad_weight = np.zeros(shape, dtype=self.dtype)
+        self.grad_bias = np.zeros(self.out_features, dtype=self.dtype) if bias else None
+        self._x: np.ndarray | None = None
+        self._rng = np.random.default_rng(seed)
+        self.reset_parameters()
+
+    @property
+    def backend(self) -> str:
+        """Name of the backend the layer runs on."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        get_backend(name)
+        self._backend = name
+
+    def reset_parameters(self, init: str | None = None, seed=None) -> None:
+        """Draw new weights (and bias) in place.
+
+        Args:
+            init: scheme to use instead of the layer's own (which is then updated).
+            seed: reseed the layer's generator first; None continues its stream, so two calls
+                give different weights.
+        """
+        init = self.init if init is None else check_init(init)
+        rng = self._rng if seed is None else np.random.default_rng(seed)
+        w, b = initial_parameters(init, rng, self.out_features, self.in_features, self.bias is not None)
+        self._rng = rng
+        self.init = init
+        self.weight[...] = w
+        if self.bias is not None:
+            self.bias[...] = b
+
+    def forward(self, x: np.ndarray, *, cache: bool | None = None) -> np.ndarray:
+        """Return ``x @ weight.T + bias``.
+
+        Args:
+            x: array of shape (..., in_features) and the layer's dtype.
+            cache: keep x for `backward`. Defaults to ``self.training``; pass False (or call
+                `eval`) for inference, so no reference to x is held. A new cached forward
+                replaces the previous cache.
+        """
+        be = get_backend(self._backend)
+        x = check.require_array("x", x)
+        check.same_dtype("x", x, "weight", self.weight)
+        check.input_matches_weight("x", x, self.weight)
+        y = np.empty(x.shape[:-1] + (self.out_features,), dtype=self.dtype)
+        _forward_into(be, y, x, self.weight, self.bias)
+        if self.training if cache is None else cache:
+            self._x = x
+        return y
+
+    __call__ = forward
+
+    def backward(self, dy: np.ndarray, *, need_input_grad: bool = True) -> np.ndarray | None:
+        """Add this batch's gradients to ``grad_weight``/``grad_bias`` and return dx.
+
+        Args:
+            dy: gradient of the loss with respect to the last forward output, same shape.
+            need_input_grad: if False (e.g. for a first layer), dx is neither computed nor returned.
+
+        Returns:
+            dx of shape (..., in_features), or None.
+
+        Raises:
+            RuntimeError: no cached forward input (no forward yet, or it ran with cache=False).
+        """
+        if self._x is None:
+            raise RuntimeError(
+                "backward() needs the input of a preceding forward(); call forward(x) first "
+                "(with cache=True, or in training mode)"
+            )
+        be = get_backend(self._backend)
+        x = self._x
+        dy = check.require_array("dy", dy)
+        check.same_dtype("dy", dy, "weight", self.weight)
+        check_grad_output(dy, x.shape[:-1], self.out_features)
+        dx = np.empty(x.shape, dtype=self.dtype) if need_input_grad else None
+        _backward_into(be, dy, x, self.weight, dx, self.grad_weight, self.grad_bias,
+                       self.reduction, accumulate=True)
+        return dx
+
+    def zero_grad(self) -> None:
+        """Set ``grad_weight`` and ``grad_bias`` to zero (in place)."""
+        self.grad_weight.fill(0)
+        if self.grad_bias is not None:
+            self.grad_bias.fill(0)
+
+    def step(self, lr: float) -> None:
+        """Plain SGD: ``weight -= lr * grad_weight`` and ``bias -= lr * grad_bias``, in place.
+
+        Any finite lr is accepted (zero and negative too); NaN or Inf raise ValueError."""
+        lr = self.dtype.type(check.learning_rate(lr))
+        self.weight -= lr * self.grad_weight
+        if self.bias is not None:
+            self.bias -= lr * self.grad_bias
+
+    def train(self, mode: bool = True) -> "Linear":
+        """Set training mode (forward keeps its input) and return the layer."""
+        self.training = bool(mode)
+        if not self.training:
+            self._x = None
+        return self
+
+    def eval(self) -> "Linear":
+        """Set evaluation mode (forward keeps nothing) and return the layer."""
+        return self.train(False)
+
+    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(parameter, gradient) pairs: the weight, then the bias if there is one."""
+        pairs = [(self.weight, self.grad_weight)]
+        if self.bias is not None:
+            pairs.append((self.bias, self.grad_bias))
+        return pairs
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the parameters: {"weight": ..., "bias": ...} ("bias" only if present)."""
+        state = {"weight": self.weight.copy()}
+        if self.bias is not None:
+            state["bias"] = self.bias.copy()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy parameters in from a dict made by `state_dict`.
+
+        Keys, shapes and dtypes must match exactly (no casting); everything is checked before
+        anything is written, so a failed load leaves the layer unchanged."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict, got {type(state).__name__}")
+        expected = {"weight": self.weight}
+        if self.bias is not None:
+            expected["bias"] = self.bias
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise KeyError(f"state_dict keys do not match: missing {missing}, unexpected {unexpected}")
+        for name, param in expected.items():
+            value = check.require_array(name, state[name])
+            if value.shape != param.shape:
+                raise ValueError(f"{name} has shape {value.shape}, expected {param.shape}")
+            check.same_dtype(name, value, "the layer", param)
+        for name, param in expected.items():
+            np.copyto(param, state[name])
+
+    def __repr__(self) -> str:
+        return (
+            f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}, dtype={self.dtype}, backend={self._backend!r})"
+        )
