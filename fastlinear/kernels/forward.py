@@ -31,13 +31,13 @@ def forward(y, x, w, b):
     for t in prange(row_tiles * col_tiles):
         i0 = (t // col_tiles) * _ROWS
         j0 = (t % col_tiles) * _COLS
-        i1 = min(i0 + _ROWS, n)
-        j1 = min(j0 + _COLS, m)
-        for i in range(i0, i1):
-            for j in range(j0, j1):
+        for i in range(i0, min(i0 + _ROWS, n)):
+            xrow = x[i]
+            for j in range(j0, min(j0 + _COLS, m)):
+                wrow = w[j]
                 acc = y.dtype.type(0)
                 for p in range(k):
-                    acc += x[i, p] * w[j, p]
+                    acc += xrow[p] * wrow[p]
                 if b is not None:
                     acc += b[j]
                 y[i, j] = acc

@@ -23,13 +23,16 @@ def grad_bias(db, dy, scale, accumulate):
     n, m = dy.shape
     for t in prange((m + _COLS - 1) // _COLS):
         j0 = t * _COLS
-        j1 = min(j0 + _COLS, m)
-        acc = np.zeros(j1 - j0, dtype=db.dtype)
+        cols = min(j0 + _COLS, m) - j0
+        acc = np.zeros(cols, dtype=db.dtype)
         for i in range(n):
-            for j in range(j0, j1):
-                acc[j - j0] += dy[i, j]
-        for j in range(j0, j1):
-            if accumulate:
-                db[j] += scale * acc[j - j0]
-            else:
-                db[j] = scale * acc[j - j0]
+            row = dy[i, j0:j0 + cols]
+            for q in range(cols):
+                acc[q] += row[q]
+        out = db[j0:j0 + cols]
+        if accumulate:
+            for q in range(cols):
+                out[q] += scale * acc[q]
+        else:
+            for q in range(cols):
+                out[q] = scale * acc[q]

@@ -29,14 +29,16 @@ def grad_input(dx, dy, w):
     for t in prange(row_tiles * col_tiles):
         i0 = (t // col_tiles) * _ROWS
         p0 = (t % col_tiles) * _COLS
-        i1 = min(i0 + _ROWS, n)
-        p1 = min(p0 + _COLS, k)
-        acc = np.zeros((i1 - i0, p1 - p0), dtype=dx.dtype)
+        rows = min(i0 + _ROWS, n) - i0
+        cols = min(p0 + _COLS, k) - p0
+        acc = np.zeros((rows, cols), dtype=dx.dtype)
+        # 1-D row views indexed from 0 keep the inner loop vectorizable (see grad_weight.py).
         for j in range(m):
-            for i in range(i0, i1):
-                c = dy[i, j]
-                for p in range(p0, p1):
-                    acc[i - i0, p - p0] += c * w[j, p]
-        for i in range(i0, i1):
-            for p in range(p0, p1):
-                dx[i, p] = acc[i - i0, p - p0]
+            wrow = w[j, p0:p0 + cols]
+            for ii in range(rows):
+                c = dy[i0 + ii, j]
+                arow = acc[ii]
+                for q in range(cols):
+                    arow[q] += c * wrow[q]
+        for ii in range(rows):
+            dx[i0 + ii, p0:p0 + cols] = acc[ii]

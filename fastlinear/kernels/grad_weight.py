@@ -29,17 +29,24 @@ def grad_weight(dw, dy, x, scale, accumulate):
     for t in prange(row_tiles * col_tiles):
         j0 = (t // col_tiles) * _ROWS
         p0 = (t % col_tiles) * _COLS
-        j1 = min(j0 + _ROWS, m)
-        p1 = min(p0 + _COLS, k)
-        acc = np.zeros((j1 - j0, p1 - p0), dtype=dw.dtype)
+        rows = min(j0 + _ROWS, m) - j0
+        cols = min(p0 + _COLS, k) - p0
+        acc = np.zeros((rows, cols), dtype=dw.dtype)
+        # Inner loops index 1-D row views from 0: with offsets like acc[j - j0, p - p0] Numba's
+        # negative-index handling stopped LLVM vectorizing (8 vs 106 GFLOP/s at 256x512x512 f32).
         for i in range(n):
-            for j in range(j0, j1):
-                c = dy[i, j]
-                for p in range(p0, p1):
-                    acc[j - j0, p - p0] += c * x[i, p]
-        for j in range(j0, j1):
-            for p in range(p0, p1):
-                if accumulate:
-                    dw[j, p] += scale * acc[j - j0, p - p0]
-                else:
-                    dw[j, p] = scale * acc[j - j0, p - p0]
+            xrow = x[i, p0:p0 + cols]
+            for jj in range(rows):
+                c = dy[i, j0 + jj]
+                arow = acc[jj]
+                for q in range(cols):
+                    arow[q] += c * xrow[q]
+        for jj in range(rows):
+            out = dw[j0 + jj, p0:p0 + cols]
+            arow = acc[jj]
+            if accumulate:
+                for q in range(cols):
+                    out[q] += scale * arow[q]
+            else:
+                for q in range(cols):
+                    out[q] = scale * arow[q]
