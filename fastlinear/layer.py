@@ -121,6 +121,7 @@ class Linear:
                 replaces the previous cache.
         """
         be = get_backend(self._backend)
+        self._check_parameters()
         x = check.require_array("x", x)
         check.same_dtype("x", x, "weight", self.weight)
         check.input_matches_weight("x", x, self.weight)
@@ -151,6 +152,7 @@ class Linear:
                 "(with cache=True, or in training mode)"
             )
         be = get_backend(self._backend)
+        self._check_parameters()
         x = self._x
         dy = check.require_array("dy", dy)
         check.same_dtype("dy", dy, "weight", self.weight)
@@ -159,6 +161,28 @@ class Linear:
         _backward_into(be, dy, x, self.weight, dx, self.grad_weight, self.grad_bias,
                        self.reduction, accumulate=True)
         return dx
+
+    def _check_parameters(self) -> None:
+        """Refuse to run if a parameter or gradient attribute was replaced by an array the kernels
+        cannot use (they index without bounds checks, so a wrong shape would corrupt memory)."""
+        shape = (self.out_features, self.in_features)
+        arrays = {"weight": (self.weight, shape), "grad_weight": (self.grad_weight, shape)}
+        if self.bias is not None or self.grad_bias is not None:
+            arrays["bias"] = (self.bias, (self.out_features,))
+            arrays["grad_bias"] = (self.grad_bias, (self.out_features,))
+        for name, (a, expected) in arrays.items():
+            if (
+                not isinstance(a, np.ndarray)
+                or a.shape != expected
+                or a.dtype != self.dtype
+                or (name.startswith("grad") and not (a.flags.c_contiguous and a.flags.writeable))
+            ):
+                got = f"{a.shape} {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+                raise RuntimeError(
+                    f"layer.{name} is {got}, expected a{' writeable C-contiguous' if name.startswith('grad') else 'n'} "
+                    f"array of shape {expected} and dtype {self.dtype}; assign into it in place "
+                    f"(layer.{name}[...] = value) instead of replacing it"
+                )
 
     def zero_grad(self) -> None:
         """Set ``grad_weight`` and ``grad_bias`` to zero (in place)."""
