@@ -1,0 +1,111 @@
+"""Shared test helpers: parameter grids, random data, layouts and honest tolerances.
+
+Imported by the test modules (``from helpers import ...``); pytest puts this folder on sys.path.
+Fixtures live in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import fastlinear as fl
+
+BACKENDS = fl.available_backends()
+DTYPES = (np.float32, np.float64)
+DTYPE_IDS = ("float32", "float64")
+REDUCTIONS = ("sum", "mean")
+
+#: Rounding-error allowance, in units of eps(dtype) * sqrt(reduction length) * magnitude. Random
+#: rounding errors of a length-k dot product are about eps * |x| @ |w| (they grow like sqrt(k) in
+#: the sum but so does nothing else in the bound); the worst case is k * eps. A factor of 8 with
+#: sqrt(k) leaves ample room for blocked / fused / reassociated sums while staying ~1e3 times below
+#: the error of dropping a single term of a 300-term float32 sum (tested in test_reference.py).
+TOL_FACTOR = 8.0
+
+
+def randn(rng: np.random.Generator, shape, dtype) -> np.ndarray:
+    """Standard normal values, drawn in float64 and rounded once to ``dtype``."""
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def tolerance(dtype, k: int, mag: np.ndarray) -> np.ndarray:
+    """Elementwise allowed error for a reduction of length ``k`` whose terms have absolute sum
+    ``mag`` (see ``reference.magnitude_*``), computed in ``dtype``."""
+    eps = float(np.finfo(dtype).eps)
+    return TOL_FACTOR * eps * math.sqrt(max(k, 1)) * np.asarray(mag, dtype=np.float64)
+
+
+def assert_close(got, ref, mag, k: int, dtype, what: str = "result") -> None:
+    """Assert ``got`` has ``ref``'s shape, the given dtype, and matches ``ref`` (float64) within
+    `tolerance` elementwise. NaN in ``got`` always fails; an element whose terms are all zero
+    (mag == 0) must be exactly zero."""
+    assert isinstance(got, np.ndarray), f"{what}: expected ndarray, got {type(got).__name__}"
+    assert got.dtype == np.dtype(dtype), f"{what}: dtype {got.dtype}, expected {np.dtype(dtype)}"
+    ref = np.asarray(ref, dtype=np.float64)
+    assert got.shape == ref.shape, f"{what}: shape {got.shape}, expected {ref.shape}"
+    err = np.abs(got.astype(np.float64) - ref)
+    tol = tolerance(dtype, k, mag)
+    bad = ~(err <= tol)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} of {bad.size} elements off (dtype {np.dtype(dtype)}, k={k}); "
+            f"first at {idx}: got {got[idx]!r}, expected {ref[idx]!r}, |err| {err[idx]:.3g} > "
+            f"tol {tol[idx]:.3g}"
+        )
+
+
+# --- layouts: the same values in differently laid-out memory ------------------------------------
+
+LAYOUTS = ("C", "F", "strided", "reversed")
+
+
+def with_layout(a: np.ndarray, kind: str) -> np.ndarray:
+    """Return an array equal to ``a`` (same shape, dtype and values) laid out as ``kind``:
+
+    * "C": a fresh C-contiguous copy;
+    * "F": a transposed view of a C-contiguous transpose, i.e. Fortran order;
+    * "strided": every other element of a buffer twice as large along every axis, whose skipped
+      elements are NaN, so reading one of them shows up in the result;
+    * "reversed": a view with negative strides on every axis.
+    """
+    a = np.asarray(a)
+    if kind == "C":
+        out = np.ascontiguousarray(a).copy()
+    elif kind == "F":
+        out = np.ascontiguousarray(a.T).T
+    elif kind == "strided":
+        buf = np.full(tuple(2 * s for s in a.shape), np.nan, dtype=a.dtype)
+        out = buf[(slice(None, None, 2),) * a.ndim]
+        out[...] = a
+    elif kind == "reversed":
+        flip = (slice(None, None, -1),) * a.ndim
+        out = np.ascontiguousarray(a[flip])[flip]
+    else:
+        raise ValueError(kind)
+    assert out.shape == a.shape and out.dtype == a.dtype and np.array_equal(out, a, equal_nan=True)
+    return out
+
+
+def with_steps(a: np.ndarray, steps, fortran: bool = False) -> np.ndarray:
+    """An array equal to ``a`` viewed with the given step (e.g. 1, 2, -1, -3) along each axis,
+    optionally Fortran-ordered underneath. Skipped buffer elements are NaN."""
+    a = np.asarray(a)
+    buf = np.full(
+        tuple(max(s, 1) * abs(st) for s, st in zip(a.shape, steps)),
+        np.nan,
+        dtype=a.dtype,
+        order="F" if fortran else "C",
+    )
+    out = buf[tuple(slice(None, None, st) for st in steps)][tuple(slice(0, s) for s in a.shape)]
+    out[...] = a
+    assert out.shape == a.shape and np.array_equal(out, a)
+    return out
+
+
+def shape_id(n, k: int, m: int) -> str:
+    """Readable id for a (rows-or-leading-shape, in_features, out_features) case."""
+    lead = "x".join(map(str, n)) if isinstance(n, tuple) else str(n)
+    return f"n{lead}-in{k}-out{m}"

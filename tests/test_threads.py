@@ -1,0 +1,112 @@
+"""Threads: the stateless API is safe to call from a thread pool (same results as serial calls),
+and set_num_threads changes the thread count without changing correctness."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+
+import numba
+import numpy as np
+import pytest
+
+import fastlinear as fl
+import reference as ref
+from helpers import BACKENDS, DTYPE_IDS, DTYPES, assert_close, randn
+
+DETERMINISTIC = ("loops", "naive", "auto")  # documented: results do not depend on the thread count
+
+
+def _job(backend, dtype, seed):
+    """One forward + backward on data made from ``seed``; returns the inputs and all outputs."""
+    rng = np.random.default_rng(seed)
+    n, k, m = 5 + seed % 70, 1 + seed % 37, 1 + seed % 29
+    x, w, b, dy = randn(rng, (n, k), dtype), randn(rng, (m, k), dtype), randn(rng, m, dtype), randn(rng, (n, m), dtype)
+    y = fl.linear(x, w, b, backend=backend)
+    dx, dw, db = fl.linear_backward(dy, x, w, reduction="mean" if seed % 2 else "sum", backend=backend)
+    return (x, w, b, dy), (y, dx, dw, db)
+
+
+JOBS = [(backend, dtype, seed) for seed in range(24) for backend in BACKENDS for dtype in DTYPES]
+
+
+def _check_against_reference(job, inputs, outputs):
+    backend, dtype, seed = job
+    x, w, b, dy = inputs
+    y, dx, dw, db = outputs
+    reduction = "mean" if seed % 2 else "sum"
+    n = x.shape[0]
+    assert_close(y, ref.forward(x, w, b), ref.magnitude_forward(x, w, b), x.shape[1], dtype, f"{job} y")
+    assert_close(dx, ref.grad_input(dy, w), ref.magnitude_grad_input(dy, w), w.shape[0], dtype, f"{job} dx")
+    assert_close(dw, ref.grad_weight(dy, x, reduction), ref.magnitude_grad_weight(dy, x, reduction), n, dtype,
+                 f"{job} dw")
+    assert_close(db, ref.grad_bias(dy, reduction), ref.magnitude_grad_bias(dy, reduction), n, dtype, f"{job} db")
+
+
+def test_thread_pool_matches_serial():
+    serial = [_job(*job) for job in JOBS]
+    for job, (inputs, outputs) in zip(JOBS, serial):
+        _check_against_reference(job, inputs, outputs)
+    with cf.ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(3):  # several rounds: 3 x 192 concurrent calls of each kernel
+            futures = [pool.submit(_job, *job) for job in JOBS]
+            for job, fut, (_, expected) in zip(JOBS, futures, serial):
+                _, got = fut.result(timeout=120)
+                for name, g, e in zip(("y", "dx", "dw", "db"), got, expected):
+                    assert np.array_equal(g, e), f"{job} {name} differs from the serial call"
+
+
+def test_thread_pool_layers():
+    """Independent layers trained from separate threads end up with the serial weights."""
+    def train(backend, seed):
+        rng = np.random.default_rng(seed)
+        layer = fl.Linear(17, 5, dtype=np.float64, backend=backend, seed=seed)
+        for _ in range(5):
+            layer.zero_grad()
+            x = rng.standard_normal((8, 17))
+            layer(x)
+            layer.backward(rng.standard_normal((8, 5)))
+            layer.step(0.01)
+        return layer.weight.copy(), layer.bias.copy()
+
+    jobs = [(backend, seed) for backend in BACKENDS for seed in range(6)]
+    serial = [train(*j) for j in jobs]
+    with cf.ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda j: train(*j), jobs))
+    for j, (w, b), (we, be) in zip(jobs, results, serial):
+        assert np.array_equal(w, we) and np.array_equal(b, be), j
+    # and training moved the weights (so equal results are not just equal initial weights)
+    assert not np.array_equal(serial[0][0], fl.Linear(17, 5, dtype=np.float64, seed=0).weight)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_set_num_threads(backend, dtype, restore_threads):
+    rng = np.random.default_rng(7)
+    x, w, b, dy = (randn(rng, (131, 70), dtype), randn(rng, (83, 70), dtype), randn(rng, 83, dtype),
+                   randn(rng, (131, 83), dtype))
+    results = {}
+    for n in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+        fl.set_num_threads(n)
+        assert fl.get_num_threads() == n
+        y = fl.linear(x, w, b, backend=backend)
+        dx, dw, db = fl.linear_backward(dy, x, w, backend=backend)
+        _check_against_reference((backend, dtype, 0), (x, w, b, dy), (y, dx, dw, db))
+        results[n] = (y, dx, dw, db)
+    if backend in DETERMINISTIC and len(results) == 2:
+        for a, b_ in zip(results[1], results[2]):
+            assert np.array_equal(a, b_), "result depends on the thread count"
+
+
+def test_set_num_threads_also_limits_blas(restore_threads):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+
+    if not blas_threads():
+        pytest.skip("numpy links no BLAS that threadpoolctl can see")
+    fl.set_num_threads(1)
+    assert blas_threads() == {1}
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        fl.set_num_threads(2)
+        assert blas_threads() == {2} and fl.get_num_threads() == 2
