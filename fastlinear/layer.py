@@ -20,7 +20,8 @@ class Linear:
         in_features: size of each input row.
         out_features: size of each output row.
         bias: if False, the layer has no bias (``bias`` and ``grad_bias`` are None).
-        dtype: float32 (default) or float64; inputs must have this dtype (no silent casts).
+        dtype: float32 (default; None also means float32) or float64; inputs must have this
+            dtype (no silent casts).
         backend: kernel set by name, see `fastlinear.available_backends()`. Can be changed later
             by assigning ``layer.backend``.
         init: weight initialisation scheme: "he_normal" (default), "he_uniform", "lecun_normal",
@@ -69,7 +70,7 @@ class Linear:
         self.out_features = check.features("out_features", out_features)
         if not isinstance(bias, (bool, np.bool_)):
             raise TypeError(f"bias must be True or False, got {bias!r}")
-        self.dtype = check.resolve_dtype(dtype)
+        self.dtype = check.resolve_dtype(np.float32 if dtype is None else dtype)
         get_backend(backend)
         self._backend = backend
         self.init = check_init(init)
@@ -117,8 +118,8 @@ class Linear:
         Args:
             x: array of shape (..., in_features) and the layer's dtype.
             cache: keep x for `backward`. Defaults to ``self.training``; pass False (or call
-                `eval`) for inference, so no reference to x is held. A new cached forward
-                replaces the previous cache.
+                `eval`) for inference, so no reference to x is held. Every forward replaces the
+                previous cache; an uncached one leaves none, so `backward` then raises.
         """
         be = get_backend(self._backend)
         self._check_parameters()
@@ -127,8 +128,9 @@ class Linear:
         check.input_matches_weight("x", x, self.weight)
         y = np.empty(x.shape[:-1] + (self.out_features,), dtype=self.dtype)
         _forward_into(be, y, x, self.weight, self.bias)
-        if self.training if cache is None else cache:
-            self._x = x
+        # Without caching, drop any older cache too, so a later backward cannot pair this
+        # forward's dy with an earlier input.
+        self._x = x if (self.training if cache is None else cache) else None
         return y
 
     __call__ = forward

@@ -498,3 +498,19 @@ def test_layer_matches_stateless_api(rng):
     np.testing.assert_allclose(layer.grad_weight, dw2, rtol=1e-13)
     np.testing.assert_allclose(layer.grad_bias, db2, rtol=1e-13)
     _grads_ok(layer, [(x, dy)], np.float64)
+
+
+def test_uncached_forward_drops_an_older_cache(rng):
+    # forward(x2, cache=False) must not leave x1 behind for a backward that belongs to x2.
+    layer = fl.Linear(4, 3, seed=0)
+    x1, x2 = randn(rng, (5, 4), np.float32), randn(rng, (5, 4), np.float32)
+    layer(x1)
+    y2 = layer.forward(x2, cache=False)
+    assert layer._x is None
+    with pytest.raises(RuntimeError, match="forward"):
+        layer.backward(np.ones_like(y2))
+    assert not layer.grad_weight.any()
+
+
+def test_dtype_none_means_the_default_float32():
+    assert fl.Linear(3, 2, dtype=None).weight.dtype == np.float32
