@@ -1,0 +1,1 @@
+"""asv benchmarks for fastlinear; see ../README.md."""

@@ -1,0 +1,239 @@
+"""What the fastlinear benchmarks share: the timing profile, the shape classes, seeded inputs, the
+thread setting, and the check that a kernel is right before it is timed.
+
+Compare a branch with main (from asv_benchmarks/; both must be committed):
+
+    FASTLINEAR_BENCH_PROFILE=regular asv continuous main my-branch
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import timeit
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import threadpoolctl
+
+import fastlinear as fl
+
+PROFILE_VAR = "FASTLINEAR_BENCH_PROFILE"
+
+# "fast" (the default) takes one sample of each benchmark: enough to see that everything runs.
+# "regular" takes many samples in two processes per benchmark, for `asv continuous`/`asv compare`.
+# number stays 1: when a benchmark has a setup(), asv re-runs it before every timed call, so a
+# larger number would not batch calls. raw_repeat is for the timeraw_ benchmarks (one fresh
+# interpreter per sample); rate_time is how long track_gflops keeps calling a kernel.
+PROFILES = {
+    "fast": dict(
+        warmup_time=0.0, repeat=1, number=1, min_run_count=1, rounds=1,
+        raw_repeat=1, rate_time=0.01,
+    ),
+    "regular": dict(
+        warmup_time=0.2, repeat=(10, 100, 2.0), number=1, min_run_count=10, rounds=2,
+        raw_repeat=(3, 5, 60.0), rate_time=0.25,
+    ),
+}
+
+
+def _read_profile() -> dict:
+    name = os.environ.get(PROFILE_VAR, "fast")
+    try:
+        return PROFILES[name]
+    except KeyError:
+        valid = ", ".join(repr(p) for p in PROFILES)
+        raise ValueError(f"{PROFILE_VAR}={name!r}; valid profiles are {valid}") from None
+
+
+PROFILE = _read_profile()
+
+
+class Benchmark:
+    """Base of every benchmark class: the profile's timing settings and a wall-clock timer (the
+    kernels run on several threads, and CPU time would add the threads up)."""
+
+    timer = timeit.default_timer
+    timeout = 300
+    warmup_time = PROFILE["warmup_time"]
+    repeat = PROFILE["repeat"]
+    number = PROFILE["number"]
+    min_run_count = PROFILE["min_run_count"]
+    rounds = PROFILE["rounds"]
+
+    def setup_cache(self):
+        # asv runs this once per commit and environment, in its own process, before any
+        # benchmark: every benchmark process then loads compiled kernels from Numba's on-disk
+        # cache, so none of them compiles (which would add to its time and its peak memory),
+        # whatever the order the benchmarks run in.
+        compile_all_kernels()
+
+
+#: Shape classes: name -> (batch, in_features, out_features).
+SHAPES = {
+    "tiny": (1, 16, 16),  # one sample through a tiny layer: call overhead is most of the time
+    "small": (32, 128, 128),  # a minibatch through a small layer
+    "medium": (256, 512, 512),  # weight is 1 MiB in float32, 2 MiB in float64
+}
+DTYPES = ["float32", "float64"]
+THREADS = [1, 2]
+BACKENDS = list(fl.available_backends())
+KERNELS = ["forward", "grad_weight", "grad_bias", "grad_input"]
+
+
+class Case(NamedTuple):
+    """Inputs and preallocated C-contiguous outputs for one shape class and dtype."""
+
+    x: np.ndarray  # (batch, in_features)
+    w: np.ndarray  # (out_features, in_features)
+    b: np.ndarray  # (out_features,)
+    dy: np.ndarray  # (batch, out_features)
+    y: np.ndarray  # (batch, out_features)
+    dw: np.ndarray  # (out_features, in_features)
+    db: np.ndarray  # (out_features,)
+    dx: np.ndarray  # (batch, in_features)
+    scale: np.generic  # 1, as for reduction="sum" (linear_backward's default)
+
+
+def make_case(shape: str, dtype: str, seed: int = 0) -> Case:
+    """Standard-normal inputs from a seeded generator, and empty outputs."""
+    n, k, m = SHAPES[shape]
+    dt = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    return Case(
+        x=rng.standard_normal((n, k), dtype=dt),
+        w=rng.standard_normal((m, k), dtype=dt),
+        b=rng.standard_normal(m, dtype=dt),
+        dy=rng.standard_normal((n, m), dtype=dt),
+        y=np.empty((n, m), dt),
+        dw=np.empty((m, k), dt),
+        db=np.empty(m, dt),
+        dx=np.empty((n, k), dt),
+        scale=dt.type(1),
+    )
+
+
+def kernel_args(kernel: str, c: Case) -> tuple:
+    """The arguments of a raw backend kernel, outputs first; gradients overwrite (no accumulate)."""
+    return {
+        "forward": (c.y, c.x, c.w, c.b),
+        "grad_weight": (c.dw, c.dy, c.x, c.scale, False),
+        "grad_bias": (c.db, c.dy, c.scale, False),
+        "grad_input": (c.dx, c.dy, c.w),
+    }[kernel]
+
+
+def kernel_flops(kernel: str, shape: str) -> int:
+    """Floating-point operations in one call, counting a multiply-add as two."""
+    n, k, m = SHAPES[shape]
+    return {
+        "forward": 2 * n * k * m + n * m,  # the product, then the bias
+        "grad_weight": 2 * n * m * k,
+        "grad_bias": n * m,
+        "grad_input": 2 * n * m * k,
+    }[kernel]
+
+
+def compile_all_kernels() -> None:
+    """Call every kernel of every backend once in each dtype (compiling it, or loading it from
+    Numba's cache), with the argument types every benchmark uses."""
+    for dtype in DTYPES:
+        case = make_case("tiny", dtype)
+        for backend in BACKENDS:
+            for kernel in KERNELS:
+                getattr(fl.get_backend(backend), kernel)(*kernel_args(kernel, case))
+
+
+_threads: int | None = None  # the count last set in this process
+
+
+def use_threads(n: int) -> None:
+    """Run Numba kernels and BLAS on ``n`` threads; skip the benchmark if Numba's pool is smaller.
+
+    asv re-runs setup() before every timed call; the count is set only when it changes, so that
+    re-running setup stays cheap and leaves the caches as the previous call left them."""
+    global _threads
+    if n > numba.config.NUMBA_NUM_THREADS:
+        raise NotImplementedError(
+            f"{n} threads requested, but Numba's pool has {numba.config.NUMBA_NUM_THREADS}"
+        )
+    if n != _threads:
+        fl.set_num_threads(n)
+        _threads = n
+
+
+# Relative to the largest output element. For float32 sums of up to 512 products of standard
+# normals this is hundreds of times the usual rounding error, yet far below one missing or doubled
+# product, so a wrong kernel fails while a reordered sum passes.
+_TOLERANCE = {np.dtype("float32"): 1e-4, np.dtype("float64"): 1e-10}
+
+
+def _as_float64(a):
+    if isinstance(a, np.ndarray):
+        return a.astype(np.float64)
+    if isinstance(a, np.generic):
+        return np.float64(a)
+    return a  # the accumulate flag
+
+
+def check_kernel(backend: str, kernel: str, args: tuple) -> None:
+    """Run ``kernel`` of ``backend`` once and compare it with the blas backend in float64.
+
+    The output is filled with NaN first, so an element the kernel never writes fails as well.
+    Raises AssertionError when they disagree, so a wrong kernel fails its benchmark instead of
+    looking fast. The call is also the warm-up, outside any timed region: it compiles the kernel
+    or loads it from Numba's cache, and starts the thread pool."""
+    out = args[0]
+    ref_args = (np.empty(out.shape, np.float64),) + tuple(_as_float64(a) for a in args[1:])
+    # The reference runs first and on one BLAS thread: OpenBLAS workers keep spinning for a while
+    # after a call and slow the next Numba call on the same cores (on the 2-core dev machine, a
+    # 17 us two-thread forward took 0.2-3 ms right after a two-thread float64 matmul).
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        getattr(fl.get_backend("blas"), kernel)(*ref_args)
+    ref = ref_args[0]
+    out.fill(np.nan)
+    getattr(fl.get_backend(backend), kernel)(*args)
+    tol = _TOLERANCE[out.dtype]
+    np.testing.assert_allclose(
+        out, ref, rtol=tol, atol=tol * float(np.abs(ref).max()),
+        err_msg=f"backend {backend!r}, kernel {kernel!r}: output differs from the blas reference",
+    )
+
+
+# asv runs setup() before every timed call; the inputs and the check are done once per process.
+_cases: dict[tuple[str, str], Case] = {}
+_checked: set[tuple] = set()
+
+
+def cached_case(shape: str, dtype: str) -> Case:
+    """`make_case(shape, dtype)`, built once per process."""
+    key = (shape, dtype)
+    if key not in _cases:
+        _cases[key] = make_case(shape, dtype)
+    return _cases[key]
+
+
+def checked_kernel(backend: str, kernel: str, dtype: str, shape: str, threads: int):
+    """Return ``(fn, args)`` for a raw kernel call, checked and warmed up on ``threads`` threads
+    (set them first with `use_threads`)."""
+    args = kernel_args(kernel, cached_case(shape, dtype))
+    key = (backend, kernel, dtype, shape, threads)
+    if key not in _checked:
+        check_kernel(backend, kernel, args)
+        _checked.add(key)
+    return getattr(fl.get_backend(backend), kernel), args
+
+
+def best_time(fn, args: tuple, budget: float) -> float:
+    """The shortest of repeated calls ``fn(*args)``, calling at least once and until ``budget``
+    seconds have passed. The shortest call is the one least disturbed by the rest of the machine."""
+    best = float("inf")
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        fn(*args)
+        t1 = time.perf_counter()
+        best = min(best, t1 - t0)
+        if t1 - start >= budget:
+            return best
