@@ -1,6 +1,9 @@
 """Compile options for every Numba kernel in fastlinear, in one place.
 
 The options are read once, when a kernel module is imported; nothing here is changed at run time.
+Numba's on-disk cache is keyed on a kernel's own source file, not on these options: after editing
+this file, delete the cached ``*.nbi``/``*.nbc`` files (``find fastlinear -name '*.nb[ic]' -delete``)
+or the old machine code keeps being loaded.
 
 ``FASTMATH`` lets LLVM reassociate and contract (fuse multiply-adds), which is what allows a float
 reduction to vectorize. It deliberately leaves out ``nnan`` and ``ninf`` (which ``fastmath=True``

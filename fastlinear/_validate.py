@@ -22,6 +22,11 @@ def shape_str(shape: tuple[int, ...]) -> str:
 
 def require_array(name: str, a: object) -> np.ndarray:
     """Return ``a`` if it is a numpy array; raise TypeError otherwise (no silent conversion)."""
+    if isinstance(a, (np.ma.MaskedArray, np.matrix)):
+        raise TypeError(
+            f"{name} is a {type(a).__name__}; pass a plain numpy.ndarray (a mask or matrix "
+            f"semantics would be silently ignored)"
+        )
     if not isinstance(a, np.ndarray):
         raise TypeError(
             f"{name} must be a numpy.ndarray, got {type(a).__name__}; "
@@ -53,7 +58,11 @@ def resolve_dtype(dtype: object) -> np.dtype:
 
 def same_dtype(name: str, a: np.ndarray, ref_name: str, ref: np.ndarray) -> None:
     """Raise TypeError naming both dtypes unless ``a`` and ``ref`` have the same float dtype."""
-    float_dtype(name, a)
+    if a.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"{name} has unsupported dtype {a.dtype} ({ref_name} has dtype {ref.dtype}); "
+            f"fastlinear computes in float32 or float64 and never casts silently"
+        )
     if a.dtype != ref.dtype:
         raise TypeError(
             f"{name} has dtype {a.dtype} but {ref_name} has dtype {ref.dtype}; cast one explicitly "
@@ -72,18 +81,23 @@ def features(name: str, value: object) -> int:
 
 def reduction(value: object) -> str:
     """Check a gradient reduction name."""
-    if value not in REDUCTIONS:
+    if not isinstance(value, str) or value not in REDUCTIONS:
         raise ValueError(f"unknown reduction {value!r}; valid reductions are 'sum', 'mean'")
     return value  # type: ignore[return-value]
 
 
-def learning_rate(lr: object) -> float:
-    """Check a learning rate: any finite real number (zero and negative are the user's choice)."""
+def learning_rate(lr: object, dtype: np.dtype) -> np.generic:
+    """Check a learning rate and return it as a ``dtype`` scalar: any real number that is finite
+    in that dtype (zero and negative are the user's choice)."""
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
         raise TypeError(f"lr must be a real number, got {type(lr).__name__} {lr!r}")
     if not math.isfinite(lr):
         raise ValueError(f"lr must be finite, got {lr}")
-    return float(lr)
+    with np.errstate(over="ignore"):
+        value = dtype.type(lr)
+    if not np.isfinite(value):
+        raise ValueError(f"lr {lr} overflows {dtype}")
+    return value
 
 
 def input_matches_weight(x_name: str, x: np.ndarray, w: np.ndarray) -> None:

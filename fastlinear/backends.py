@@ -29,6 +29,11 @@ class Backend:
             ``dw (+)= scale * dy.T @ x``.
         grad_bias: ``grad_bias(db, dy, scale, accumulate)`` computes ``db (+)= scale * dy.sum(0)``.
         grad_input: ``grad_input(dx, dy, w)`` computes ``dx = dy @ w``.
+
+    The kernels do no checking: every array must be C-contiguous with one float dtype, shapes
+    must agree, and ``scale`` must be a numpy scalar of that dtype (a Python float would make a
+    float32 kernel compute in float64). The public functions in `fastlinear.functional` do
+    all of this.
     """
 
     name: str

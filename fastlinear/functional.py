@@ -27,7 +27,7 @@ def reduction_scale(reduction: str, rows: int, dtype: np.dtype) -> np.generic:
     """The factor applied to dw and db: 1 for "sum", 1/rows for "mean" (1 for an empty batch).
 
     Returned as a scalar of the data's dtype so float32 kernels stay in float32."""
-    if reduction == "mean" and rows > 0:
+    if check.reduction(reduction) == "mean" and rows > 0:
         return dtype.type(1.0 / rows)
     return dtype.type(1)
 

@@ -52,7 +52,7 @@ WEIGHT_INITS: dict[str, _WeightInit] = {
 
 def check_init(name: object) -> str:
     """Raise ValueError listing the valid names unless ``name`` is a known scheme."""
-    if name not in WEIGHT_INITS:
+    if not isinstance(name, str) or name not in WEIGHT_INITS:
         valid = ", ".join(repr(n) for n in WEIGHT_INITS)
         raise ValueError(f"unknown init {name!r}; valid inits are {valid}")
     return name  # type: ignore[return-value]

@@ -74,7 +74,7 @@ class Linear:
         get_backend(backend)
         self._backend = backend
         self.init = check_init(init)
-        self.reduction = check.reduction(reduction)
+        self._reduction = check.reduction(reduction)
         self.training = True
         shape = (self.out_features, self.in_features)
         self.weight = np.empty(shape, dtype=self.dtype)
@@ -94,6 +94,15 @@ class Linear:
     def backend(self, name: str) -> None:
         get_backend(name)
         self._backend = name
+
+    @property
+    def reduction(self) -> str:
+        """How backward reduces parameter gradients over the batch: "sum" or "mean"."""
+        return self._reduction
+
+    @reduction.setter
+    def reduction(self, value: str) -> None:
+        self._reduction = check.reduction(value)
 
     def reset_parameters(self, init: str | None = None, seed=None) -> None:
         """Draw new weights (and bias) in place.
@@ -130,7 +139,9 @@ class Linear:
         _forward_into(be, y, x, self.weight, self.bias)
         # Without caching, drop any older cache too, so a later backward cannot pair this
         # forward's dy with an earlier input.
-        self._x = x if (self.training if cache is None else cache) else None
+        # A view of its own: reshaping the caller's array in place (x.shape = ...) cannot change
+        # what backward reads, which the kernels index without bounds checks.
+        self._x = x.view() if (self.training if cache is None else cache) else None
         return y
 
     __call__ = forward
@@ -161,7 +172,7 @@ class Linear:
         check_grad_output(dy, x.shape[:-1], self.out_features)
         dx = np.empty(x.shape, dtype=self.dtype) if need_input_grad else None
         _backward_into(be, dy, x, self.weight, dx, self.grad_weight, self.grad_bias,
-                       self.reduction, accumulate=True)
+                       self._reduction, accumulate=True)
         return dx
 
     def _check_parameters(self) -> None:
@@ -195,8 +206,13 @@ class Linear:
     def step(self, lr: float) -> None:
         """Plain SGD: ``weight -= lr * grad_weight`` and ``bias -= lr * grad_bias``, in place.
 
-        Any finite lr is accepted (zero and negative too); NaN or Inf raise ValueError."""
-        lr = self.dtype.type(check.learning_rate(lr))
+        Any lr that is finite in the layer's dtype is accepted (zero and negative too); NaN,
+        Inf, or a value that overflows the dtype raise ValueError."""
+        lr = check.learning_rate(lr, self.dtype)
+        self._check_parameters()
+        for name, param, _ in self._named_parameters():
+            if not param.flags.writeable:
+                raise ValueError(f"layer.{name} is read-only; step() updates it in place")
         self.weight -= lr * self.grad_weight
         if self.bias is not None:
             self.bias -= lr * self.grad_bias
@@ -212,12 +228,15 @@ class Linear:
         """Set evaluation mode (forward keeps nothing) and return the layer."""
         return self.train(False)
 
+    def _named_parameters(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        named = [("weight", self.weight, self.grad_weight)]
+        if self.bias is not None:
+            named.append(("bias", self.bias, self.grad_bias))
+        return named
+
     def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(parameter, gradient) pairs: the weight, then the bias if there is one."""
-        pairs = [(self.weight, self.grad_weight)]
-        if self.bias is not None:
-            pairs.append((self.bias, self.grad_bias))
-        return pairs
+        return [(param, grad) for _, param, grad in self._named_parameters()]
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the parameters: {"weight": ..., "bias": ...} ("bias" only if present)."""

@@ -109,3 +109,15 @@ def shape_id(n, k: int, m: int) -> str:
     """Readable id for a (rows-or-leading-shape, in_features, out_features) case."""
     lead = "x".join(map(str, n)) if isinstance(n, tuple) else str(n)
     return f"n{lead}-in{k}-out{m}"
+
+
+def is_cached(layer, x) -> bool:
+    """Whether ``layer`` holds ``x`` for backward: the layer keeps its own view of x (same memory,
+    shape, strides and dtype), so that reshaping x in place cannot change what backward reads."""
+    c = layer._x
+    return (
+        c is not None
+        and c is not x
+        and c.__array_interface__["data"] == x.__array_interface__["data"]
+        and (c.shape, c.strides, c.dtype) == (x.shape, x.strides, x.dtype)
+    )

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastlinear as fl
+from helpers import is_cached
 
 
 # --- a layer with a history, and a check that an error left it as it was ------------------------
@@ -19,7 +20,7 @@ def layer():
     x = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
     lay(x)
     lay.backward(np.ones((4, 2), np.float32))
-    assert lay.grad_weight.any() and lay._x is x
+    assert lay.grad_weight.any() and is_cached(lay, x)
     return lay
 
 
@@ -408,3 +409,70 @@ def test_replaced_weight_with_other_layout_is_used(rng):
     lay.weight = w
     x = rng.standard_normal((4, 3))
     np.testing.assert_allclose(lay(x), x @ w.T + lay.bias, rtol=1e-14)
+
+
+# --- found in review: ways around the checks ----------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["loops", "naive", "blas"])
+def test_reshaping_the_cached_input_in_place_cannot_reach_the_kernels(backend):
+    # The kernels index without bounds checks; the layer must not read x through its new shape.
+    lay = fl.Linear(3, 2, seed=0, backend=backend)
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    lay(x)
+    x.shape = (2, 6)
+    with pytest.raises(ValueError, match=r"dy has shape \(2, 2\).*\(4, 2\)"):
+        lay.backward(np.ones((2, 2), np.float32))
+    assert not lay.grad_weight.any()
+    lay.backward(np.ones((4, 2), np.float32))  # the cached (4, 3) view is still intact
+    np.testing.assert_array_equal(lay.grad_weight, np.ones((2, 4)) @ np.arange(12).reshape(4, 3))
+
+
+def test_reduction_attribute_is_validated(layer):
+    expect_error(layer, ValueError, "unknown reduction 'Mean'", setattr, layer, "reduction", "Mean")
+    layer.reduction = "mean"
+    assert layer.reduction == "mean"
+
+
+def test_raw_reduction_scale_rejects_unknown_names():
+    from fastlinear.functional import reduction_scale
+
+    with pytest.raises(ValueError, match="unknown reduction"):
+        reduction_scale("avg", 4, np.dtype(np.float32))
+
+
+def test_step_lr_overflowing_float32(layer):
+    expect_error(layer, ValueError, "overflows float32", layer.step, 1e39)
+
+
+def test_step_refuses_replaced_gradient(layer):
+    layer.grad_weight = np.ones(3, np.float32)  # would broadcast into the weight
+    w = layer.weight.copy()
+    with pytest.raises(RuntimeError, match="grad_weight"):
+        layer.step(0.1)
+    np.testing.assert_array_equal(layer.weight, w)
+
+
+def test_step_on_read_only_bias_changes_nothing(layer):
+    layer.bias.flags.writeable = False
+    expect_error(layer, ValueError, "bias is read-only", layer.step, 0.1)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.complex64])
+def test_unsupported_dtype_message_names_both_dtypes(dtype):
+    x = np.ones((4, 3), dtype)
+    with pytest.raises(TypeError, match=rf"{np.dtype(dtype)}.*float32"):
+        fl.linear(x, np.ones((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("init", [["torch"], {"a": 1}, None])
+def test_unhashable_or_non_string_init(init):
+    with pytest.raises(ValueError, match="valid inits are"):
+        fl.Linear(3, 2, init=init)
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+@pytest.mark.parametrize("make", [lambda a: np.ma.masked_array(a, mask=a > 0), np.asmatrix],
+                         ids=["masked", "matrix"])
+def test_array_subclasses_with_other_semantics_rejected(layer, make):
+    expect_error(layer, TypeError, "plain numpy.ndarray", layer.forward,
+                 make(np.ones((4, 3), np.float32)))
