@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
                       help=f"comma-separated, from {', '.join(available_backends())}")
     demo.add_argument("--threads", type=int, default=None,
                       help="threads for Numba and BLAS alike (default: all of Numba's)")
-    demo.add_argument("--repeats", type=int, default=7, help="timing samples per backend")
+    demo.add_argument("--repeats", type=int, default=5, help="timing samples per backend")
     return parser
 
 

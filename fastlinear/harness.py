@@ -17,8 +17,11 @@ from typing import Callable
 import numpy as np
 
 from .backends import Backend, get_backend
+from .threads import get_num_threads
 
 OPS = ("forward", "grad_weight", "grad_bias", "grad_input")
+_SETTLE_CALLS = 3
+_SETTLE_S = 0.2
 
 
 @dataclass
@@ -102,10 +105,11 @@ def run(
     dtypes: list[str],
     backends: list[str],
     ops: tuple[str, ...] = OPS,
-    repeats: int = 7,
+    repeats: int = 5,
     min_sample_s: float = 0.002,
 ) -> list[Result]:
     """Validate then time every (shape, dtype, op, backend); see the module docstring."""
+    settle_s = _SETTLE_S if get_num_threads() > 1 else 0.0
     results = []
     for dtype in dtypes:
         for n, k, m in shapes:
@@ -127,6 +131,13 @@ def run(
                 samples: dict[str, list[float]] = {row.backend: [] for row, _, _ in calls}
                 for _ in range(repeats):
                     for row, fn, number in calls:
+                        # After another backend ran, its idle threads keep spinning for a while
+                        # (OpenBLAS's for ~0.1 s) and steal cores from this one: on 2 cores a
+                        # 0.5 ms Numba kernel took 8 ms in that window. Wait it out, then make a
+                        # few untimed calls to wake this backend's own threads.
+                        time.sleep(settle_s)
+                        for _ in range(_SETTLE_CALLS):
+                            fn()
                         t0 = time.perf_counter()
                         for _ in range(number):
                             fn()
@@ -139,8 +150,13 @@ def run(
 
 
 def _calls_per_sample(fn: Callable[[], None], min_sample_s: float) -> int:
-    """How many calls make one timing sample last at least ``min_sample_s``."""
-    t0 = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - t0, 1e-7)
-    return max(1, int(min_sample_s / once) + 1)
+    """How many calls make one timing sample last at least ``min_sample_s`` (calibrated on the
+    fastest of a few calls, after the settling calls)."""
+    for _ in range(_SETTLE_CALLS):
+        fn()
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return max(1, int(min_sample_s / max(min(times), 1e-7)) + 1)
