@@ -61,12 +61,22 @@ def _header(threads: int) -> str:
     env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
     lines = [
         f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
-        f"{os.cpu_count()} CPUs, threads {threads} (numba layer: {numba.config.THREADING_LAYER})",
+        f"{os.cpu_count()} CPUs, {threads} threads for Numba and BLAS",
         f"BLAS: {'; '.join(blas) or 'none found'}",
     ]
     if env:
         lines.append(f"note: {env} is set; it can slow numpy's BLAS")
     return "\n".join(lines)
+
+
+def _threading_layer() -> str:
+    """The layer Numba's parallel kernels ran on (known only once one has run)."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return "none used yet"
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -102,6 +112,7 @@ def demo(args: argparse.Namespace) -> int:
               f"{r.gflops:8.1f} {ratio:>8} {first:>11}")
     print("\nmedian of interleaved samples; 'vs blas' > 1 means faster than numpy/BLAS; "
           "'first call' includes JIT compile or cache load")
+    print(f"Numba threading layer: {_threading_layer()}")
     return 1 if failed else 0
 
 
