@@ -104,7 +104,9 @@ class Linear:
     def reduction(self, value: str) -> None:
         self._reduction = check.reduction(value)
 
-    def reset_parameters(self, init: str | None = None, seed=None) -> None:
+    def reset_parameters(
+        self, init: str | None = None, seed: int | np.random.Generator | None = None
+    ) -> None:
         """Draw new weights (and bias) in place.
 
         Args:
@@ -115,11 +117,11 @@ class Linear:
         init = self.init if init is None else check_init(init)
         rng = self._rng if seed is None else np.random.default_rng(seed)
         w, b = initial_parameters(init, rng, self.out_features, self.in_features, self.bias is not None)
-        self._rng = rng
-        self.init = init
         self.weight[...] = w
         if self.bias is not None:
             self.bias[...] = b
+        self._rng = rng
+        self.init = init
 
     def forward(self, x: np.ndarray, *, cache: bool | None = None) -> np.ndarray:
         """Return ``x @ weight.T + bias``.

@@ -1,0 +1,33 @@
+"""The Python examples in README.md run as written and do what their comments say."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_python_examples_run():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) >= 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)
+    layer, x, fl = namespace["layer"], namespace["x"], namespace["fl"]
+    assert namespace["y"].shape == (64, 128) and namespace["dx"].shape == x.shape
+    np.testing.assert_allclose(namespace["y"], x @ layer.weight.T + layer.bias, rtol=1e-4, atol=1e-4)
+    assert fl.available_backends() == ("loops", "naive", "blas", "auto")
+
+
+def test_readme_error_message_example_is_current():
+    import fastlinear as fl
+
+    text = " ".join(README.read_text().split())
+    try:
+        fl.Linear(5, 2)(np.ones((4, 3), np.float32))
+    except ValueError as exc:
+        message = str(exc)
+    assert f"`{message}`" in text
