@@ -15,11 +15,6 @@ SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 REDUCTIONS = ("sum", "mean")
 
 
-def shape_str(shape: tuple[int, ...]) -> str:
-    """Format a shape as torch does in its matmul error: (4, 3) -> '4x3'."""
-    return "x".join(str(s) for s in shape) if shape else "scalar"
-
-
 def require_array(name: str, a: object) -> np.ndarray:
     """Return ``a`` if it is a numpy array; raise TypeError otherwise (no silent conversion)."""
     if isinstance(a, (np.ma.MaskedArray, np.matrix)):

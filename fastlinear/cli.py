@@ -87,10 +87,8 @@ def demo(args: argparse.Namespace) -> int:
     backends = [b for b in args.backends.split(",") if b]
     for name in backends:
         get_backend(name)
-    if args.threads is not None:
-        set_num_threads(args.threads)
-    else:
-        set_num_threads(get_num_threads())
+    # Without --threads, keep Numba's count but still pin BLAS to the same number.
+    set_num_threads(get_num_threads() if args.threads is None else args.threads)
     print(_header(get_num_threads()))
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
     results = harness.run(args.shapes, dtypes, backends, repeats=args.repeats)
