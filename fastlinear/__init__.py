@@ -6,6 +6,7 @@
     ('loops', 'naive', 'blas', 'auto')
 """
 
+from . import _cpu  # noqa: F401  (must run before any kernel compiles)
 from .backends import Backend, available_backends, get_backend
 from .functional import Cache, backward, forward, linear, linear_backward
 from .layer import Linear
