@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--threads", type=int, default=None,
                       help="threads for Numba and BLAS alike (default: all of Numba's)")
     demo.add_argument("--repeats", type=int, default=5, help="timing samples per backend")
+    from .train import add_parser as add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 
@@ -117,6 +120,8 @@ def demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fastlinear`` console script."""
     args = _parser().parse_args(argv)
+    if hasattr(args, "handler"):
+        return args.handler(args)
     try:
         return demo(args)
     except (ValueError, TypeError) as exc:

@@ -1,0 +1,120 @@
+"""Element-wise activations: ReLU, Sigmoid and Tanh, as modules and as in-place functions.
+
+The functions are what a `Sequential` applies right after a linear layer's forward, in that
+layer's output buffer; the modules are for an activation used on its own. Every derivative is
+written in terms of the activation's OUTPUT y (relu: 1 where y > 0; sigmoid: y (1 - y);
+tanh: 1 - y^2), so backward needs only what forward produced, never its input.
+All arithmetic happens in numpy ufuncs with ``out=``: no temporary arrays, and float32 stays
+float32 (Python scalars are "weak" under numpy's promotion rules).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .buffers import RowBuffer
+from .module import Module
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+
+
+def check_activation(name: object) -> str | None:
+    """Return ``name`` if it is None or a known activation; raise ValueError listing them."""
+    if name is None or (isinstance(name, str) and name in ACTIVATIONS):
+        return name
+    valid = ", ".join(repr(a) for a in ACTIVATIONS)
+    raise ValueError(f"unknown activation {name!r}; valid activations are {valid} or None")
+
+
+def activate_(name: str | None, y: np.ndarray) -> None:
+    """Replace y by act(y), in place."""
+    if name == "relu":
+        np.maximum(y, 0, out=y)
+    elif name == "sigmoid":
+        # sigmoid(t) = (1 + tanh(t / 2)) / 2: no exp, so no overflow for large |t|.
+        np.multiply(y, 0.5, out=y)
+        np.tanh(y, out=y)
+        np.add(y, 1, out=y)
+        np.multiply(y, 0.5, out=y)
+    elif name == "tanh":
+        np.tanh(y, out=y)
+
+
+def activation_grad(name: str | None, g: np.ndarray, dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Write g = dy * act'(.) given the activation's output y; return g (dy itself for None)."""
+    if name is None:
+        return dy
+    if name == "relu":
+        # y >= 0 after a ReLU, so sign(y) is exactly the 0/1 derivative (and NaN stays NaN).
+        np.sign(y, out=g)
+    elif name == "sigmoid":
+        np.subtract(1, y, out=g)
+        np.multiply(g, y, out=g)
+    elif name == "tanh":
+        np.multiply(y, y, out=g)
+        np.subtract(1, g, out=g)
+    np.multiply(g, dy, out=g)
+    return g
+
+
+class _Activation(Module):
+    """An activation module: forward writes act(x) into its own buffer and keeps it for backward."""
+
+    name: str = ""
+
+    def __init__(self) -> None:
+        self._out: RowBuffer | None = None
+        self._grad: RowBuffer | None = None
+        self._y: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Return act(x) (x of shape (batch, features)) in a buffer that the next call reuses."""
+        if not isinstance(x, np.ndarray) or x.ndim != 2:
+            raise ValueError(f"{type(self).__name__} expects a 2-D array (batch, features), got "
+                             f"{getattr(x, 'shape', type(x).__name__)}")
+        if self._out is None or self._out.width != x.shape[1] or self._out.dtype != x.dtype:
+            self._out = RowBuffer(x.shape[1], x.dtype)
+            self._grad = RowBuffer(x.shape[1], x.dtype)
+        y = self._out.rows(x.shape[0])
+        np.copyto(y, x)
+        activate_(self.name, y)
+        self._y = y if self.training else None
+        return y
+
+    def backward(self, dy: np.ndarray, *, need_input_grad: bool = True) -> np.ndarray | None:
+        """Return dx = dy * act'(x) for the last forward (no parameters, so nothing else)."""
+        if self._y is None:
+            raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding forward() in training mode")
+        if dy.shape != self._y.shape or dy.dtype != self._y.dtype:
+            raise ValueError(f"dy is {dy.shape} {dy.dtype}, expected the forward output's "
+                             f"{self._y.shape} {self._y.dtype}")
+        if not need_input_grad:
+            return None
+        return activation_grad(self.name, self._grad.rows(dy.shape[0]), dy, self._y)
+
+    def _drop_cache(self) -> None:
+        self._y = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class ReLU(_Activation):
+    """max(x, 0), element-wise."""
+
+    name = "relu"
+
+
+class Sigmoid(_Activation):
+    """1 / (1 + exp(-x)), element-wise."""
+
+    name = "sigmoid"
+
+
+class Tanh(_Activation):
+    """tanh(x), element-wise."""
+
+    name = "tanh"
+
+
+MODULES = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
