@@ -31,6 +31,17 @@ def test_round_trip_rebuilds_the_same_model(saved):
     np.testing.assert_allclose(loaded(x), model(x), rtol=1e-6)
 
 
+def test_round_trip_keeps_a_layers_own_activation(tmp_path, rng):
+    import fastlinear as fl
+
+    model = nn.Sequential(fl.Linear(3, 4, activation="sigmoid", seed=0), fl.Linear(4, 2, seed=1))
+    nn.save(model, tmp_path / "m.npz")
+    loaded = nn.load(tmp_path / "m.npz")
+    assert loaded[0].activation == "sigmoid"
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x), model(x))
+
+
 def test_load_into_existing_model_and_architecture_mismatch(saved, tmp_path):
     model, path, x = saved
     other = small_mlp((5, 7, 6, 4), "tanh", dtype=np.float32, seed=9)

@@ -46,6 +46,27 @@ def test_linear_then_activation_runs_fused_and_matches_separate_modules(rng):
     np.testing.assert_allclose(dx, (np.ones_like(y) @ a[0].weight) * (1 - np.tanh(x) ** 2), rtol=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["loops", "blas"])
+def test_linear_with_its_own_activation_equals_linear_then_module(rng, backend):
+    a = nn.Sequential(fl.Linear(4, 5, dtype=np.float64, activation="tanh", backend=backend, seed=0),
+                      fl.Linear(5, 3, dtype=np.float64, backend=backend, seed=1))
+    b = nn.Sequential(fl.Linear(4, 5, dtype=np.float64, backend=backend, seed=0), nn.Tanh(),
+                      fl.Linear(5, 3, dtype=np.float64, backend=backend, seed=1))
+    assert [s.activation for s, _ in a._stages] == [s.activation for s, _ in b._stages] == ["tanh", None]
+    x, dy = rng.standard_normal((6, 4)), rng.standard_normal((6, 3))
+    np.testing.assert_array_equal(a(x), b(x))
+    for m in (a, b):
+        m.zero_grad()
+    np.testing.assert_array_equal(a.backward(dy), b.backward(dy))
+    for (_, ga), (_, gb) in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(ga, gb)
+    # a layer that has its own activation is not fused with a following module
+    c = nn.Sequential(fl.Linear(4, 5, activation="relu", seed=0), nn.Sigmoid())
+    assert len(c._stages) == 2 and c._stages[0][0].activation == "relu"
+    y = c(x.astype(np.float32))
+    np.testing.assert_allclose(y, 1 / (1 + np.exp(-np.maximum(x @ c[0].weight.T.astype(np.float64), 0))), rtol=1e-5)
+
+
 def _train_step(model, opt, loss_fn, xb, yb):
     model.zero_grad()
     loss, d = loss_fn(model(xb), yb)

@@ -1,17 +1,18 @@
-"""Element-wise activations: ReLU, Sigmoid and Tanh, as modules and as in-place functions.
+"""Element-wise activations ReLU, Sigmoid and Tanh as modules, for an activation that does not
+directly follow a Linear layer (one that does is fused into the layer's kernels by `Sequential`).
 
-The functions are what a `Sequential` applies right after a linear layer's forward, in that
-layer's output buffer; the modules are for an activation used on its own. Every derivative is
-written in terms of the activation's OUTPUT y (relu: 1 where y > 0; sigmoid: y (1 - y);
-tanh: 1 - y^2), so backward needs only what forward produced, never its input.
-All arithmetic happens in numpy ufuncs with ``out=``: no temporary arrays, and float32 stays
-float32 (Python scalars are "weak" under numpy's promotion rules).
+The maths is `fastlinear.activations`'; the derivative is written in terms of the activation's
+OUTPUT y (relu: 1 where y > 0; sigmoid: y (1 - y); tanh: 1 - y^2), so backward needs only what
+forward produced. `activation_grad` works in numpy ufuncs with ``out=``: no temporary arrays,
+and float32 stays float32 (Python scalars are "weak" under numpy's promotion rules).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..activations import apply_numpy
+from ..activations import code as activation_code
 from .buffers import RowBuffer
 from .module import Module
 
@@ -24,20 +25,6 @@ def check_activation(name: object) -> str | None:
         return name
     valid = ", ".join(repr(a) for a in ACTIVATIONS)
     raise ValueError(f"unknown activation {name!r}; valid activations are {valid} or None")
-
-
-def activate_(name: str | None, y: np.ndarray) -> None:
-    """Replace y by act(y), in place."""
-    if name == "relu":
-        np.maximum(y, 0, out=y)
-    elif name == "sigmoid":
-        # sigmoid(t) = (1 + tanh(t / 2)) / 2: no exp, so no overflow for large |t|.
-        np.multiply(y, 0.5, out=y)
-        np.tanh(y, out=y)
-        np.add(y, 1, out=y)
-        np.multiply(y, 0.5, out=y)
-    elif name == "tanh":
-        np.tanh(y, out=y)
 
 
 def activation_grad(name: str | None, g: np.ndarray, dy: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -77,7 +64,7 @@ class _Activation(Module):
             self._grad = RowBuffer(x.shape[1], x.dtype)
         y = self._out.rows(x.shape[0])
         np.copyto(y, x)
-        activate_(self.name, y)
+        apply_numpy(y, activation_code(self.name))
         self._y = y if self.training else None
         return y
 

@@ -1,19 +1,23 @@
-"""`Dense`: one `fastlinear.Linear` layer and the activation that follows it, run as one step with
-buffers that are reused from one batch to the next.
+"""`Dense`: one `fastlinear.Linear` layer and the activation applied to its output, run as one
+fused step with buffers that are reused from one batch to the next.
 
 `Sequential` builds these; they are not meant to be created by hand. The layer keeps its
 parameters and gradients; this object keeps the activations: its output (which is also the
 input the next step's backward reads), the gradient after the activation's derivative, and dx.
+The activation is the layer's own (``Linear(..., activation=...)``) or that of an activation
+module that follows the layer; either way it goes to the backend's kernels as a code, applied in
+the forward's store and differentiated in the pass that computes the bias gradient.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..activations import code as activation_code
 from ..backends import get_backend
 from ..functional import _backward_into, _forward_into
 from ..layer import Linear
-from .activations import activate_, activation_grad
+from .activations import activation_grad
 from .buffers import RowBuffer
 
 
@@ -22,12 +26,13 @@ class Dense:
 
     Args:
         layer: the linear layer (its backend, reduction, parameters and gradients are used).
-        activation: "relu", "sigmoid", "tanh" or None, applied in place to the forward's output.
+        activation: "relu", "sigmoid", "tanh" or None.
     """
 
     def __init__(self, layer: Linear, activation: str | None) -> None:
         self.layer = layer
         self.activation = activation
+        self._act = activation_code(activation)
         self._y = RowBuffer(layer.out_features, layer.dtype)
         self._g = RowBuffer(layer.out_features, layer.dtype)
         self._dx = RowBuffer(layer.in_features, layer.dtype)
@@ -46,8 +51,7 @@ class Dense:
         layer = self.layer
         layer._check_parameters()
         y = self._y.rows(x.shape[0])
-        _forward_into(get_backend(layer.backend), y, x, layer.weight, layer.bias)
-        activate_(self.activation, y)
+        _forward_into(get_backend(layer.backend), y, x, layer.weight, layer.bias, self._act)
         self._x, self._out = (x, y) if cache else (None, None)
         return y
 
@@ -67,10 +71,15 @@ class Dense:
                 f"dy is {dy.shape} {dy.dtype} but the output it is the gradient of is "
                 f"{y.shape} {y.dtype}; they must match"
             )
-        g = activation_grad(self.activation, self._g.rows(dy.shape[0]), dy, y)
+        g = self._g.rows(dy.shape[0])
         dx = self._dx.rows(x.shape[0]) if need_input_grad else None
-        _backward_into(get_backend(layer.backend), g, x, layer.weight, dx, layer.grad_weight,
-                       layer.grad_bias, layer.reduction, accumulate=not self.grads_zero)
+        act = self._act
+        if act and layer.backend == "blas":
+            # The blas backend's activation_grad builds act'(y) as a temporary array the size of
+            # y; this in-place version allocates nothing (see train-needs).
+            dy, act = activation_grad(self.activation, g, dy, y), 0
+        _backward_into(get_backend(layer.backend), dy, x, layer.weight, dx, layer.grad_weight,
+                       layer.grad_bias, layer.reduction, not self.grads_zero, y, act, g)
         self.grads_zero = False
         return dx
 

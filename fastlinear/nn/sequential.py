@@ -15,9 +15,10 @@ from .module import Module
 class Sequential(Module):
     r"""A chain of `fastlinear.Linear` layers and activation modules.
 
-    A Linear directly followed by `ReLU`, `Sigmoid` or `Tanh` runs as one step: the activation is
-    applied in place to the layer's output buffer, and its derivative is applied to the incoming
-    gradient just before the layer's own backward, so that pair needs no buffers of its own.
+    A Linear directly followed by `ReLU`, `Sigmoid` or `Tanh` runs as one fused step, exactly like
+    ``Linear(..., activation=...)``: the backend's forward applies the activation as it stores
+    the output, and its backward multiplies the incoming gradient by the derivative in the same
+    pass that computes the bias gradient. The pair needs no buffers of its own.
 
     Args:
         *modules: `fastlinear.Linear` layers (one dtype, each ``in_features`` equal to the previous
@@ -84,11 +85,12 @@ class Sequential(Module):
         while i < len(self.modules):
             m = self.modules[i]
             nxt = self.modules[i + 1] if i + 1 < len(self.modules) else None
-            if isinstance(m, Linear) and isinstance(nxt, _Activation):
+            own = getattr(m, "activation", None)
+            if isinstance(m, Linear) and own is None and isinstance(nxt, _Activation):
                 stages.append((Dense(m, nxt.name), [i, i + 1]))
                 i += 2
             elif isinstance(m, Linear):
-                stages.append((Dense(m, None), [i]))
+                stages.append((Dense(m, own), [i]))
                 i += 1
             else:
                 stages.append((m, [i]))

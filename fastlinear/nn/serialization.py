@@ -36,7 +36,8 @@ def _describe(model: Sequential) -> list[dict]:
     for m in model.modules:
         if isinstance(m, Linear):
             layers.append({"type": "Linear", "in_features": m.in_features, "out_features": m.out_features,
-                           "bias": m.bias is not None, "dtype": str(m.dtype), "reduction": m.reduction})
+                           "bias": m.bias is not None, "dtype": str(m.dtype), "reduction": m.reduction,
+                           "activation": m.activation})
         elif type(m) in MODULES.values():
             layers.append({"type": type(m).__name__})
         else:
@@ -92,7 +93,8 @@ def load(path: str | os.PathLike, *, backend: str = "auto") -> Sequential:
         for spec in meta["layers"]:
             if spec["type"] == "Linear":
                 modules.append(Linear(spec["in_features"], spec["out_features"], bias=spec["bias"],
-                                      dtype=spec["dtype"], backend=backend, reduction=spec["reduction"], seed=0))
+                                      dtype=spec["dtype"], backend=backend, reduction=spec["reduction"],
+                                      activation=spec["activation"], seed=0))
             else:
                 modules.append({cls.__name__: cls for cls in MODULES.values()}[spec["type"]]())
         model = Sequential(*modules)

@@ -24,6 +24,9 @@ def to_torch(model: Sequential):
                 if m.bias is not None:
                     t.bias.copy_(torch.from_numpy(m.bias))
             layers.append(t)
+            if m.activation is not None:
+                layers.append({"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid,
+                               "tanh": torch.nn.Tanh}[m.activation]())
         elif isinstance(m, ReLU):
             layers.append(torch.nn.ReLU())
         elif isinstance(m, Sigmoid):
