@@ -20,6 +20,8 @@ from .backends import Backend, get_backend
 
 def as_rows(a: np.ndarray) -> np.ndarray:
     """View (..., f) as C-contiguous (rows, f), copying only if the layout requires it."""
+    if a.ndim == 2 and a.flags.c_contiguous:
+        return a
     rows = math.prod(a.shape[:-1])
     return np.ascontiguousarray(a.reshape(rows, a.shape[-1]))
 
@@ -28,6 +30,8 @@ def reduction_scale(reduction: str, rows: int, dtype: np.dtype) -> np.generic:
     """The factor applied to dw and db: 1 for "sum", 1/rows for "mean" (1 for an empty batch).
 
     Returned as a scalar of the data's dtype so float32 kernels stay in float32."""
+    if reduction == "sum":
+        return dtype.type(1)
     if check.reduction(reduction) == "mean" and rows > 0:
         return dtype.type(1.0 / rows)
     return dtype.type(1)

@@ -154,16 +154,26 @@ class Linear:
                 across steps, it saves an allocation); it must not overlap x or the parameters.
         """
         be = get_backend(self._backend)
-        self._check_parameters()
-        x = check.require_array("x", x)
-        check.same_dtype("x", x, "weight", self.weight)
-        check.input_matches_weight("x", x, self.weight)
-        shape = x.shape[:-1] + (self.out_features,)
-        if out is None:
-            y = np.empty(shape, dtype=self.dtype)
+        contiguous = self._check_parameters()
+        w = self.weight
+        if (
+            contiguous and out is None and type(x) is np.ndarray and x.ndim == 2
+            and x.dtype == self.dtype and x.shape[1] == self.in_features and x.flags.c_contiguous
+        ):
+            # The common case, checked above at a fraction of the general path's cost: a plain
+            # C-contiguous (rows, in_features) batch of the layer's dtype.
+            y = np.empty((x.shape[0], self.out_features), dtype=self.dtype)
+            be.forward(y, x, w, self.bias, self._act)
         else:
-            y = check.output_array(out, shape, self.dtype, {"x": x, "weight": self.weight, "bias": self.bias})
-        _forward_into(be, y, x, self.weight, self.bias, self._act)
+            x = check.require_array("x", x)
+            check.same_dtype("x", x, "weight", w)
+            check.input_matches_weight("x", x, w)
+            shape = x.shape[:-1] + (self.out_features,)
+            if out is None:
+                y = np.empty(shape, dtype=self.dtype)
+            else:
+                y = check.output_array(out, shape, self.dtype, {"x": x, "weight": w, "bias": self.bias})
+            _forward_into(be, y, x, w, self.bias, self._act)
         # Without caching, drop any older cache too, so a later backward cannot pair this
         # forward's dy with an earlier input.
         # Views of its own: reshaping the caller's arrays in place (x.shape = ...) cannot change
@@ -220,9 +230,29 @@ class Linear:
                        self._reduction, True, self._y, self._act, g)
         return dx
 
-    def _check_parameters(self) -> None:
+    def _check_parameters(self) -> bool:
         """Refuse to run if a parameter or gradient attribute was replaced by an array the kernels
-        cannot use (they index without bounds checks, so a wrong shape would corrupt memory)."""
+        cannot use (they index without bounds checks, so a wrong shape would corrupt memory).
+
+        Returns whether the weight and bias are plain C-contiguous arrays that the kernels can
+        take as they are (the common case, checked first and cheaply)."""
+        w, gw, b, gb, dt = self.weight, self.grad_weight, self.bias, self.grad_bias, self.dtype
+        if type(w) is np.ndarray and type(gw) is np.ndarray and w.dtype == dt and gw.dtype == dt:
+            flags = gw.flags
+            if (w.shape == gw.shape == (self.out_features, self.in_features)
+                    and flags.c_contiguous and flags.writeable and w.flags.c_contiguous):
+                if b is None and gb is None:
+                    return True
+                if type(b) is np.ndarray and type(gb) is np.ndarray and b.dtype == dt and gb.dtype == dt:
+                    flags = gb.flags
+                    if (b.shape == gb.shape == (self.out_features,) and flags.c_contiguous
+                            and flags.writeable and b.flags.c_contiguous):
+                        return True
+        self._refuse_parameters()
+        return False
+
+    def _refuse_parameters(self) -> None:
+        """Raise the error `_check_parameters` found, naming the attribute and what it holds."""
         shape = (self.out_features, self.in_features)
         arrays = {"weight": (self.weight, shape), "grad_weight": (self.grad_weight, shape)}
         if self.bias is not None or self.grad_bias is not None:
