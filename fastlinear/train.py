@@ -284,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"done: test accuracy {100 * last.accuracy:.2f}% ({result.n_test} test / {result.n_train} "
           f"train samples), final loss {last.loss:.4f}, {args.epochs} epochs in {result.seconds:.2f} s, "
           f"median {np.median(rates):,.0f} samples/s (epochs 2+), backend {args.backend}, "
-          f"{get_num_threads()} threads", flush=True)
+          f"{get_num_threads()} thread{'s' if get_num_threads() != 1 else ''}", flush=True)
     if args.save:
         try:
             nn.save(result.model, args.save)
