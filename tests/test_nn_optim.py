@@ -130,3 +130,22 @@ def test_optimizer_argument_errors(rng, make, exc, fragment):
     with pytest.raises(exc) as info:
         make(pairs)
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("name, kwargs", [CONFIGS[3], CONFIGS[5], CONFIGS[6]])
+def test_serial_and_parallel_updates_give_identical_bits(rng, name, kwargs):
+    from fastlinear.nn import _optim_kernels
+
+    n = _optim_kernels.SERIAL_MAX + 5  # large enough for the parallel kernel
+    small = [rng.standard_normal(n // 4) for _ in range(4)]  # four serial-sized pieces
+    big = np.concatenate(small)
+    grads = [rng.standard_normal(big.shape) for _ in range(3)]
+    opt_big = getattr(nn, name)([(big, np.zeros_like(big))], **kwargs)
+    opt_small = getattr(nn, name)([(s, np.zeros_like(s)) for s in small], **kwargs)
+    for grad in grads:
+        opt_big.params[0][1][...] = grad
+        for (_, g), part in zip(opt_small.params, np.split(grad[: 4 * (n // 4)], 4)):
+            g[...] = part
+        opt_big.step()
+        opt_small.step()
+    np.testing.assert_array_equal(big[: 4 * (n // 4)], np.concatenate(small))

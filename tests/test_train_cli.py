@@ -106,3 +106,28 @@ def test_runtime_errors_exit_2(tmp_path, capsys):
     for argv, fragment in cases:
         assert cli.main(["train", "--epochs", "1", "--no-progress", *argv]) == 2, argv
         assert fragment in capsys.readouterr().err, argv
+
+
+def test_torch_backend_without_torch_exits_2(monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)  # makes `import torch` fail
+    assert cli.main(["train", "--backend", "torch", "--epochs", "1"]) == 2
+    assert "needs PyTorch" in capsys.readouterr().err
+
+
+def test_progress_bar_on_a_terminal_and_plain_lines_otherwise(monkeypatch, capsys):
+    from fastlinear.train import Epoch, _Reporter
+
+    plain = _Reporter(epochs=2, progress=True)  # pytest's stdout is not a tty
+    plain.begin(10)
+    assert plain.bar is None
+    plain(Epoch(1, 0.5, 0.9, 1000.0))
+    assert capsys.readouterr().out.startswith("epoch   1/2  loss 0.5000  test accuracy  90.00%")
+    pytest.importorskip("rich")
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    bar = _Reporter(epochs=2, progress=True)
+    bar.begin(10)
+    assert bar.bar is not None
+    bar.advance(10)
+    bar(Epoch(1, 0.5, 0.9, 1000.0))
+    bar.close()
+    assert "epoch   1/2" in capsys.readouterr().out

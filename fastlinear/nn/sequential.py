@@ -114,7 +114,9 @@ class Sequential(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Run every step on x of shape (batch, in_features); return the last output (a buffer)."""
         x = check.require_array("x", x)
-        check.same_dtype("x", x, "the model", np.empty(0, self.dtype))
+        if x.dtype != self.dtype:
+            raise TypeError(f"x has dtype {x.dtype} but the model's layers have dtype {self.dtype}; "
+                            f"cast explicitly (x.astype(np.{self.dtype})), fastlinear never casts")
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"x has shape {x.shape}; the model expects (batch, {self.in_features})")
         x = np.ascontiguousarray(x)
