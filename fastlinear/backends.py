@@ -12,10 +12,15 @@ from typing import Callable
 
 from . import blas
 from .kernels import naive
-from .kernels.forward import forward as _loops_forward
-from .kernels.grad_bias import grad_bias as _loops_grad_bias
-from .kernels.grad_input import grad_input as _loops_grad_input
-from .kernels.grad_weight import grad_weight as _loops_grad_weight
+from .kernels import auto as _auto
+from .kernels import loops as _loops
+
+
+def _no_act(kernels):
+    """forward(y, x, w, b) and grad_weight(dw, dy, x, scale, accumulate) of a module whose kernels
+    take an activation code and a fused db (no activation, no fused db)."""
+    return (lambda y, x, w, b: kernels.forward(y, x, w, b, 0),
+            lambda dw, dy, x, scale, accumulate: kernels.grad_weight(dw, None, dy, x, scale, accumulate))
 
 
 @dataclass(frozen=True)
@@ -43,12 +48,10 @@ class Backend:
     grad_input: Callable
 
 
-LOOPS = Backend("loops", _loops_forward, _loops_grad_weight, _loops_grad_bias, _loops_grad_input)
+LOOPS = Backend("loops", *_no_act(_loops), _loops.grad_bias, _loops.grad_input)
 NAIVE = Backend("naive", naive.forward, naive.grad_weight, naive.grad_bias, naive.grad_input)
 BLAS = Backend("blas", blas.forward, blas.grad_weight, blas.grad_bias, blas.grad_input)
-# "auto" picks the loop kernels for now; choosing per shape class is left to the auto backend's
-# own functions once measurements justify a threshold.
-AUTO = Backend("auto", LOOPS.forward, LOOPS.grad_weight, LOOPS.grad_bias, LOOPS.grad_input)
+AUTO = Backend("auto", *_no_act(_auto), _auto.grad_bias, _auto.grad_input)
 
 _BACKENDS: dict[str, Backend] = {b.name: b for b in (LOOPS, NAIVE, BLAS, AUTO)}
 
