@@ -62,23 +62,24 @@ def test_forward(kernels, dtype, shape, bias, act, rng):
 
 @pytest.mark.parametrize("accumulate", [False, True], ids=["set", "add"])
 @pytest.mark.parametrize("with_db", [True, False], ids=["db", "nodb"])
+@pytest.mark.parametrize("factor", [1.0, 0.5], ids=["sum", "scaled"])  # 1 takes a path of its own
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("kernels", [loops, auto], ids=["loops", "auto"])
-def test_gradients(kernels, dtype, shape, with_db, accumulate, rng):
+def test_gradients(kernels, dtype, shape, factor, with_db, accumulate, rng):
     x, w, _, dy = _data(rng, shape, dtype)
     n, k, m = shape
-    scale = dtype(0.5)
+    scale = dtype(factor)
     dw0, db0 = randn(rng, (m, k), dtype), randn(rng, m, dtype)
     dw = dw0.copy() if accumulate else np.full((m, k), np.nan, dtype)
     db = (db0.copy() if accumulate else np.full(m, np.nan, dtype)) if with_db else None
     kernels.grad_weight(dw, db, dy, x, scale, accumulate)
     base_w = dw0.astype(np.float64) if accumulate else 0.0
-    _check(dw, base_w + 0.5 * ref.grad_weight(dy, x), np.abs(base_w) + 0.5 * ref.magnitude_grad_weight(dy, x),
+    _check(dw, base_w + factor * ref.grad_weight(dy, x), np.abs(base_w) + factor * ref.magnitude_grad_weight(dy, x),
            n + 1, dtype, "dw")
     base_b = db0.astype(np.float64) if accumulate else 0.0
-    want_b = base_b + 0.5 * ref.grad_bias(dy)
-    mag_b = np.abs(base_b) + 0.5 * ref.magnitude_grad_bias(dy)
+    want_b = base_b + factor * ref.grad_bias(dy)
+    mag_b = np.abs(base_b) + factor * ref.magnitude_grad_bias(dy)
     if with_db:
         _check(db, want_b, mag_b, n + 1, dtype, "db fused")
     db2 = db0.copy() if accumulate else np.full(m, np.nan, dtype)
@@ -96,8 +97,8 @@ def _run_all(kernels, dtype, shape, seed):
     y, dx = np.empty((n, m), dtype), np.empty((n, k), dtype)
     dw, db, db2 = np.empty((m, k), dtype), np.empty(m, dtype), np.empty(m, dtype)
     kernels.forward(y, x, w, b, 3)
-    kernels.grad_weight(dw, db, dy, x, dtype(0.25), False)
-    kernels.grad_bias(db2, dy, dtype(0.25), False)
+    kernels.grad_weight(dw, db, dy, x, dtype(0.25 if seed % 2 else 1), False)
+    kernels.grad_bias(db2, dy, dtype(0.25 if seed % 2 else 1), False)
     kernels.grad_input(dx, dy, w)
     return y, dx, dw, db, db2
 

@@ -60,12 +60,12 @@ def _fma(acc: list[list[str]]) -> list[str]:
     return lines
 
 
-def _dx_source(sfx: str, mr: int, nr: int) -> str:
+def _dx_source(sfx: str, mr: int, nr: int, tag: str = "") -> str:
     """An mr x nr block of dx = dy @ w: a column of dy times a row of w per step."""
     acc = _names(mr, nr)
     lines = [
         "@slp_njit(**SERIAL)",
-        f"def _dx_block{mr}_{sfx}(out, dy, w, o0, p0):",
+        f"def _dx_block{mr}{tag}_{sfx}(out, dy, w, o0, p0):",
         f'    """out[o0:o0+{mr}, p0:p0+{nr}] = dy[o0:o0+{mr}, :] @ w[:, p0:p0+{nr}]  (out is dx)."""',
     ]
     lines += _zero(acc)
@@ -78,14 +78,15 @@ def _dx_source(sfx: str, mr: int, nr: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _dw_source(sfx: str, mr: int, nr: int, mode: str) -> str:
+def _dw_source(sfx: str, mr: int, nr: int, mode: str, tag: str = "") -> str:
     """An mr x nr block of dw (+)= scale * dy.T @ x: a row of dy times a row of x per step."""
     acc = _names(mr, nr)
-    op = "=" if mode == "set" else "+="
+    op = "+=" if mode == "add" else "="
+    factor = "" if mode == "put" else "scale * "
     lines = [
         "@slp_njit(**SERIAL)",
-        f"def _dw_block{mr}_{mode}_{sfx}(out, dy, x, o0, p0, scale):",
-        f'    """out[o0:o0+{mr}, p0:p0+{nr}] {op} scale * dy[:, o0:o0+{mr}].T @ x[:, p0:p0+{nr}]  '
+        f"def _dw_block{mr}{tag}_{mode}_{sfx}(out, dy, x, o0, p0, scale):",
+        f'    """out[o0:o0+{mr}, p0:p0+{nr}] {op} {factor}dy[:, o0:o0+{mr}].T @ x[:, p0:p0+{nr}]  '
         '(out is dw)."""',
     ]
     lines += _zero(acc)
@@ -95,7 +96,7 @@ def _dw_source(sfx: str, mr: int, nr: int, mode: str) -> str:
     lines += _fma(acc)
     for r in range(mr):
         lines.append(f"    o = out[o0 + {r}, p0:p0 + {nr}]")
-        lines += [f"    o[{q}] {op} scale * {acc[r][q]}" for q in range(nr)]
+        lines += [f"    o[{q}] {op} {factor}{acc[r][q]}" for q in range(nr)]
     return "\n".join(lines) + "\n"
 
 
@@ -150,12 +151,13 @@ def _dx_edge_{sfx}(dx, dy, w, i0, p0):
 
 
 @slp_njit(**SERIAL)
-def _dx_tile_{sfx}(dx, dy, w, t, col_blocks):
-    """Block number t (row-major over blocks) of dx."""
-    i0 = (t // col_blocks) * {MR}
-    p0 = (t % col_blocks) * {NR}
+def _dx_tile_{sfx}(dx, dy, w, i0, p0):
+    """The {MR} x {NR} block of dx at (i0, p0), or the part of it inside dx."""
     rows = min(dy.shape[0] - i0, {MR})
     if p0 + {NR} > w.shape[1]:
+        if rows == {MR} and p0 + {NH} <= w.shape[1]:
+            _dx_block{MR}h_{sfx}(dx, dy, w, i0, p0)
+            p0 += {NH}
         _dx_edge_{sfx}(dx, dy, w, i0, p0)
     elif rows == {MR}:
         _dx_block{MR}_{sfx}(dx, dy, w, i0, p0)
@@ -164,23 +166,41 @@ def _dx_tile_{sfx}(dx, dy, w, t, col_blocks):
 
 
 @slp_njit(**SERIAL)
+def _strip_{sfx}(row_blocks, col_blocks):
+    """Column blocks per task: 1, or more when there are many blocks (fewer divisions and calls).
+    Depends only on the shape."""
+    return max(1, min(col_blocks, (row_blocks * col_blocks) // 32))
+
+
+@slp_njit(**SERIAL)
+def _dx_task_{sfx}(dx, dy, w, t, strips, strip, col_blocks):
+    """Task t: one row block, a strip of column blocks."""
+    i0 = (t // strips) * {MR}
+    c0 = (t % strips) * strip
+    for c in range(c0, min(c0 + strip, col_blocks)):
+        _dx_tile_{sfx}(dx, dy, w, i0, c * {NR})
+
+
+@slp_njit(**SERIAL)
 def grad_input_serial_{sfx}(dx, dy, w):
     """dx = dy @ w on one thread."""
     # dy is (n, out), w is (out, in), dx is (n, in)
     col_blocks = (w.shape[1] + {NR} - 1) // {NR}
-    blocks = ((dy.shape[0] + {MR} - 1) // {MR}) * col_blocks
-    for t in range(blocks):
-        _dx_tile_{sfx}(dx, dy, w, t, col_blocks)
+    for i0 in range(0, dy.shape[0], {MR}):
+        for c in range(col_blocks):
+            _dx_tile_{sfx}(dx, dy, w, i0, c * {NR})
 
 
 @slp_njit(**PARALLEL)
 def grad_input_parallel_{sfx}(dx, dy, w):
-    """dx = dy @ w, output blocks spread over threads."""
+    """dx = dy @ w, strips of output blocks spread over threads."""
     # dy is (n, out), w is (out, in), dx is (n, in)
     col_blocks = (w.shape[1] + {NR} - 1) // {NR}
-    blocks = ((dy.shape[0] + {MR} - 1) // {MR}) * col_blocks
-    for t in prange(blocks):
-        _dx_tile_{sfx}(dx, dy, w, t, col_blocks)
+    row_blocks = (dy.shape[0] + {MR} - 1) // {MR}
+    strip = _strip_{sfx}(row_blocks, col_blocks)
+    strips = (col_blocks + strip - 1) // strip
+    for t in prange(row_blocks * strips):
+        _dx_task_{sfx}(dx, dy, w, t, strips, strip, col_blocks)
 
 
 @slp_njit(**SERIAL)
@@ -246,22 +266,37 @@ def _db_rows_{sfx}(db, dy, j0, rows, scale, accumulate):
 
 
 @slp_njit(**SERIAL)
-def _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, t, col_blocks):
-    """Block number t (row-major over blocks) of dw; the blocks of the first column block also
-    compute their rows of db."""
-    j0 = (t // col_blocks) * {MR}
-    p0 = (t % col_blocks) * {NR}
+def _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, p0):
+    """The {MR} x {NR} block of dw at (j0, p0), or the part of it inside dw; the blocks of the first
+    column block also compute their rows of db."""
     rows = min(dy.shape[1] - j0, {MR})
+    if db is not None and p0 == 0:
+        _db_rows_{sfx}(db, dy, j0, rows, scale, accumulate)
     if p0 + {NR} > x.shape[1]:
+        if rows == {MR} and p0 + {NH} <= x.shape[1]:
+            if accumulate:
+                _dw_block{MR}h_add_{sfx}(dw, dy, x, j0, p0, scale)
+            else:
+                _dw_block{MR}h_set_{sfx}(dw, dy, x, j0, p0, scale)
+            p0 += {NH}
         _dw_edge_{sfx}(dw, dy, x, j0, p0, scale, accumulate)
     elif rows < {MR}:
         _dw_rows_{sfx}(dw, dy, x, j0, rows, p0, scale, accumulate)
     elif accumulate:
         _dw_block{MR}_add_{sfx}(dw, dy, x, j0, p0, scale)
+    elif scale == 1:  # the "sum" reduction: skip multiplying by one (same bits)
+        _dw_block{MR}_put_{sfx}(dw, dy, x, j0, p0, scale)
     else:
         _dw_block{MR}_set_{sfx}(dw, dy, x, j0, p0, scale)
-    if db is not None and p0 == 0:
-        _db_rows_{sfx}(db, dy, j0, rows, scale, accumulate)
+
+
+@slp_njit(**SERIAL)
+def _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks):
+    """Task t: one row block of dw, a strip of column blocks."""
+    j0 = (t // strips) * {MR}
+    c0 = (t % strips) * strip
+    for c in range(c0, min(c0 + strip, col_blocks)):
+        _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, c * {NR})
 
 
 @slp_njit(**SERIAL)
@@ -269,20 +304,22 @@ def grad_weight_serial_{sfx}(dw, db, dy, x, scale, accumulate):
     """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0), on one thread."""
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
     col_blocks = max((x.shape[1] + {NR} - 1) // {NR}, 1)
-    blocks = ((dy.shape[1] + {MR} - 1) // {MR}) * col_blocks
-    for t in range(blocks):
-        _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, t, col_blocks)
+    for j0 in range(0, dy.shape[1], {MR}):
+        for c in range(col_blocks):
+            _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, c * {NR})
 
 
 @slp_njit(**PARALLEL)
 def grad_weight_parallel_{sfx}(dw, db, dy, x, scale, accumulate):
-    """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0); output blocks
-    spread over threads, each summed over the whole batch by one thread."""
+    """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0); strips of output
+    blocks spread over threads, each block summed over the whole batch by one thread."""
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
     col_blocks = max((x.shape[1] + {NR} - 1) // {NR}, 1)
-    blocks = ((dy.shape[1] + {MR} - 1) // {MR}) * col_blocks
-    for t in prange(blocks):
-        _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, t, col_blocks)
+    row_blocks = (dy.shape[1] + {MR} - 1) // {MR}
+    strip = _strip_{sfx}(row_blocks, col_blocks)
+    strips = (col_blocks + strip - 1) // strip
+    for t in prange(row_blocks * strips):
+        _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks)
 '''
 
 
@@ -294,8 +331,12 @@ def generate() -> str:
             parts.append("\n\n" + _dx_source(sfx, mr, nr))
             parts.append("\n\n" + _dw_source(sfx, mr, nr, "set"))
             parts.append("\n\n" + _dw_source(sfx, mr, nr, "add"))
+        parts.append("\n\n" + _dx_source(sfx, MR, nr // 2, "h"))
+        parts.append("\n\n" + _dw_source(sfx, MR, nr // 2, "set", "h"))
+        parts.append("\n\n" + _dw_source(sfx, MR, nr // 2, "add", "h"))
+        parts.append("\n\n" + _dw_source(sfx, MR, nr, "put"))
         parts.append("\n\n" + _db_source(sfx, MR))
-        parts.append("\n" + DRIVERS.replace("{MR}", str(MR)).replace("{NR}", str(nr))
+        parts.append("\n" + DRIVERS.replace("{MR}", str(MR)).replace("{NR}", str(nr)).replace("{NH}", str(nr // 2))
                      .replace("{sfx}", sfx))
     return "".join(parts)
 
