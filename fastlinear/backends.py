@@ -11,29 +11,28 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import blas
-from .kernels import naive
 from .kernels import auto as _auto
 from .kernels import loops as _loops
-
-
-def _no_act(kernels):
-    """forward(y, x, w, b) and grad_weight(dw, dy, x, scale, accumulate) of a module whose kernels
-    take an activation code and a fused db (no activation, no fused db)."""
-    return (lambda y, x, w, b: kernels.forward(y, x, w, b, 0),
-            lambda dw, dy, x, scale, accumulate: kernels.grad_weight(dw, None, dy, x, scale, accumulate))
+from .kernels import naive
+from .kernels.activation import activation_grad as _loops_activation_grad
 
 
 @dataclass(frozen=True)
 class Backend:
-    """Four kernels that together implement a linear layer.
+    """The kernels that together implement a linear layer, optionally with a fused activation.
 
     Attributes:
         name: the registry name.
-        forward: ``forward(y, x, w, b)`` computes ``y = x @ w.T + b`` (``b`` may be None).
-        grad_weight: ``grad_weight(dw, dy, x, scale, accumulate)`` computes
-            ``dw (+)= scale * dy.T @ x``.
+        forward: ``forward(y, x, w, b, act)`` computes ``y = act(x @ w.T + b)`` (``b`` may be
+            None; ``act`` is a code from `fastlinear.activations`).
+        grad_weight: ``grad_weight(dw, db, dy, x, scale, accumulate)`` computes
+            ``dw (+)= scale * dy.T @ x`` and, unless ``db`` is None, ``db (+)= scale * dy.sum(0)``
+            in the same call.
         grad_bias: ``grad_bias(db, dy, scale, accumulate)`` computes ``db (+)= scale * dy.sum(0)``.
         grad_input: ``grad_input(dx, dy, w)`` computes ``dx = dy @ w``.
+        activation_grad: ``activation_grad(g, db, dy, y, act, scale, accumulate)`` computes
+            ``g = dy * act'(y)`` from the forward output ``y`` and, unless ``db`` is None,
+            ``db (+)= scale * g.sum(0)`` in the same pass.
 
     The kernels do no checking: every array must be C-contiguous with one float dtype, shapes
     must agree, and ``scale`` must be a numpy scalar of that dtype (a Python float would make a
@@ -46,12 +45,17 @@ class Backend:
     grad_weight: Callable
     grad_bias: Callable
     grad_input: Callable
+    activation_grad: Callable
 
 
-LOOPS = Backend("loops", *_no_act(_loops), _loops.grad_bias, _loops.grad_input)
-NAIVE = Backend("naive", naive.forward, naive.grad_weight, naive.grad_bias, naive.grad_input)
-BLAS = Backend("blas", blas.forward, blas.grad_weight, blas.grad_bias, blas.grad_input)
-AUTO = Backend("auto", *_no_act(_auto), _auto.grad_bias, _auto.grad_input)
+LOOPS = Backend("loops", _loops.forward, _loops.grad_weight, _loops.grad_bias, _loops.grad_input,
+                _loops_activation_grad)
+NAIVE = Backend("naive", naive.forward, naive.grad_weight, naive.grad_bias, naive.grad_input,
+                naive.activation_grad)
+BLAS = Backend("blas", blas.forward, blas.grad_weight, blas.grad_bias, blas.grad_input,
+               blas.activation_grad)
+AUTO = Backend("auto", _auto.forward, _auto.grad_weight, _auto.grad_bias, _auto.grad_input,
+               _loops_activation_grad)
 
 _BACKENDS: dict[str, Backend] = {b.name: b for b in (LOOPS, NAIVE, BLAS, AUTO)}
 

@@ -1,7 +1,7 @@
 """Writes ``_micro.py``, the register-blocked input- and weight-gradient kernels.
 
 A register-blocked kernel spells out its MR x NR accumulators as separate local variables (LLVM
-keeps them in vector registers only when they are plain scalars, see ``_compile``), which is
+keeps them in vector registers only when they are plain scalars, see ``_slp``), which is
 hundreds of lines that nobody should type. Numba caches compiled code only for functions defined
 in a real source file, so the kernels are generated once into ``_micro.py`` and committed; a test
 checks that the file matches this generator. Run ``python -m fastlinear.kernels._generate`` after
@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._compile import PARALLEL, SERIAL, slp_njit
+from ._slp import PARALLEL, SERIAL, slp_njit
 '''
 
 

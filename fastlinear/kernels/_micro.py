@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._compile import PARALLEL, SERIAL, slp_njit
+from ._slp import PARALLEL, SERIAL, slp_njit
 
 
 @slp_njit(**SERIAL)

@@ -10,7 +10,7 @@ medians, GFLOP/s loops vs BLAS:
 * large shapes, without the packed kernels: at 256 x 512 x 512 the direct (unpacked) loop kernels
   took 1.2 ms (forward) and 0.6-0.7 ms (gradients) on one thread against about 0.5 ms for BLAS on
   two, and at 1024^3 they reached 30-70 GFLOP/s against BLAS's ~300 -> BLAS above ``BLAS_WORK``
-  multiply-adds, unless ``fastlinear.kernels.packed`` is present, in which case the loop backend's
+  multiply-adds (``fastlinear.blas``; db still by the loop kernel), unless ``fastlinear.kernels.packed`` is present, in which case the loop backend's
   packed kernels are used.
 
 The choice depends only on shape and dtype. Below ``BLAS_WORK`` results are therefore bitwise the
@@ -23,9 +23,8 @@ happens only at layer boundaries.
 
 from __future__ import annotations
 
-import numpy as np
-
-from . import loops, small
+from .. import blas
+from . import loops
 
 #: work (n * in * out) above which BLAS is used when the packed loop kernels are absent.
 BLAS_WORK = 1 << 24
@@ -37,9 +36,7 @@ _USE_BLAS = loops.packed_forward is None
 def forward(y, x, w, b, act) -> None:
     """y = act(x @ w.T + b); ``b`` may be None."""
     if _USE_BLAS and x.shape[0] * x.shape[1] * w.shape[0] > BLAS_WORK:
-        np.matmul(x, w.T, out=y)
-        if b is not None or act:
-            small.bias_act(y, b, act)
+        blas.forward(y, x, w, b, act)
     else:
         loops.forward(y, x, w, b, act)
 
@@ -47,12 +44,8 @@ def forward(y, x, w, b, act) -> None:
 def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
     """dw (+)= scale * dy.T @ x and, when ``db`` is not None, db (+)= scale * dy.sum(0)."""
     if _USE_BLAS and x.shape[0] * x.shape[1] * dw.shape[0] > BLAS_WORK:
-        if accumulate:
-            dw += scale * (dy.T @ x)
-        else:
-            np.matmul(dy.T, x, out=dw)
-            dw *= scale
-        if db is not None:
+        blas.grad_weight(dw, None, dy, x, scale, accumulate)
+        if db is not None:  # the loop kernel beat numpy's sum at every shape measured
             loops.grad_bias(db, dy, scale, accumulate)
     else:
         loops.grad_weight(dw, db, dy, x, scale, accumulate)
@@ -66,6 +59,6 @@ def grad_bias(db, dy, scale, accumulate) -> None:
 def grad_input(dx, dy, w) -> None:
     """dx = dy @ w."""
     if _USE_BLAS and dy.shape[0] * dy.shape[1] * w.shape[1] > BLAS_WORK:
-        np.matmul(dy, w, out=dx)
+        blas.grad_input(dx, dy, w)
     else:
         loops.grad_input(dx, dy, w)

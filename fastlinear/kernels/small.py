@@ -20,12 +20,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .._config import FASTMATH
-
-_SERIAL = dict(cache=True, nogil=True, fastmath=set(FASTMATH))
-_PARALLEL = dict(parallel=True, cache=True, nogil=True, fastmath=set(FASTMATH))
-
-ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_TANH = 0, 1, 2, 3
+from .._config import PARALLEL as _PARALLEL
+from .._config import SERIAL as _SERIAL
+from ..activations import apply
 
 #: rows and columns of a forward block
 _R = 4
@@ -33,24 +30,11 @@ _C = 4
 
 
 @njit(**_SERIAL)
-def _act(v, act, one):
-    """act(v) for an activation code; ``one`` is 1 in v's dtype. NaN stays NaN."""
-    if act == ACT_RELU:
-        if v < 0:
-            v = one - one
-    elif act == ACT_SIGMOID:
-        v = one / (one + np.exp(-v))
-    elif act == ACT_TANH:
-        v = np.tanh(v)
-    return v
-
-
-@njit(**_SERIAL)
 def _store(y, i, j, v, b, act):
     """y[i, j] = act(v + b[j])."""
     if b is not None:
         v += b[j]
-    y[i, j] = _act(v, act, y.dtype.type(1))
+    y[i, j] = apply(v, act, y.dtype.type(1))
 
 
 @njit(**_SERIAL)
@@ -260,11 +244,3 @@ def grad_bias_parallel(db, dy, scale, accumulate):
         j0 = t * _BIAS_COLS
         _bias_columns(db, dy, scale, accumulate, j0, min(j0 + _BIAS_COLS, m))
 
-
-@njit(**_PARALLEL)
-def bias_act(y, b, act):
-    """y = act(y + b) in place; b may be None (for a product computed elsewhere, e.g. by BLAS)."""
-    # y is (n, out), b is (out,) or None
-    for i in prange(y.shape[0]):
-        for j in range(y.shape[1]):
-            _store(y, i, j, y[i, j], b, act)
