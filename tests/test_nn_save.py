@@ -28,7 +28,7 @@ def test_round_trip_rebuilds_the_same_model(saved):
     for (n1, p1, _), (n2, p2, _) in zip(model.named_parameters(), loaded.named_parameters()):
         assert n1 == n2
         np.testing.assert_array_equal(p1, p2)
-    np.testing.assert_allclose(loaded(x), model(x), rtol=1e-6)
+    np.testing.assert_allclose(loaded(x), model(x), rtol=1e-5, atol=1e-6)  # blas vs loops sums
 
 
 def test_round_trip_keeps_a_layers_own_activation(tmp_path, rng):

@@ -90,3 +90,15 @@ def test_user_file_errors_are_clear(tmp_path, name, write, fragment):
 def test_missing_user_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_arrays(tmp_path / "none.npz")
+
+
+def test_pyproject_ships_the_data_files_with_the_package():
+    tomllib = pytest.importorskip("tomllib")
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    shipped = config["tool"]["setuptools"]["package-data"]["fastlinear.datasets"]
+    for name in ("digits.npz", "DIGITS.md"):
+        assert name in shipped
+        assert (root / "fastlinear" / "datasets" / name).is_file()

@@ -32,8 +32,8 @@ def activation_grad(name: str | None, g: np.ndarray, dy: np.ndarray, y: np.ndarr
     if name is None:
         return dy
     if name == "relu":
-        # y >= 0 after a ReLU, so sign(y) is exactly the 0/1 derivative (and NaN stays NaN).
-        np.sign(y, out=g)
+        # 1 where y > 0, else 0 (NaN -> 0, as in the loop kernels); bool -> float is a safe cast
+        np.greater(y, 0, out=g)
     elif name == "sigmoid":
         np.subtract(1, y, out=g)
         np.multiply(g, y, out=g)

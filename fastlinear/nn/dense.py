@@ -76,7 +76,7 @@ class Dense:
         act = self._act
         if act and layer.backend == "blas":
             # The blas backend's activation_grad builds act'(y) as a temporary array the size of
-            # y; this in-place version allocates nothing (see train-needs).
+            # y; this in-place version allocates nothing.
             dy, act = activation_grad(self.activation, g, dy, y), 0
         _backward_into(get_backend(layer.backend), dy, x, layer.weight, dx, layer.grad_weight,
                        layer.grad_bias, layer.reduction, not self.grads_zero, y, act, g)
