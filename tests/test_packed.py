@@ -16,7 +16,9 @@ import fastlinear as fl
 import reference as ref
 from helpers import DTYPE_IDS, DTYPES, assert_close, randn
 from fastlinear.kernels import packed
+from fastlinear._config import FASTMATH
 from fastlinear.kernels.packed import _generate, _workspace
+from fastlinear.kernels.packed._compile import MICRO
 
 ACTS = {
     packed.ACT_NONE: lambda v: v,
@@ -166,12 +168,8 @@ def test_micro_kernel_sources_are_generated(stem, name, mr, nr, dtype):
 
 
 def test_float32_micro_kernel_stays_float32():
-    """No float64 arithmetic in the float32 micro-kernel's LLVM IR (compiled afresh from the same
-    source: Numba keeps no IR for code loaded from its cache)."""
-    from fastlinear.kernels.packed._compile import MICRO
-
-    micro = MICRO[np.dtype(np.float32)][0]
-    fresh = numba.njit(**{k: v for k, v in micro.targetoptions.items() if k != "nopython"})(micro.py_func)
+    """No float64 arithmetic in the float32 micro-kernel's LLVM IR."""
+    fresh = numba.njit(fastmath=set(FASTMATH))(MICRO[np.dtype(np.float32)][0])
     u = np.uintp
     fresh(u(4), np.ones(8 * 4, np.float32), u(0), np.ones(32 * 4, np.float32), u(0), np.empty(256, np.float32))
     ir = "\n".join(fresh.inspect_llvm().values())

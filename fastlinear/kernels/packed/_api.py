@@ -11,19 +11,15 @@ from __future__ import annotations
 import numpy as np
 
 from ._act import ACT_NONE
-from ._compile import compile_micro
 from ._driver import gemm
 from ._workspace import workspace
 
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
-_ready: set = set()
 
 
 def _prepare(dtype):
-    """Workspace for ``dtype``; compiles the micro-kernel on the first call (see `_compile`)."""
-    if dtype not in _ready:
-        compile_micro(dtype)
-        _ready.add(dtype)
+    """Workspace for ``dtype``. (The driver compiles, or loads from Numba's cache, on its first
+    call; compiling it compiles the micro-kernel, see `_compile`.)"""
     return workspace(dtype)
 
 

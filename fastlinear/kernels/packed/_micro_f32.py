@@ -1,20 +1,17 @@
 """8 x 32 float32 micro-kernel of the packed GEMM (written by ``_generate.py``; do not edit).
 
-Compiled only through ``fastlinear.kernels.packed._compile``, which turns LLVM's SLP vectorizer
-on and its loop vectorizer off for it (see there)."""
+A plain function on purpose: ``fastlinear.kernels.packed._compile`` makes the only Numba
+dispatcher for it, with LLVM's SLP vectorizer on and its loop vectorizer off (see there), so
+no build with Numba's default flags can exist."""
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
-
-from ..._config import FASTMATH
 
 MR = 8
 NR = 32
 
 
-@njit(cache=True, nogil=True, fastmath=set(FASTMATH))
 def micro_8x32(kc, a, ao, b, bo, t):
     """t[i * 32 + j] = sum over p < kc of a[ao + p * 8 + i] * b[bo + p * 32 + j].
 
