@@ -28,6 +28,7 @@ from ..._config import FASTMATH
 from ._act import apply_act
 from ._micro import micro
 from ._pack import pack_cols, pack_cols_scaled_sum, pack_rows
+from ._prefetch import prefetch_write
 
 _U = np.uintp
 
@@ -50,6 +51,18 @@ def _store(c, i0, mr, j0, nr, t, tw, add, last, bias, with_bias, act):
                 for j in range(nr):
                     row[j0 + j] += bias[j0 + j]
             apply_act(row, j0, nr, act)
+
+
+@njit(cache=True, nogil=True)
+def _prefetch_tile(c, i0, mr, j0, nr):
+    """Prefetch (for writing) the cache lines of c[i0:i0 + mr, j0:j0 + nr]."""
+    step = _U(64 // c.itemsize)
+    last = j0 + nr - _U(1)
+    for i in range(mr):
+        row = c[i0 + i]
+        for j in range(j0, last, step):
+            prefetch_write(row, j)
+        prefetch_write(row, last)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=set(FASTMATH))
@@ -129,5 +142,7 @@ def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, with_db, bias, with_
                 for jp in range(npanels):
                     jj = j0 + jp * nr
                     cols = min(nr, n - jj)
+                    # C's lines start arriving while the micro-kernel runs (see _prefetch)
+                    _prefetch_tile(c, i0, rows, jj, cols)
                     micro(kc, apack, ip * mr * kc, bp, jp * nr * kc, t)
                     _store(c, i0, rows, jj, cols, t, nr, add, last, bias, with_bias, act)

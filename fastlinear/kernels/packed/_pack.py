@@ -22,10 +22,16 @@ import numpy as np
 from numba import njit
 
 from ..._config import FASTMATH
+from ._prefetch import prefetch_read
 
 _OPTS = dict(cache=True, nogil=True, fastmath=set(FASTMATH))
 _U = np.uintp
 _CHUNK = np.uintp(64)
+#: Prefetch distances: elements ahead along a row (pack_rows), rows ahead (pack_cols); _LINE is
+#: the elements of a 64-byte cache line at float32 (float64 then prefetches each line twice).
+_AHEAD = np.uintp(256)
+_ROWS_AHEAD = np.uintp(16)
+_LINE = np.uintp(16)
 
 
 @njit(**_OPTS)
@@ -43,6 +49,10 @@ def pack_rows(dst, off, src, r0, rows, c0, kc, width):
             d = off + r
             for p in range(q0, q1):
                 dst[d + p * width] = row[c0 + p]
+            # fetch this row's part of a later chunk: the rows stream from memory in 256-byte
+            # pieces, which the hardware prefetcher alone served at a third of copy speed
+            for q in range(q1 + _AHEAD, q1 + _AHEAD + _CHUNK, _LINE):
+                prefetch_read(row, c0 + q)
         for r in range(rows, width):
             d = off + r
             for p in range(q0, q1):
@@ -61,6 +71,10 @@ def pack_cols(dst, off, src, r0, kc, c0, cols, width):
             dst[d + j] = row[c0 + j]
         for j in range(cols, width):
             dst[d + j] = zero
+        # the row _ROWS_AHEAD further down: short pieces of many rows defeat the hardware prefetcher
+        ahead = src[min(r0 + p + _ROWS_AHEAD, _U(src.shape[0]) - _U(1))]
+        for j in range(_U(0), cols, _LINE):
+            prefetch_read(ahead, c0 + j)
 
 
 @njit(**_OPTS)
