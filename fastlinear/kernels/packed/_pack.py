@@ -27,11 +27,11 @@ from ._prefetch import prefetch_read
 _OPTS = dict(cache=True, nogil=True, fastmath=set(FASTMATH))
 _U = np.uintp
 _CHUNK = np.uintp(64)
-#: Prefetch distances: elements ahead along a row (pack_rows), rows ahead (pack_cols); _LINE is
-#: the elements of a 64-byte cache line at float32 (float64 then prefetches each line twice).
+#: Prefetch distances: elements ahead along a row (pack_rows), rows ahead (pack_cols). Measured
+#: on 64 x 4096 x 4096 float32: packing took 3.9x as long as copying w with no prefetch, 2.4x with
+#: 16 rows ahead (4 rows: 3.5x; 32 rows: same as 16).
 _AHEAD = np.uintp(256)
 _ROWS_AHEAD = np.uintp(16)
-_LINE = np.uintp(16)
 
 
 @njit(**_OPTS)
@@ -39,6 +39,7 @@ def pack_rows(dst, off, src, r0, rows, c0, kc, width):
     """dst[off + p * width + r] = src[r0 + r, c0 + p] for r < rows, 0 for rows <= r < width."""
     # src is (R, K); the panel covers rows r0 .. r0 + rows and columns c0 .. c0 + kc
     zero = dst.dtype.type(0)
+    line = _U(64 // dst.itemsize)  # elements per 64-byte cache line
     # A transpose. Done in chunks of _CHUNK steps so the chunk's part of dst (width x _CHUNK
     # elements) stays in L1 while every row writes into it: whole rows at once wrote 128 KB with
     # a 128-byte stride and ran 2.3x slower (205 vs 89 us per 1024 x 256 float32 block).
@@ -51,7 +52,7 @@ def pack_rows(dst, off, src, r0, rows, c0, kc, width):
                 dst[d + p * width] = row[c0 + p]
             # fetch this row's part of a later chunk: the rows stream from memory in 256-byte
             # pieces, which the hardware prefetcher alone served at a third of copy speed
-            for q in range(q1 + _AHEAD, q1 + _AHEAD + _CHUNK, _LINE):
+            for q in range(q1 + _AHEAD, q1 + _AHEAD + _CHUNK, line):
                 prefetch_read(row, c0 + q)
         for r in range(rows, width):
             d = off + r
@@ -64,6 +65,7 @@ def pack_cols(dst, off, src, r0, kc, c0, cols, width):
     """dst[off + p * width + j] = src[r0 + p, c0 + j] for j < cols, 0 for cols <= j < width."""
     # src is (K, C); the panel covers rows r0 .. r0 + kc and columns c0 .. c0 + cols
     zero = dst.dtype.type(0)
+    line = _U(64 // dst.itemsize)  # elements per 64-byte cache line
     for p in range(kc):
         row = src[r0 + p]
         d = off + p * width
@@ -73,7 +75,7 @@ def pack_cols(dst, off, src, r0, kc, c0, cols, width):
             dst[d + j] = zero
         # the row _ROWS_AHEAD further down: short pieces of many rows defeat the hardware prefetcher
         ahead = src[min(r0 + p + _ROWS_AHEAD, _U(src.shape[0]) - _U(1))]
-        for j in range(_U(0), cols, _LINE):
+        for j in range(_U(0), cols, line):
             prefetch_read(ahead, c0 + j)
 
 
