@@ -25,7 +25,6 @@ Why this cannot go wrong silently:
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -44,7 +43,6 @@ MICRO = {
 }
 
 _compiled: dict = {}
-_lock = threading.Lock()
 
 
 def _signature(dtype: np.dtype):
@@ -69,7 +67,9 @@ def compiled_micro(dtype):
     """The micro-kernel dispatcher for ``dtype``, compiled with SLP-only vectorization for its
     single signature on the first call (about 2 s for float32, 1 s for float64)."""
     dtype = np.dtype(dtype)
-    with _lock:
+    # Numba's (re-entrant) compiler lock, not a lock of our own: this runs inside the compilation
+    # of a driver, which already holds it, and taking a second lock here could deadlock.
+    with global_compiler_lock:
         kernel = _compiled.get(dtype)
         if kernel is None:
             source = MICRO[dtype][0]
