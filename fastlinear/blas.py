@@ -8,22 +8,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activations import RELU, SIGMOID, TANH, apply_numpy
 
-def forward(y, x, w, b):
-    """y = x @ w.T + b, with ``b`` an array or None."""
+
+def forward(y, x, w, b, act):
+    """y = act(x @ w.T + b), with ``b`` an array or None and ``act`` an activation code."""
     np.matmul(x, w.T, out=y)
     if b is not None:
         y += b
+    apply_numpy(y, act)
 
 
-def grad_weight(dw, dy, x, scale, accumulate):
-    """dw = scale * dy.T @ x, or dw += scale * dy.T @ x when ``accumulate``."""
+def grad_weight(dw, db, dy, x, scale, accumulate):
+    """dw = scale * dy.T @ x, or dw += scale * dy.T @ x when ``accumulate``; also the bias
+    gradient into ``db`` (see `grad_bias`) unless it is None."""
     if accumulate:
         dw += scale * (dy.T @ x)
     else:
         np.matmul(dy.T, x, out=dw)
         if scale != 1:
             dw *= scale
+    if db is not None:
+        grad_bias(db, dy, scale, accumulate)
 
 
 def grad_bias(db, dy, scale, accumulate):
@@ -39,3 +45,21 @@ def grad_bias(db, dy, scale, accumulate):
 def grad_input(dx, dy, w):
     """dx = dy @ w."""
     np.matmul(dy, w, out=dx)
+
+
+def activation_grad(g, db, dy, y, act, scale, accumulate):
+    """g = dy * act'(y) from the forward output ``y``; db (+)= scale * g.sum(axis=0) unless None.
+    Written into ``g`` in place, with no temporary arrays."""
+    if act == RELU:
+        np.greater(y, 0, out=g)  # writes 1 or 0 in g's dtype; NaN > 0 is False, as in the kernels
+    elif act == SIGMOID:
+        np.subtract(1, y, out=g)
+        np.multiply(g, y, out=g)
+    elif act == TANH:
+        np.multiply(y, y, out=g)
+        np.subtract(1, g, out=g)
+    else:
+        g.fill(1)
+    np.multiply(g, dy, out=g)
+    if db is not None:
+        grad_bias(db, g, scale, accumulate)

@@ -56,8 +56,8 @@ scale = np.float32(1)
 """
 
 _CALL = {
-    "forward": "be.forward(y, x, w, b)",
-    "grad_weight": "be.grad_weight(dw, dy, x, scale, False)",
+    "forward": "be.forward(y, x, w, b, 0)",
+    "grad_weight": "be.grad_weight(dw, None, dy, x, scale, False)",
     "grad_bias": "be.grad_bias(db, dy, scale, False)",
     "grad_input": "be.grad_input(dx, dy, w)",
 }
