@@ -3,8 +3,8 @@ directly follow a Linear layer (one that does is fused into the layer's kernels 
 
 The maths is `fastlinear.activations`'; the derivative is written in terms of the activation's
 OUTPUT y (relu: 1 where y > 0; sigmoid: y (1 - y); tanh: 1 - y^2), so backward needs only what
-forward produced. `activation_grad` works in numpy ufuncs with ``out=``: no temporary arrays,
-and float32 stays float32 (Python scalars are "weak" under numpy's promotion rules).
+forward produced. Both directions run as numpy ufuncs with ``out=`` (the blas backend's own
+functions): no temporary arrays, and float32 stays float32.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import apply_numpy
+from ..blas import activation_grad
 from ..activations import code as activation_code
 from .buffers import RowBuffer
 from .module import Module
@@ -25,23 +26,6 @@ def check_activation(name: object) -> str | None:
         return name
     valid = ", ".join(repr(a) for a in ACTIVATIONS)
     raise ValueError(f"unknown activation {name!r}; valid activations are {valid} or None")
-
-
-def activation_grad(name: str | None, g: np.ndarray, dy: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Write g = dy * act'(.) given the activation's output y; return g (dy itself for None)."""
-    if name is None:
-        return dy
-    if name == "relu":
-        # 1 where y > 0, else 0 (NaN -> 0, as in the loop kernels); bool -> float is a safe cast
-        np.greater(y, 0, out=g)
-    elif name == "sigmoid":
-        np.subtract(1, y, out=g)
-        np.multiply(g, y, out=g)
-    elif name == "tanh":
-        np.multiply(y, y, out=g)
-        np.subtract(1, g, out=g)
-    np.multiply(g, dy, out=g)
-    return g
 
 
 class _Activation(Module):
@@ -77,7 +61,9 @@ class _Activation(Module):
                              f"{self._y.shape} {self._y.dtype}")
         if not need_input_grad:
             return None
-        return activation_grad(self.name, self._grad.rows(dy.shape[0]), dy, self._y)
+        g = self._grad.rows(dy.shape[0])
+        activation_grad(g, None, dy, self._y, activation_code(self.name), None, False)
+        return g
 
     def _drop_cache(self) -> None:
         self._y = None

@@ -17,7 +17,6 @@ from ..activations import code as activation_code
 from ..backends import get_backend
 from ..functional import _backward_into, _forward_into
 from ..layer import Linear
-from .activations import activation_grad
 from .buffers import RowBuffer
 
 
@@ -73,13 +72,8 @@ class Dense:
             )
         g = self._g.rows(dy.shape[0])
         dx = self._dx.rows(x.shape[0]) if need_input_grad else None
-        act = self._act
-        if act and layer.backend == "blas":
-            # The blas backend's activation_grad builds act'(y) as a temporary array the size of
-            # y; this in-place version allocates nothing.
-            dy, act = activation_grad(self.activation, g, dy, y), 0
         _backward_into(get_backend(layer.backend), dy, x, layer.weight, dx, layer.grad_weight,
-                       layer.grad_bias, layer.reduction, not self.grads_zero, y, act, g)
+                       layer.grad_bias, layer.reduction, not self.grads_zero, y, self._act, g)
         self.grads_zero = False
         return dx
 
