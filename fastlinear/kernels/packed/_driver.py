@@ -15,6 +15,10 @@ all of C once (the read-modify-write cost ~27% at small KC). Every element of C 
 (column block, row panel) pair, handled by one thread, and is summed over k-blocks in order: the
 result does not depend on the thread count (block sizes never do either).
 
+Before each micro-kernel the C tile it will update is prefetched for writing, so that where C
+does not fit in the caches its lines arrive while the micro-kernel computes (dw at
+64 x 4096 x 4096 float32: ~20% faster than without).
+
 Store modes: the first k-block writes C (or adds to it when ``accumulate``), later k-blocks add;
 after the last k-block, bias and activation are applied to the tile just stored (no second pass).
 """
