@@ -3,6 +3,7 @@ wrong kernel is reported and never timed (no timing assertions)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from fastlinear import cli, harness, table
-from fastlinear.backends import BLAS, Backend
+from fastlinear.backends import BLAS
 
 
 @pytest.mark.parametrize(
@@ -74,12 +75,12 @@ def test_quick_run_writes_valid_json_and_png(tmp_path, capsys, restore_threads):
 
 
 def _wrong_forward(y, x, w, b, *act):
-    BLAS.forward(y, x, w, b)
+    BLAS.forward(y, x, w, b, *act)
     y[0, 0] += 1
 
 
 def test_a_wrong_kernel_is_reported_and_not_timed(monkeypatch):
-    wrong = Backend("wrong", _wrong_forward, BLAS.grad_weight, BLAS.grad_bias, BLAS.grad_input)
+    wrong = dataclasses.replace(BLAS, name="wrong", forward=_wrong_forward)
     monkeypatch.setattr(harness, "get_backend", lambda name: wrong if name == "wrong" else BLAS)
     results = harness.run([(4, 6, 5)], ["float64"], ["blas", "wrong"], ("forward",), repeats=1,
                           settle=False)
@@ -92,8 +93,7 @@ def test_a_wrong_kernel_is_reported_and_not_timed(monkeypatch):
 
 
 def test_unwritten_output_fails_validation(monkeypatch):
-    lazy = Backend("lazy", lambda y, x, w, b, *act: None, BLAS.grad_weight, BLAS.grad_bias,
-                   BLAS.grad_input)
+    lazy = dataclasses.replace(BLAS, name="lazy", forward=lambda y, x, w, b, *act: None)
     monkeypatch.setattr(harness, "get_backend", lambda name: lazy)
     [row] = harness.run([(2, 3, 4)], ["float32"], ["lazy"], ("forward",), repeats=1,
                         settle=False)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import os
 import time
-import timeit
 from typing import Callable, NamedTuple
 
 import numba
@@ -23,17 +22,20 @@ import fastlinear as fl
 PROFILE_VAR = "FASTLINEAR_BENCH_PROFILE"
 
 # "fast" (the default) takes one sample of each benchmark: enough to see that everything runs.
-# "regular" takes many samples in two processes per benchmark, for `asv continuous`/`asv compare`.
-# number stays 1: when a benchmark has a setup(), asv re-runs it before every timed call, so a
-# larger number would not batch calls. raw_repeat is for the timeraw_ benchmarks (one fresh
-# interpreter per sample); rate_time is how long track_gflops keeps calling a kernel.
+# "regular" takes many samples in several processes per benchmark, for `asv continuous`/`asv
+# compare`: `asv continuous` alternates the two revisions round by round, so more, shorter rounds
+# spread a change in the machine's load over both revisions alike (see README.md, "The regression
+# gate", for how these numbers were tuned). number stays 1: when a benchmark has a setup(), asv
+# re-runs it before every timed call, so a larger number would not batch calls. raw_repeat is for
+# the timeraw_ benchmarks (one fresh interpreter per sample); rate_time is how long track_gflops_
+# keeps calling a kernel.
 PROFILES = {
     "fast": dict(
         warmup_time=0.0, repeat=1, number=1, min_run_count=1, rounds=1,
         raw_repeat=1, rate_time=0.01,
     ),
     "regular": dict(
-        warmup_time=0.2, repeat=(10, 100, 2.0), number=1, min_run_count=10, rounds=2,
+        warmup_time=0.2, repeat=(10, 50, 1.0), number=1, min_run_count=10, rounds=4,
         raw_repeat=(3, 5, 60.0), rate_time=0.25,
     ),
 }
@@ -51,11 +53,22 @@ def _read_profile() -> dict:
 PROFILE = _read_profile()
 
 
-class Benchmark:
-    """Base of every benchmark class: the profile's timing settings and a wall-clock timer (the
-    kernels run on several threads, and CPU time would add the threads up)."""
+def cpu_or_wall_time() -> float:
+    """The timer of every time_ benchmark: the process's CPU time when the benchmark runs on one
+    thread, wall-clock time otherwise.
 
-    timer = timeit.default_timer
+    On one thread the two agree on an idle machine, but when other processes compete for the
+    cores a call's wall-clock time includes the time it waited for one, which moved single-thread
+    results by 10-30% between the rounds of one `asv continuous` run on a loaded 2-core machine;
+    CPU time counts only the work. On several threads CPU time would add the threads up (and
+    count their spinning), so those use wall-clock time and are noisier."""
+    return time.process_time() if _threads == 1 else time.perf_counter()
+
+
+class Benchmark:
+    """Base of every benchmark class: the profile's timing settings and the timer."""
+
+    timer = staticmethod(cpu_or_wall_time)
     timeout = 300
     warmup_time = PROFILE["warmup_time"]
     repeat = PROFILE["repeat"]
