@@ -7,6 +7,7 @@
 """
 
 from . import _cpu  # noqa: F401  (must run before any kernel compiles)
+from ._compile import warmup
 from .backends import Backend, available_backends, get_backend
 from .functional import Cache, backward, forward, linear, linear_backward
 from .layer import Linear
@@ -26,4 +27,5 @@ __all__ = [
     "linear",
     "linear_backward",
     "set_num_threads",
+    "warmup",
 ]

@@ -22,3 +22,6 @@ PARALLEL: dict = dict(parallel=True, cache=True, nogil=True, fastmath=set(FASTMA
 #: Options for the "naive" reference kernels: parallel, but no reassociation, so each sum runs in
 #: the plain left-to-right order a reader would expect.
 NAIVE: dict = dict(parallel=True, cache=True, nogil=True)
+
+#: Options for the serial kernels that serve problems too small for a parallel region to pay.
+SERIAL: dict = dict(cache=True, nogil=True, fastmath=set(FASTMATH))

@@ -11,24 +11,31 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import blas
+from .activations import apply_numpy
 from .kernels import naive
-from .kernels.forward import forward as _loops_forward
+from .kernels.activation import activation_grad as _loops_activation_grad
+from .kernels.forward import forward as _tiled_forward
 from .kernels.grad_bias import grad_bias as _loops_grad_bias
 from .kernels.grad_input import grad_input as _loops_grad_input
-from .kernels.grad_weight import grad_weight as _loops_grad_weight
+from .kernels.grad_weight import grad_weight as _tiled_grad_weight
 
 
 @dataclass(frozen=True)
 class Backend:
-    """Four kernels that together implement a linear layer.
+    """The kernels that together implement a linear layer, optionally with a fused activation.
 
     Attributes:
         name: the registry name.
-        forward: ``forward(y, x, w, b)`` computes ``y = x @ w.T + b`` (``b`` may be None).
-        grad_weight: ``grad_weight(dw, dy, x, scale, accumulate)`` computes
-            ``dw (+)= scale * dy.T @ x``.
+        forward: ``forward(y, x, w, b, act)`` computes ``y = act(x @ w.T + b)`` (``b`` may be
+            None; ``act`` is a code from `fastlinear.activations`).
+        grad_weight: ``grad_weight(dw, db, dy, x, scale, accumulate)`` computes
+            ``dw (+)= scale * dy.T @ x`` and, unless ``db`` is None, ``db (+)= scale * dy.sum(0)``
+            in the same call.
         grad_bias: ``grad_bias(db, dy, scale, accumulate)`` computes ``db (+)= scale * dy.sum(0)``.
         grad_input: ``grad_input(dx, dy, w)`` computes ``dx = dy @ w``.
+        activation_grad: ``activation_grad(g, db, dy, y, act, scale, accumulate)`` computes
+            ``g = dy * act'(y)`` from the forward output ``y`` and, unless ``db`` is None,
+            ``db (+)= scale * g.sum(0)`` in the same pass.
 
     The kernels do no checking: every array must be C-contiguous with one float dtype, shapes
     must agree, and ``scale`` must be a numpy scalar of that dtype (a Python float would make a
@@ -41,14 +48,31 @@ class Backend:
     grad_weight: Callable
     grad_bias: Callable
     grad_input: Callable
+    activation_grad: Callable
 
 
-LOOPS = Backend("loops", _loops_forward, _loops_grad_weight, _loops_grad_bias, _loops_grad_input)
-NAIVE = Backend("naive", naive.forward, naive.grad_weight, naive.grad_bias, naive.grad_input)
-BLAS = Backend("blas", blas.forward, blas.grad_weight, blas.grad_bias, blas.grad_input)
+def _loops_forward(y, x, w, b, act):
+    _tiled_forward(y, x, w, b)
+    if act:
+        apply_numpy(y, act)
+
+
+def _loops_grad_weight(dw, db, dy, x, scale, accumulate):
+    _tiled_grad_weight(dw, dy, x, scale, accumulate)
+    if db is not None:
+        _loops_grad_bias(db, dy, scale, accumulate)
+
+
+LOOPS = Backend("loops", _loops_forward, _loops_grad_weight, _loops_grad_bias, _loops_grad_input,
+                _loops_activation_grad)
+NAIVE = Backend("naive", naive.forward, naive.grad_weight, naive.grad_bias, naive.grad_input,
+                naive.activation_grad)
+BLAS = Backend("blas", blas.forward, blas.grad_weight, blas.grad_bias, blas.grad_input,
+               blas.activation_grad)
 # "auto" picks the loop kernels for now; choosing per shape class is left to the auto backend's
 # own functions once measurements justify a threshold.
-AUTO = Backend("auto", LOOPS.forward, LOOPS.grad_weight, LOOPS.grad_bias, LOOPS.grad_input)
+AUTO = Backend("auto", *(getattr(LOOPS, f) for f in ("forward", "grad_weight", "grad_bias",
+                                                     "grad_input", "activation_grad")))
 
 _BACKENDS: dict[str, Backend] = {b.name: b for b in (LOOPS, NAIVE, BLAS, AUTO)}
 

@@ -8,22 +8,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activations import apply_numpy, derivative_numpy
 
-def forward(y, x, w, b):
-    """y = x @ w.T + b, with ``b`` an array or None."""
+
+def forward(y, x, w, b, act):
+    """y = act(x @ w.T + b), with ``b`` an array or None and ``act`` an activation code."""
     np.matmul(x, w.T, out=y)
     if b is not None:
         y += b
+    apply_numpy(y, act)
 
 
-def grad_weight(dw, dy, x, scale, accumulate):
-    """dw = scale * dy.T @ x, or dw += scale * dy.T @ x when ``accumulate``."""
+def grad_weight(dw, db, dy, x, scale, accumulate):
+    """dw = scale * dy.T @ x, or dw += scale * dy.T @ x when ``accumulate``; also the bias
+    gradient into ``db`` (see `grad_bias`) unless it is None."""
     if accumulate:
         dw += scale * (dy.T @ x)
     else:
         np.matmul(dy.T, x, out=dw)
         if scale != 1:
             dw *= scale
+    if db is not None:
+        grad_bias(db, dy, scale, accumulate)
 
 
 def grad_bias(db, dy, scale, accumulate):
@@ -39,3 +45,10 @@ def grad_bias(db, dy, scale, accumulate):
 def grad_input(dx, dy, w):
     """dx = dy @ w."""
     np.matmul(dy, w, out=dx)
+
+
+def activation_grad(g, db, dy, y, act, scale, accumulate):
+    """g = dy * act'(y) from the forward output ``y``; db (+)= scale * g.sum(axis=0) unless None."""
+    np.multiply(dy, derivative_numpy(y, act), out=g)
+    if db is not None:
+        grad_bias(db, g, scale, accumulate)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import inspect
 import json
 import os
 import platform
+
+from .activations import NONE as ACT_NONE
 
 # The SIMD flags worth reporting, in LLVM's spelling (llvmlite.binding.get_host_cpu_features).
 SIMD_FLAGS = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl",
@@ -67,12 +68,19 @@ def blas_pools() -> list[str]:
 
 
 def kernel_cache() -> dict:
-    """Where Numba caches the loop kernels and how many of them already have machine code there
-    for this CPU and source (a warm cache: no compilation on first call)."""
-    from . import backends
+    """Where Numba caches the loop kernels and which of them already have machine code there for
+    this CPU and source (a warm cache: no compilation on first call). Every Numba function defined
+    in the loop-kernel modules counts, helpers (serial/parallel variants) included."""
+    from numba.core.registry import CPUDispatcher
 
-    kernels = {f"loops.{op}": getattr(backends.LOOPS, op)
-               for op in ("forward", "grad_weight", "grad_bias", "grad_input")}
+    from .kernels import activation, forward, grad_bias, grad_input, grad_weight
+
+    kernels = {
+        f"{mod.__name__.rsplit('.', 1)[1]}.{name}": fn
+        for mod in (forward, grad_weight, grad_bias, grad_input, activation)
+        for name, fn in vars(mod).items()
+        if isinstance(fn, CPUDispatcher) and getattr(fn, "__module__", "") == mod.__name__
+    }
     dirs, warm = set(), []
     for name, fn in kernels.items():
         try:
@@ -81,7 +89,7 @@ def kernel_cache() -> dict:
             dirs.add(fn._cache._cache_path)
             if fn._cache._cache_file._load_index():
                 warm.append(name)
-        except AttributeError:
+        except AttributeError:  # not cached (cache=False), or Numba changed its internals
             pass
     return {"dirs": sorted(dirs), "warm": warm, "kernels": len(kernels)}
 
@@ -94,10 +102,7 @@ def _run_one_kernel() -> None:
     from . import backends
 
     x = np.ones((1, 1), np.float64)
-    y = np.empty((1, 1), np.float64)
-    fwd = backends.LOOPS.forward
-    n_args = len(inspect.signature(getattr(fwd, "py_func", fwd)).parameters)
-    fwd(*((y, x, x, None, 0) if n_args == 5 else (y, x, x, None)))
+    backends.LOOPS.forward(np.empty((1, 1), np.float64), x, x, None, ACT_NONE)
 
 
 def summary(run_kernel: bool = False) -> dict:
@@ -149,7 +154,8 @@ def format_summary(s: dict) -> str:
         f"512-bit vectors: {'on' if s['vector_width_512'] else 'off'}"
         f" (Numba CPU name: {s['numba_cpu_name'] or 'default'})",
         f"Numba cache: {', '.join(cache['dirs']) or 'unknown'}",
-        f"cache warm: {len(cache['warm'])} of {cache['kernels']} loop kernels have cached code"
+        f"cache warm: {len(cache['warm'])} of {cache['kernels']} loop-kernel functions have cached "
+        "code"
         + ("" if len(cache["warm"]) == cache["kernels"] else " (the rest compile on first call)"),
     ]
     if s["openblas_env"]:

@@ -8,13 +8,15 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _validate as check
+from .activations import code as activation_code
 from .backends import get_backend
 from .functional import _backward_into, _forward_into, check_grad_output
 from .initializers import check_init, initial_parameters
 
 
 class Linear:
-    r"""A fully connected layer, ``y = x @ weight.T + bias``, computed by a chosen backend.
+    r"""A fully connected layer, ``y = activation(x @ weight.T + bias)``, computed by a chosen
+    backend, with the activation fused into the kernels.
 
     Args:
         in_features: size of each input row.
@@ -26,6 +28,9 @@ class Linear:
             by assigning ``layer.backend``.
         init: weight initialisation scheme: "he_normal" (default), "he_uniform", "lecun_normal",
             "xavier_uniform", "xavier_normal", "small_normal", "torch" or "zeros".
+        activation: None (default), "relu", "sigmoid" or "tanh". It is applied as each output
+            is stored, and its derivative is applied to dy in the same pass that computes the
+            bias gradient; the layer keeps its output (not the pre-activation) for `backward`.
         reduction: "sum" (default) accumulates gradients summed over the rows of the batch, as
             torch does; "mean" divides ``grad_weight`` and ``grad_bias`` by the number of rows,
             for a loss written as a sum over the batch whose updates should be averages. The
@@ -43,8 +48,9 @@ class Linear:
             call adds to them until `zero_grad`.
         training: when True (the default), `forward` keeps its input for `backward`.
 
-    The layer keeps a reference to its last input, not a copy: changing that array in place
-    before `backward` changes the gradients.
+    The layer keeps a reference to its last input (and, with an activation, to the output it
+    returned), not a copy: changing those arrays in place before `backward` changes the
+    gradients.
 
     Examples:
         >>> import numpy as np, fastlinear as fl
@@ -63,6 +69,7 @@ class Linear:
         dtype: npt.DTypeLike = np.float32,
         backend: str = "auto",
         init: str = "he_normal",
+        activation: str | None = None,
         reduction: str = "sum",
         seed: int | np.random.Generator | None = None,
     ) -> None:
@@ -74,6 +81,8 @@ class Linear:
         get_backend(backend)
         self._backend = backend
         self.init = check_init(init)
+        self._act = activation_code(activation)
+        self._activation = activation
         self._reduction = check.reduction(reduction)
         self.training = True
         shape = (self.out_features, self.in_features)
@@ -82,6 +91,8 @@ class Linear:
         self.grad_weight = np.zeros(shape, dtype=self.dtype)
         self.grad_bias = np.zeros(self.out_features, dtype=self.dtype) if bias else None
         self._x: np.ndarray | None = None
+        self._y: np.ndarray | None = None
+        self._g: np.ndarray | None = None  # buffer for dy * act'(y), reused while the batch size stays
         self._rng = np.random.default_rng(seed)
         self.reset_parameters()
 
@@ -94,6 +105,11 @@ class Linear:
     def backend(self, name: str) -> None:
         get_backend(name)
         self._backend = name
+
+    @property
+    def activation(self) -> str | None:
+        """The fused activation: None, "relu", "sigmoid" or "tanh" (fixed at construction)."""
+        return self._activation
 
     @property
     def reduction(self) -> str:
@@ -123,37 +139,62 @@ class Linear:
         self._rng = rng
         self.init = init
 
-    def forward(self, x: np.ndarray, *, cache: bool | None = None) -> np.ndarray:
-        """Return ``x @ weight.T + bias``.
+    def forward(
+        self, x: np.ndarray, *, cache: bool | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Return ``activation(x @ weight.T + bias)``.
 
         Args:
             x: array of shape (..., in_features) and the layer's dtype.
-            cache: keep x for `backward`. Defaults to ``self.training``; pass False (or call
-                `eval`) for inference, so no reference to x is held. Every forward replaces the
-                previous cache; an uncached one leaves none, so `backward` then raises.
+            cache: keep x (and, with an activation, the output) for `backward`. Defaults to
+                ``self.training``; pass False (or call `eval`) for inference, so no reference is
+                held. Every forward replaces the previous cache; an uncached one leaves none, so
+                `backward` then raises.
+            out: optional C-contiguous array of shape (..., out_features) to write into (reused
+                across steps, it saves an allocation); it must not overlap x or the parameters.
         """
         be = get_backend(self._backend)
-        self._check_parameters()
-        x = check.require_array("x", x)
-        check.same_dtype("x", x, "weight", self.weight)
-        check.input_matches_weight("x", x, self.weight)
-        y = np.empty(x.shape[:-1] + (self.out_features,), dtype=self.dtype)
-        _forward_into(be, y, x, self.weight, self.bias)
+        contiguous = self._check_parameters()
+        w = self.weight
+        if (
+            contiguous and out is None and type(x) is np.ndarray and x.ndim == 2
+            and x.dtype == self.dtype and x.shape[1] == self.in_features and x.flags.c_contiguous
+        ):
+            # The common case, checked above at a fraction of the general path's cost: a plain
+            # C-contiguous (rows, in_features) batch of the layer's dtype.
+            y = np.empty((x.shape[0], self.out_features), dtype=self.dtype)
+            be.forward(y, x, w, self.bias, self._act)
+        else:
+            x = check.require_array("x", x)
+            check.same_dtype("x", x, "weight", w)
+            check.input_matches_weight("x", x, w)
+            shape = x.shape[:-1] + (self.out_features,)
+            if out is None:
+                y = np.empty(shape, dtype=self.dtype)
+            else:
+                y = check.output_array(out, shape, self.dtype, {"x": x, "weight": w, "bias": self.bias})
+            _forward_into(be, y, x, w, self.bias, self._act)
         # Without caching, drop any older cache too, so a later backward cannot pair this
         # forward's dy with an earlier input.
-        # A view of its own: reshaping the caller's array in place (x.shape = ...) cannot change
+        # Views of its own: reshaping the caller's arrays in place (x.shape = ...) cannot change
         # what backward reads, which the kernels index without bounds checks.
-        self._x = x.view() if (self.training if cache is None else cache) else None
+        keep = self.training if cache is None else cache
+        self._x = x.view() if keep else None
+        self._y = y.view() if keep and self._act else None
         return y
 
     __call__ = forward
 
-    def backward(self, dy: np.ndarray, *, need_input_grad: bool = True) -> np.ndarray | None:
+    def backward(
+        self, dy: np.ndarray, *, need_input_grad: bool = True, out: np.ndarray | None = None
+    ) -> np.ndarray | None:
         """Add this batch's gradients to ``grad_weight``/``grad_bias`` and return dx.
 
         Args:
             dy: gradient of the loss with respect to the last forward output, same shape.
             need_input_grad: if False (e.g. for a first layer), dx is neither computed nor returned.
+            out: optional C-contiguous array of the input's shape to write dx into; it must not
+                overlap dy, the cached input or the parameters.
 
         Returns:
             dx of shape (..., in_features), or None.
@@ -172,14 +213,46 @@ class Linear:
         dy = check.require_array("dy", dy)
         check.same_dtype("dy", dy, "weight", self.weight)
         check_grad_output(dy, x.shape[:-1], self.out_features)
-        dx = np.empty(x.shape, dtype=self.dtype) if need_input_grad else None
+        dx = None
+        if need_input_grad:
+            if out is None:
+                dx = np.empty(x.shape, dtype=self.dtype)
+            else:
+                dx = check.output_array(out, x.shape, self.dtype,
+                                        {"dy": dy, "x": x, "weight": self.weight, "bias": self.bias})
+        g = None
+        if self._act:
+            rows = dy.size // self.out_features
+            if self._g is None or self._g.shape[0] != rows:
+                self._g = np.empty((rows, self.out_features), dtype=self.dtype)
+            g = self._g
         _backward_into(be, dy, x, self.weight, dx, self.grad_weight, self.grad_bias,
-                       self._reduction, accumulate=True)
+                       self._reduction, True, self._y, self._act, g)
         return dx
 
-    def _check_parameters(self) -> None:
+    def _check_parameters(self) -> bool:
         """Refuse to run if a parameter or gradient attribute was replaced by an array the kernels
-        cannot use (they index without bounds checks, so a wrong shape would corrupt memory)."""
+        cannot use (they index without bounds checks, so a wrong shape would corrupt memory).
+
+        Returns whether the weight and bias are plain C-contiguous arrays that the kernels can
+        take as they are (the common case, checked first and cheaply)."""
+        w, gw, b, gb, dt = self.weight, self.grad_weight, self.bias, self.grad_bias, self.dtype
+        if type(w) is np.ndarray and type(gw) is np.ndarray and w.dtype == dt and gw.dtype == dt:
+            flags = gw.flags
+            if (w.shape == gw.shape == (self.out_features, self.in_features)
+                    and flags.c_contiguous and flags.writeable and w.flags.c_contiguous):
+                if b is None and gb is None:
+                    return True
+                if type(b) is np.ndarray and type(gb) is np.ndarray and b.dtype == dt and gb.dtype == dt:
+                    flags = gb.flags
+                    if (b.shape == gb.shape == (self.out_features,) and flags.c_contiguous
+                            and flags.writeable and b.flags.c_contiguous):
+                        return True
+        self._refuse_parameters()
+        return False
+
+    def _refuse_parameters(self) -> None:
+        """Raise the error `_check_parameters` found, naming the attribute and what it holds."""
         shape = (self.out_features, self.in_features)
         arrays = {"weight": (self.weight, shape), "grad_weight": (self.grad_weight, shape)}
         if self.bias is not None or self.grad_bias is not None:
@@ -223,7 +296,7 @@ class Linear:
         """Set training mode (forward keeps its input) and return the layer."""
         self.training = bool(mode)
         if not self.training:
-            self._x = None
+            self._x = self._y = None
         return self
 
     def eval(self) -> "Linear":
@@ -272,5 +345,6 @@ class Linear:
     def __repr__(self) -> str:
         return (
             f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
-            f"bias={self.bias is not None}, dtype={self.dtype}, backend={self._backend!r})"
+            f"bias={self.bias is not None}, dtype={self.dtype}, backend={self._backend!r}"
+            + (f", activation={self.activation!r})" if self._act else ")")
         )

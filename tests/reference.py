@@ -69,3 +69,38 @@ def magnitude_grad_bias(dy, reduction: str = "sum") -> np.ndarray:
 
 def magnitude_grad_input(dy, w) -> np.ndarray:
     return grad_input(np.abs(dy), np.abs(w))
+
+
+def activate(pre, activation: str | None) -> np.ndarray:
+    """activation(pre) in float64."""
+    pre = np.asarray(pre, dtype=np.float64)
+    if activation is None:
+        return pre
+    return {
+        "relu": lambda: np.maximum(pre, 0.0),
+        "sigmoid": lambda: 1.0 / (1.0 + np.exp(-pre)),
+        "tanh": lambda: np.tanh(pre),
+    }[activation]()
+
+
+def activation_derivative(y, activation: str | None) -> np.ndarray:
+    """activation'(pre) written through the activation's output y = activation(pre), in float64."""
+    y = np.asarray(y, dtype=np.float64)
+    if activation is None:
+        return np.ones_like(y)
+    return {
+        "relu": lambda: (y > 0).astype(np.float64),
+        "sigmoid": lambda: y * (1.0 - y),
+        "tanh": lambda: 1.0 - y * y,
+    }[activation]()
+
+
+def magnitude_activation_derivative(y, activation: str | None) -> np.ndarray:
+    """The derivative formula evaluated on absolute values (1 + y*y for tanh): the scale of its
+    rounding error, which near saturation is far larger than the derivative itself."""
+    y = np.abs(np.asarray(y, dtype=np.float64))
+    if activation == "sigmoid":
+        return y * (1.0 + y)
+    if activation == "tanh":
+        return 1.0 + y * y
+    return activation_derivative(y, activation)

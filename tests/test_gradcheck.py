@@ -1,6 +1,6 @@
 """Central finite differences against the Linear layer's analytic gradients, in float64.
 
-loss(theta) = sum(layer(x) * r) for a fixed random r, so dL/dy = r. Each parameter and each input
+loss(theta) = sum(layer(x) * r), for a plain layer and for each fused activation, for a fixed random r, so dL/dy = r. Each parameter and each input
 element is nudged by +-h and the loss difference compared with ``grad_weight``, ``grad_bias`` and
 the returned dx. With reduction="mean" the parameter gradients are dL/dtheta divided by the number
 of rows; dx is never scaled.
@@ -37,15 +37,16 @@ def _fd(loss, a: np.ndarray) -> np.ndarray:
     return g
 
 
+@pytest.mark.parametrize("activation", [None, "relu", "sigmoid", "tanh"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_gradcheck(backend, case, reduction, bias):
+def test_gradcheck(backend, case, reduction, bias, activation):
     lead, k, m = case
     rng = np.random.default_rng(k * 100 + m)
     layer = fl.Linear(k, m, bias=bias, dtype=np.float64, backend=backend, init="torch",
-                      reduction=reduction, seed=3)
+                      activation=activation, reduction=reduction, seed=3)
     x = rng.standard_normal(lead + (k,))
     r = rng.standard_normal(lead + (m,))
 

@@ -173,14 +173,14 @@ def test_raw_grad_weight_accumulate_and_overwrite(backend, dtype, scale, rng):
     mag = abs(scale) * ref.magnitude_grad_weight(dy, x)
 
     dw = np.full((dy.shape[1], x.shape[1]), np.nan, dtype=dtype)
-    be.grad_weight(dw, dy, x, s, False)  # NaN prefill: proves the old contents are not read
+    be.grad_weight(dw, None, dy, x, s, False)  # NaN prefill: proves the old contents are not read
     assert_close(dw, expected, mag, x.shape[0], dtype, "overwrite dw")
 
     start = randn(rng, dw.shape, dtype)
     dw = start.copy()
-    be.grad_weight(dw, dy, x, s, accumulate=True)
+    be.grad_weight(dw, None, dy, x, s, accumulate=True)
     assert_close(dw, start + expected, np.abs(start) + mag, x.shape[0], dtype, "accumulated dw")
-    be.grad_weight(dw, dy, x, s, True)
+    be.grad_weight(dw, None, dy, x, s, True)
     assert_close(dw, start + 2 * expected, np.abs(start) + 2 * mag, x.shape[0], dtype, "accumulated twice")
 
 
@@ -212,7 +212,7 @@ def test_raw_forward_and_grad_input_write_every_element(backend, dtype, bias, rn
     x, w, dy = _raw(rng, dtype)
     b = randn(rng, w.shape[0], dtype) if bias else None
     y = np.full((x.shape[0], w.shape[0]), np.nan, dtype=dtype)
-    be.forward(y, x, w, b)
+    be.forward(y, x, w, b, 0)
     _check_forward(y, x, w, b, dtype)
     dx = np.full(x.shape, np.nan, dtype=dtype)
     be.grad_input(dx, dy, w)

@@ -17,11 +17,12 @@ from __future__ import annotations
 from numba import njit, prange
 
 from .._config import NAIVE
+from ..activations import apply, derivative
 
 
 @njit(**NAIVE)
-def forward(y, x, w, b):
-    """y = x @ w.T + b, with ``b`` an array or None."""
+def forward(y, x, w, b, act):
+    """y = act(x @ w.T + b), with ``b`` an array or None and ``act`` an activation code."""
     # x is (n, in), w is (out, in), b is (out,) or None, y is (n, out)
     n, k = x.shape
     m = w.shape[0]
@@ -32,12 +33,13 @@ def forward(y, x, w, b):
                 acc += x[i, p] * w[j, p]
             if b is not None:
                 acc += b[j]
-            y[i, j] = acc
+            y[i, j] = apply(acc, act, y.dtype.type(1))
 
 
 @njit(**NAIVE)
-def grad_weight(dw, dy, x, scale, accumulate):
-    """dw = scale * dy.T @ x, added to dw when ``accumulate``."""
+def grad_weight(dw, db, dy, x, scale, accumulate):
+    """dw = scale * dy.T @ x, added to dw when ``accumulate``; also the bias gradient into
+    ``db`` (see `grad_bias`) unless it is None."""
     # dy is (n, out), x is (n, in), dw is (out, in); parallel over output rows, so no races
     n, k = x.shape
     m = dy.shape[1]
@@ -50,6 +52,14 @@ def grad_weight(dw, dy, x, scale, accumulate):
                 dw[j, p] += scale * acc
             else:
                 dw[j, p] = scale * acc
+        if db is not None:
+            acc = db.dtype.type(0)
+            for i in range(n):
+                acc += dy[i, j]
+            if accumulate:
+                db[j] += scale * acc
+            else:
+                db[j] = scale * acc
 
 
 @njit(**NAIVE)
@@ -79,3 +89,20 @@ def grad_input(dx, dy, w):
             for j in range(m):
                 acc += dy[i, j] * w[j, p]
             dx[i, p] = acc
+
+
+@njit(**NAIVE)
+def activation_grad(g, db, dy, y, act, scale, accumulate):
+    """g = dy * act'(y) from the forward output ``y``; db (+)= scale * g.sum(axis=0) unless None."""
+    n, m = dy.shape
+    one = g.dtype.type(1)
+    for j in prange(m):
+        acc = g.dtype.type(0)
+        for i in range(n):
+            g[i, j] = dy[i, j] * derivative(y[i, j], act, one)
+            acc += g[i, j]
+        if db is not None:
+            if accumulate:
+                db[j] += scale * acc
+            else:
+                db[j] = scale * acc
