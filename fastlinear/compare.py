@@ -104,8 +104,11 @@ def add_arguments(p: argparse.ArgumentParser, *, shapes: str, backends: str | No
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register ``fastlinear compare``."""
-    p = sub.add_parser("compare", help="validate, then time every backend (and torch) side by side",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "compare", help="validate, then time every backend (and torch) side by side",
+        description="Check every backend (and PyTorch's CPU ops, if installed) against a float64 "
+                    "reference, then time those that passed, interleaved, and print a table of "
+                    "median times, GFLOP/s and speed ratios to blas and torch.")
     add_arguments(p, shapes=DEFAULT_SHAPES, backends=None, ops=",".join(harness.OPS))
     p.set_defaults(run=run)
     return p

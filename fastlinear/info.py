@@ -166,7 +166,8 @@ def format_summary(s: dict) -> str:
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register ``fastlinear info``."""
     p = sub.add_parser("info", help="versions, threads, BLAS, CPU features and Numba's cache",
-                       description=__doc__.split("\n\n")[0])
+                       description="Print what fastlinear's kernels run on: versions, threads, "
+                                   "BLAS, CPU and SIMD flags, vector width, Numba's cache.")
     p.add_argument("--json", action="store_true", help="print the same as JSON")
     p.set_defaults(run=run)
     return p

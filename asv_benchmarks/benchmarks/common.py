@@ -1,9 +1,11 @@
-"""What the fastlinear benchmarks share: the timing profile, the shape classes, seeded inputs, the
-thread setting, and the check that a kernel is right before it is timed.
+"""What the fastlinear benchmarks share: the timing profile and timer, the shape classes, seeded
+page-aligned inputs, the thread setting, the skip rules, and the check that an op is right before
+it is timed.
 
 Compare a branch with main (from asv_benchmarks/; both must be committed):
 
-    FASTLINEAR_BENCH_PROFILE=regular asv continuous main my-branch
+    FASTLINEAR_BENCH_PROFILE=regular asv continuous --split main my-branch
+    ./gate.sh main my-branch    # the regression gate (see README.md)
 """
 
 from __future__ import annotations
