@@ -11,13 +11,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import blas
-from .activations import apply_numpy
+from .kernels import auto as _auto
+from .kernels import loops as _loops
 from .kernels import naive
 from .kernels.activation import activation_grad as _loops_activation_grad
-from .kernels.forward import forward as _tiled_forward
-from .kernels.grad_bias import grad_bias as _loops_grad_bias
-from .kernels.grad_input import grad_input as _loops_grad_input
-from .kernels.grad_weight import grad_weight as _tiled_grad_weight
 
 
 @dataclass(frozen=True)
@@ -51,28 +48,14 @@ class Backend:
     activation_grad: Callable
 
 
-def _loops_forward(y, x, w, b, act):
-    _tiled_forward(y, x, w, b)
-    if act:
-        apply_numpy(y, act)
-
-
-def _loops_grad_weight(dw, db, dy, x, scale, accumulate):
-    _tiled_grad_weight(dw, dy, x, scale, accumulate)
-    if db is not None:
-        _loops_grad_bias(db, dy, scale, accumulate)
-
-
-LOOPS = Backend("loops", _loops_forward, _loops_grad_weight, _loops_grad_bias, _loops_grad_input,
+LOOPS = Backend("loops", _loops.forward, _loops.grad_weight, _loops.grad_bias, _loops.grad_input,
                 _loops_activation_grad)
 NAIVE = Backend("naive", naive.forward, naive.grad_weight, naive.grad_bias, naive.grad_input,
                 naive.activation_grad)
 BLAS = Backend("blas", blas.forward, blas.grad_weight, blas.grad_bias, blas.grad_input,
                blas.activation_grad)
-# "auto" picks the loop kernels for now; choosing per shape class is left to the auto backend's
-# own functions once measurements justify a threshold.
-AUTO = Backend("auto", *(getattr(LOOPS, f) for f in ("forward", "grad_weight", "grad_bias",
-                                                     "grad_input", "activation_grad")))
+AUTO = Backend("auto", _auto.forward, _auto.grad_weight, _auto.grad_bias, _auto.grad_input,
+               _loops_activation_grad)
 
 _BACKENDS: dict[str, Backend] = {b.name: b for b in (LOOPS, NAIVE, BLAS, AUTO)}
 

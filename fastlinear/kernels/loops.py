@@ -1,0 +1,109 @@
+"""The "loops" backend: four kernels, each choosing a compiled variant from the shape and dtype.
+
+    forward(y, x, w, b, act)                     y = act(x @ w.T + b)          b may be None
+    grad_weight(dw, db, dy, x, scale, accumulate) dw (+)= scale * dy.T @ x      db (+)= scale * dy.sum(0)
+    grad_bias(db, dy, scale, accumulate)          db (+)= scale * dy.sum(0)
+    grad_input(dx, dy, w)                         dx = dy @ w
+
+Arrays are C-contiguous with one float dtype, already checked (see ``fastlinear.functional``).
+
+Variants, from small to large problems ("work" is n * in * out multiply-adds):
+
+* serial kernels (``small.forward_serial``, ``_micro.grad_*_serial_*``, ``small.grad_bias_serial``):
+  no parallel region, which alone costs about 1.4 us to enter (3 us measured per call here);
+* parallel direct kernels (``small.forward_parallel``, ``_micro.grad_*_parallel_*``): output blocks
+  spread over threads, operands read in place;
+* packed kernels (``fastlinear.kernels.packed``) for large problems, when that module is present.
+
+The choice depends only on the shape and dtype, never on the thread count, so a given input gives
+bitwise the same result with any number of threads. The thresholds below were measured on a 2-core
+AVX-512 Xeon (medians, microseconds per call, 2 threads; serial / parallel):
+
+* forward:    4x64x64 (2**14) 2.1 / 3.4 (1 thread: 2.1 / 2.2); 8x64x64 3.8 / 4.1 (1 thread:
+  3.8 / 2.9); 16x64x64 7.2 / 4.7                                            -> serial up to 2**14.
+* grad_input float32: 16x128x128 2.9 / 4.1; 32x128x128 (2**19) 5.0 / 5.1   -> serial below 2**19;
+  float64: 8x128x128 2.9 / 4.4; 16x128x128 (2**18) 5.3 / 5.3; 32x128x128 10.3 / 7.8
+                                                                             -> serial below 2**18.
+* grad_weight: 16x64x64 (2**16) float32 2.3 / 4.3 (1 thread: 2.4 / 2.6), float64 3.7 / 5.4
+  (1 thread: 3.6 / 3.4); 8x128x128 float32 5.5 / 7.2 (1 thread: 5.9 / 4.4), float64 10.5 / 9.1
+                                                                             -> serial up to 2**16.
+* grad_bias: a block of 256 columns per thread; serial up to 2**16 elements of dy
+  (32x128: 0.8 / 3.2).
+"""
+
+from __future__ import annotations
+
+from . import _micro, small
+
+try:  # packed large-shape kernels, when present in this build
+    from .packed import packed_forward, packed_grad_input, packed_grad_weight
+except ImportError:  # pragma: no cover - depends on the build
+    packed_forward = packed_grad_input = packed_grad_weight = None
+
+#: work (n * in * out) at or below which each kernel runs serially; see the module docstring.
+FORWARD_SERIAL = 1 << 14
+GRAD_INPUT_SERIAL = {4: (1 << 19) - 1, 8: (1 << 18) - 1}
+GRAD_WEIGHT_SERIAL = {4: 1 << 16, 8: 1 << 16}
+#: elements of dy at or below which grad_bias runs serially
+GRAD_BIAS_SERIAL = 1 << 16
+#: work above which the packed kernels take over (when present): below it packing does not pay.
+PACKED = 1 << 26
+
+_FORWARD = (small.forward_serial, small.forward_parallel)
+_GRAD_INPUT = {4: (_micro.grad_input_serial_f32, _micro.grad_input_parallel_f32),
+               8: (_micro.grad_input_serial_f64, _micro.grad_input_parallel_f64)}
+_GRAD_WEIGHT = {4: (_micro.grad_weight_serial_f32, _micro.grad_weight_parallel_f32),
+                8: (_micro.grad_weight_serial_f64, _micro.grad_weight_parallel_f64)}
+
+#: every compiled variant behind each public kernel (for tests and compile-time benchmarks)
+VARIANTS: dict[str, tuple] = {
+    "forward": _FORWARD,
+    "grad_weight": _GRAD_WEIGHT[4] + _GRAD_WEIGHT[8],
+    "grad_bias": (small.grad_bias_serial, small.grad_bias_parallel),
+    "grad_input": _GRAD_INPUT[4] + _GRAD_INPUT[8],
+}
+
+
+def forward(y, x, w, b, act) -> None:
+    """y = act(x @ w.T + b); ``b`` may be None, ``act`` is an activation code (0 none, 1 relu,
+    2 sigmoid, 3 tanh)."""
+    work = x.shape[0] * x.shape[1] * w.shape[0]
+    if work <= FORWARD_SERIAL:
+        small.forward_serial(y, x, w, b, act)
+    elif work <= PACKED or packed_forward is None:
+        small.forward_parallel(y, x, w, b, act)
+    else:
+        packed_forward(y, x, w, b, act)
+
+
+def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
+    """dw (+)= scale * dy.T @ x and, when ``db`` is not None, db (+)= scale * dy.sum(0) in the same
+    pass; ``+=`` when ``accumulate``."""
+    work = x.shape[0] * x.shape[1] * dw.shape[0]
+    size = dw.dtype.itemsize
+    if work <= GRAD_WEIGHT_SERIAL[size]:
+        _GRAD_WEIGHT[size][0](dw, db, dy, x, scale, accumulate)
+    elif work <= PACKED or packed_grad_weight is None:
+        _GRAD_WEIGHT[size][1](dw, db, dy, x, scale, accumulate)
+    else:
+        packed_grad_weight(dw, db, dy, x, scale, accumulate)
+
+
+def grad_bias(db, dy, scale, accumulate) -> None:
+    """db (+)= scale * dy.sum(0); ``+=`` when ``accumulate``."""
+    if dy.size <= GRAD_BIAS_SERIAL:
+        small.grad_bias_serial(db, dy, scale, accumulate)
+    else:
+        small.grad_bias_parallel(db, dy, scale, accumulate)
+
+
+def grad_input(dx, dy, w) -> None:
+    """dx = dy @ w."""
+    work = dy.shape[0] * dy.shape[1] * w.shape[1]
+    size = dx.dtype.itemsize
+    if work <= GRAD_INPUT_SERIAL[size]:
+        _GRAD_INPUT[size][0](dx, dy, w)
+    elif work <= PACKED or packed_grad_input is None:
+        _GRAD_INPUT[size][1](dx, dy, w)
+    else:
+        packed_grad_input(dx, dy, w)

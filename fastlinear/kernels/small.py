@@ -1,0 +1,246 @@
+"""Forward and bias-gradient kernels for small and skinny shapes, serial and parallel.
+
+forward: y = act(x @ w.T + b). Each output element is a dot product of a row of x with a row of w,
+both contiguous, so the kernel computes 4 x 4 blocks of outputs at a time (16 dot products sharing
+8 row loads per step) and leaves the reduction loop to LLVM's loop vectorizer, which may reorder
+it because ``FASTMATH`` allows reassociation. No packing: at these sizes x and w sit in cache and
+w.T never has to be formed. Bias and activation are applied when the block is stored. Output
+columns left over at the right edge use 4 x 2 and 4 x 1 blocks, rows left over at the bottom
+1 x 4 and 1 x 1 blocks; every block is computed by one thread, so the summation order of an
+element depends only on the shape, never on the thread count.
+
+grad_bias: db (+)= scale * dy.sum(0), summed down the batch in order.
+
+``*_serial`` kernels have no parallel region: a Numba parallel region costs about 1.4 us to enter,
+several times the whole computation at batch 1, 16 x 16.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .._config import PARALLEL as _PARALLEL
+from .._config import SERIAL as _SERIAL
+from ..activations import apply
+
+#: rows and columns of a forward block
+_R = 4
+_C = 4
+
+
+@njit(**_SERIAL)
+def _store(y, i, j, v, b, act):
+    """y[i, j] = act(v + b[j])."""
+    if b is not None:
+        v += b[j]
+    y[i, j] = apply(v, act, y.dtype.type(1))
+
+
+@njit(**_SERIAL)
+def _block4x4(y, x, w, b, act, i0, j0):
+    """y[i0:i0+4, j0:j0+4] from four rows of x and four rows of w."""
+    x0, x1, x2, x3 = x[i0], x[i0 + 1], x[i0 + 2], x[i0 + 3]
+    w0, w1, w2, w3 = w[j0], w[j0 + 1], w[j0 + 2], w[j0 + 3]
+    z = y.dtype.type(0)
+    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = z
+    a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = z
+    for p in range(x.shape[1]):
+        u0, u1, u2, u3 = x0[p], x1[p], x2[p], x3[p]
+        v0, v1, v2, v3 = w0[p], w1[p], w2[p], w3[p]
+        a00 += u0 * v0
+        a01 += u0 * v1
+        a02 += u0 * v2
+        a03 += u0 * v3
+        a10 += u1 * v0
+        a11 += u1 * v1
+        a12 += u1 * v2
+        a13 += u1 * v3
+        a20 += u2 * v0
+        a21 += u2 * v1
+        a22 += u2 * v2
+        a23 += u2 * v3
+        a30 += u3 * v0
+        a31 += u3 * v1
+        a32 += u3 * v2
+        a33 += u3 * v3
+    _store(y, i0, j0, a00, b, act)
+    _store(y, i0, j0 + 1, a01, b, act)
+    _store(y, i0, j0 + 2, a02, b, act)
+    _store(y, i0, j0 + 3, a03, b, act)
+    _store(y, i0 + 1, j0, a10, b, act)
+    _store(y, i0 + 1, j0 + 1, a11, b, act)
+    _store(y, i0 + 1, j0 + 2, a12, b, act)
+    _store(y, i0 + 1, j0 + 3, a13, b, act)
+    _store(y, i0 + 2, j0, a20, b, act)
+    _store(y, i0 + 2, j0 + 1, a21, b, act)
+    _store(y, i0 + 2, j0 + 2, a22, b, act)
+    _store(y, i0 + 2, j0 + 3, a23, b, act)
+    _store(y, i0 + 3, j0, a30, b, act)
+    _store(y, i0 + 3, j0 + 1, a31, b, act)
+    _store(y, i0 + 3, j0 + 2, a32, b, act)
+    _store(y, i0 + 3, j0 + 3, a33, b, act)
+
+
+@njit(**_SERIAL)
+def _block4x2(y, x, w, b, act, i0, j0):
+    """y[i0:i0+4, j0:j0+2]."""
+    x0, x1, x2, x3 = x[i0], x[i0 + 1], x[i0 + 2], x[i0 + 3]
+    w0, w1 = w[j0], w[j0 + 1]
+    z = y.dtype.type(0)
+    a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = z
+    for p in range(x.shape[1]):
+        u0, u1, u2, u3 = x0[p], x1[p], x2[p], x3[p]
+        v0, v1 = w0[p], w1[p]
+        a00 += u0 * v0
+        a01 += u0 * v1
+        a10 += u1 * v0
+        a11 += u1 * v1
+        a20 += u2 * v0
+        a21 += u2 * v1
+        a30 += u3 * v0
+        a31 += u3 * v1
+    _store(y, i0, j0, a00, b, act)
+    _store(y, i0, j0 + 1, a01, b, act)
+    _store(y, i0 + 1, j0, a10, b, act)
+    _store(y, i0 + 1, j0 + 1, a11, b, act)
+    _store(y, i0 + 2, j0, a20, b, act)
+    _store(y, i0 + 2, j0 + 1, a21, b, act)
+    _store(y, i0 + 3, j0, a30, b, act)
+    _store(y, i0 + 3, j0 + 1, a31, b, act)
+
+
+@njit(**_SERIAL)
+def _block4x1(y, x, w, b, act, i0, j):
+    """y[i0:i0+4, j]."""
+    x0, x1, x2, x3 = x[i0], x[i0 + 1], x[i0 + 2], x[i0 + 3]
+    w0 = w[j]
+    z = y.dtype.type(0)
+    a0 = a1 = a2 = a3 = z
+    for p in range(x.shape[1]):
+        v = w0[p]
+        a0 += x0[p] * v
+        a1 += x1[p] * v
+        a2 += x2[p] * v
+        a3 += x3[p] * v
+    _store(y, i0, j, a0, b, act)
+    _store(y, i0 + 1, j, a1, b, act)
+    _store(y, i0 + 2, j, a2, b, act)
+    _store(y, i0 + 3, j, a3, b, act)
+
+
+@njit(**_SERIAL)
+def _block1x4(y, x, w, b, act, i, j0):
+    """y[i, j0:j0+4]."""
+    x0 = x[i]
+    w0, w1, w2, w3 = w[j0], w[j0 + 1], w[j0 + 2], w[j0 + 3]
+    z = y.dtype.type(0)
+    a0 = a1 = a2 = a3 = z
+    for p in range(x.shape[1]):
+        u = x0[p]
+        a0 += u * w0[p]
+        a1 += u * w1[p]
+        a2 += u * w2[p]
+        a3 += u * w3[p]
+    _store(y, i, j0, a0, b, act)
+    _store(y, i, j0 + 1, a1, b, act)
+    _store(y, i, j0 + 2, a2, b, act)
+    _store(y, i, j0 + 3, a3, b, act)
+
+
+@njit(**_SERIAL)
+def _block1x1(y, x, w, b, act, i, j):
+    """y[i, j]."""
+    x0 = x[i]
+    w0 = w[j]
+    a = y.dtype.type(0)
+    for p in range(x.shape[1]):
+        a += x0[p] * w0[p]
+    _store(y, i, j, a, b, act)
+
+
+@njit(**_SERIAL)
+def _forward_tile(y, x, w, b, act, t, col_tiles):
+    """Tile number t (row-major) of _R x _C outputs, or the part of it inside y."""
+    n, m = y.shape
+    i0 = (t // col_tiles) * _R
+    j0 = (t % col_tiles) * _C
+    cols = min(m - j0, _C)
+    if i0 + _R <= n:
+        if cols == _C:
+            _block4x4(y, x, w, b, act, i0, j0)
+        else:
+            if cols & 2:
+                _block4x2(y, x, w, b, act, i0, j0)
+            if cols & 1:
+                _block4x1(y, x, w, b, act, i0, j0 + cols - 1)
+    else:
+        for i in range(i0, n):
+            if cols == _C:
+                _block1x4(y, x, w, b, act, i, j0)
+            else:
+                for j in range(j0, j0 + cols):
+                    _block1x1(y, x, w, b, act, i, j)
+
+
+@njit(**_SERIAL)
+def forward_serial(y, x, w, b, act):
+    """y = act(x @ w.T + b) on one thread; b may be None."""
+    # x is (n, in), w is (out, in), b is (out,) or None, y is (n, out)
+    col_tiles = (y.shape[1] + _C - 1) // _C
+    tiles = ((y.shape[0] + _R - 1) // _R) * col_tiles
+    for t in range(tiles):
+        _forward_tile(y, x, w, b, act, t, col_tiles)
+
+
+@njit(**_PARALLEL)
+def forward_parallel(y, x, w, b, act):
+    """y = act(x @ w.T + b), tiles of outputs spread over threads; b may be None."""
+    # x is (n, in), w is (out, in), b is (out,) or None, y is (n, out)
+    col_tiles = (y.shape[1] + _C - 1) // _C
+    tiles = ((y.shape[0] + _R - 1) // _R) * col_tiles
+    for t in prange(tiles):
+        _forward_tile(y, x, w, b, act, t, col_tiles)
+
+
+@njit(**_SERIAL)
+def _bias_columns(db, dy, scale, accumulate, j0, j1):
+    """db[j0:j1] (+)= scale * dy[:, j0:j1].sum(0): whole row segments added in batch order."""
+    cols = j1 - j0
+    acc = np.zeros(cols, dtype=db.dtype)
+    for i in range(dy.shape[0]):
+        row = dy[i, j0:j1]
+        for q in range(cols):
+            acc[q] += row[q]
+    out = db[j0:j1]
+    if accumulate:
+        for q in range(cols):
+            out[q] += scale * acc[q]
+    else:
+        for q in range(cols):
+            out[q] = scale * acc[q]
+
+
+#: columns per thread in grad_bias: a column-at-a-time sum reads dy with a whole row's stride and
+#: ran 20-45x slower than numpy; whole row segments keep the reads unit-stride.
+_BIAS_COLS = 256
+
+
+@njit(**_SERIAL)
+def grad_bias_serial(db, dy, scale, accumulate):
+    """db (+)= scale * dy.sum(0) on one thread."""
+    # dy is (n, out), db is (out,)
+    m = dy.shape[1]
+    for j0 in range(0, m, _BIAS_COLS):
+        _bias_columns(db, dy, scale, accumulate, j0, min(j0 + _BIAS_COLS, m))
+
+
+@njit(**_PARALLEL)
+def grad_bias_parallel(db, dy, scale, accumulate):
+    """db (+)= scale * dy.sum(0), blocks of columns spread over threads."""
+    # dy is (n, out), db is (out,)
+    m = dy.shape[1]
+    for t in prange((m + _BIAS_COLS - 1) // _BIAS_COLS):
+        j0 = t * _BIAS_COLS
+        _bias_columns(db, dy, scale, accumulate, j0, min(j0 + _BIAS_COLS, m))
+

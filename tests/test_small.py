@@ -1,0 +1,188 @@
+"""The "loops" and "auto" kernels with the kernel interface (activation codes, fused db), against
+the float64 reference: every variant the dispatchers can choose, on both sides of each threshold,
+both dtypes, bias on/off, every activation, accumulate, db or None, and bitwise-equal results with
+1 and 2 threads."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import reference as ref
+from fastlinear import set_num_threads
+from fastlinear.kernels import _generate, auto, loops
+from helpers import DTYPE_IDS, DTYPES, randn, tolerance
+
+L = loops
+
+# (n, in, out) on both sides of every threshold, plus sizes 1, odd sizes and sizes that are not
+# multiples of the register blocks (8 x 32 / 8 x 16 gradients, 4 x 4 forward).
+THRESHOLD_SHAPES = {
+    "forward": [(4, 64, 64), (5, 64, 64)],                     # 2**14
+    "grad_input_f32": [(31, 128, 128), (32, 128, 128)],        # 2**19
+    "grad_input_f64": [(15, 128, 128), (16, 128, 128)],        # 2**18
+    "grad_weight": [(4, 128, 128), (5, 128, 128)],             # 2**16
+    "grad_bias": [(512, 3, 128), (513, 3, 128)],               # 2**16 elements of dy
+}
+ODD_SHAPES = [(1, 1, 1), (1, 16, 16), (2, 3, 5), (7, 33, 17), (9, 37, 10), (13, 70, 3), (17, 5, 33),
+              (33, 100, 19), (8, 784, 128), (4096 // 16, 256, 10), (3, 0, 4), (0, 5, 3)]
+SHAPES = sorted({s for v in THRESHOLD_SHAPES.values() for s in v} | set(ODD_SHAPES))
+ACTS = {0: lambda z: z, 1: lambda z: np.maximum(z, 0), 2: lambda z: 1 / (1 + np.exp(-z)), 3: np.tanh}
+ACT_IDS = ["none", "relu", "sigmoid", "tanh"]
+
+
+def _check(got, want, mag, k, dtype, what, extra=0.0):
+    """Elementwise |got - want| <= tolerance (+ extra * eps for an activation's own rounding)."""
+    assert got.dtype == np.dtype(dtype), what
+    tol = tolerance(dtype, k, mag) + extra * float(np.finfo(dtype).eps)
+    err = np.abs(got.astype(np.float64) - want)
+    assert np.all(err <= tol), f"{what}: max error {err.max():.3g}, tolerance {tol.max():.3g}"
+
+
+def _data(rng, shape, dtype):
+    n, k, m = shape
+    return (randn(rng, (n, k), dtype), randn(rng, (m, k), dtype), randn(rng, m, dtype),
+            randn(rng, (n, m), dtype))
+
+
+@pytest.mark.parametrize("act", range(4), ids=ACT_IDS)
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("kernels", [loops, auto], ids=["loops", "auto"])
+def test_forward(kernels, dtype, shape, bias, act, rng):
+    x, w, b, _ = _data(rng, shape, dtype)
+    b = b if bias else None
+    y = np.full((shape[0], shape[2]), np.nan, dtype)
+    kernels.forward(y, x, w, b, act)
+    z = ref.forward(x, w, b)
+    _check(y, ACTS[act](z), ref.magnitude_forward(x, w, b), shape[1], dtype, "y", extra=4)
+
+
+@pytest.mark.parametrize("accumulate", [False, True], ids=["set", "add"])
+@pytest.mark.parametrize("with_db", [True, False], ids=["db", "nodb"])
+@pytest.mark.parametrize("factor", [1.0, 0.5], ids=["sum", "scaled"])  # 1 takes a path of its own
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("kernels", [loops, auto], ids=["loops", "auto"])
+def test_gradients(kernels, dtype, shape, factor, with_db, accumulate, rng):
+    x, w, _, dy = _data(rng, shape, dtype)
+    n, k, m = shape
+    scale = dtype(factor)
+    dw0, db0 = randn(rng, (m, k), dtype), randn(rng, m, dtype)
+    dw = dw0.copy() if accumulate else np.full((m, k), np.nan, dtype)
+    db = (db0.copy() if accumulate else np.full(m, np.nan, dtype)) if with_db else None
+    kernels.grad_weight(dw, db, dy, x, scale, accumulate)
+    base_w = dw0.astype(np.float64) if accumulate else 0.0
+    _check(dw, base_w + factor * ref.grad_weight(dy, x), np.abs(base_w) + factor * ref.magnitude_grad_weight(dy, x),
+           n + 1, dtype, "dw")
+    base_b = db0.astype(np.float64) if accumulate else 0.0
+    want_b = base_b + factor * ref.grad_bias(dy)
+    mag_b = np.abs(base_b) + factor * ref.magnitude_grad_bias(dy)
+    if with_db:
+        _check(db, want_b, mag_b, n + 1, dtype, "db fused")
+    db2 = db0.copy() if accumulate else np.full(m, np.nan, dtype)
+    kernels.grad_bias(db2, dy, scale, accumulate)
+    _check(db2, want_b, mag_b, n + 1, dtype, "db")
+    dx = np.full((n, k), np.nan, dtype)
+    kernels.grad_input(dx, dy, w)
+    _check(dx, ref.grad_input(dy, w), ref.magnitude_grad_input(dy, w), m, dtype, "dx")
+
+
+def _run_all(kernels, dtype, shape, seed):
+    rng = np.random.default_rng(seed)
+    x, w, b, dy = _data(rng, shape, dtype)
+    n, k, m = shape
+    y, dx = np.empty((n, m), dtype), np.empty((n, k), dtype)
+    dw, db, db2 = np.empty((m, k), dtype), np.empty(m, dtype), np.empty(m, dtype)
+    kernels.forward(y, x, w, b, 3)
+    kernels.grad_weight(dw, db, dy, x, dtype(0.25 if seed % 2 else 1), False)
+    kernels.grad_bias(db2, dy, dtype(0.25 if seed % 2 else 1), False)
+    kernels.grad_input(dx, dy, w)
+    return y, dx, dw, db, db2
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("kernels", [loops, auto], ids=["loops", "auto"])
+def test_same_bits_with_1_and_2_threads(kernels, dtype, restore_threads):
+    shapes = SHAPES + [(300, 257, 129)]
+    if kernels is loops:
+        shapes.append((257, 256, 256))  # above auto's BLAS threshold: BLAS gives no such promise
+    results = {}
+    for threads in (1, 2, 1):
+        set_num_threads(threads)
+        results.setdefault(threads, []).append(
+            [_run_all(kernels, dtype, s, i) for i, s in enumerate(shapes)])
+    for got1, got2, again in zip(results[1][0], results[2][0], results[1][1]):
+        for a, b, c in zip(got1, got2, again):
+            assert np.array_equal(a, b, equal_nan=True) and np.array_equal(a, c, equal_nan=True)
+
+
+class _Spy:
+    """Wraps a kernel variant and records that it ran."""
+
+    def __init__(self, fn, log, name):
+        self.fn, self.log, self.name = fn, log, name
+
+    def __call__(self, *args):
+        self.log.add(self.name)
+        return self.fn(*args)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_every_dispatch_branch_runs(dtype, monkeypatch):
+    """Shapes on both sides of each threshold reach the serial and the parallel variant."""
+    size = np.dtype(dtype).itemsize
+    log: set[str] = set()
+    monkeypatch.setattr(loops.small, "forward_serial", _Spy(loops.small.forward_serial, log, "fs"))
+    monkeypatch.setattr(loops.small, "forward_parallel", _Spy(loops.small.forward_parallel, log, "fp"))
+    monkeypatch.setattr(loops.small, "grad_bias_serial", _Spy(loops.small.grad_bias_serial, log, "bs"))
+    monkeypatch.setattr(loops.small, "grad_bias_parallel", _Spy(loops.small.grad_bias_parallel, log, "bp"))
+    s, p = loops._GRAD_INPUT[size]
+    monkeypatch.setitem(loops._GRAD_INPUT, size, (_Spy(s, log, "xs"), _Spy(p, log, "xp")))
+    s, p = loops._GRAD_WEIGHT[size]
+    monkeypatch.setitem(loops._GRAD_WEIGHT, size, (_Spy(s, log, "ws"), _Spy(p, log, "wp")))
+    sfx = "f32" if size == 4 else "f64"
+    cases = {"forward": ("fs", "fp"), f"grad_input_{sfx}": ("xs", "xp"), "grad_weight": ("ws", "wp"),
+             "grad_bias": ("bs", "bp")}
+    for key, names in cases.items():
+        for shape, name in zip(THRESHOLD_SHAPES[key], names):
+            log.clear()
+            _run_all(loops, dtype, shape, 0)
+            assert name in log and names[1 - names.index(name)] not in log, (key, shape, log)
+
+
+def test_auto_uses_blas_only_above_its_threshold(monkeypatch):
+    calls = []
+    real = np.matmul
+    monkeypatch.setattr(np, "matmul", lambda *a, **k: calls.append(1) or real(*a, **k))
+    _run_all(auto, np.float32, (300, 257, 129), 0)
+    assert not calls
+    if loops.packed_forward is None:
+        _run_all(auto, np.float32, (257, 256, 256), 0)
+        assert len(calls) == 3
+
+
+def test_generated_micro_kernels_are_up_to_date():
+    assert _generate.TARGET.read_text() == _generate.generate(), "rerun python -m fastlinear.kernels._generate"
+
+
+def test_nan_and_inf_propagate():
+    x = np.ones((9, 40), np.float32)
+    w = np.ones((33, 40), np.float32)
+    x[2, 5] = np.nan
+    x[3, 7] = np.inf
+    for act in range(4):
+        y = np.empty((9, 33), np.float32)
+        loops.forward(y, x, w, None, act)
+        assert np.isnan(y[2]).all()
+        assert (y[3] == ACTS[act](np.float64(np.inf))).all()
+    dy = np.ones((9, 33), np.float32)
+    dw, dx = np.empty((33, 40), np.float32), np.empty((9, 40), np.float32)
+    loops.grad_weight(dw, None, dy, x, np.float32(1), False)
+    assert np.isnan(dw[:, 5]).all() and np.isinf(dw[:, 7]).all()
+    w[4, 6] = np.nan
+    loops.grad_input(dx, dy, w)
+    assert np.isnan(dx[:, 6]).all() and not np.isnan(dx[:, 5]).any()
