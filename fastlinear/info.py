@@ -68,41 +68,44 @@ def blas_pools() -> list[str]:
 
 
 def kernel_cache() -> dict:
-    """Where Numba caches the loop kernels and which of them already have machine code there for
-    this CPU and source (a warm cache: no compilation on first call). Every Numba function defined
-    in the loop-kernel modules counts, helpers (serial/parallel variants) included."""
+    """Where Numba caches fastlinear's kernels and which of them already have machine code there
+    for this CPU and source (a warm cache: no compilation on first call). Counts every cached
+    Numba function in the kernel modules the backends import, helpers included."""
+    import sys
+
+    from numba.core.caching import FunctionCache
     from numba.core.registry import CPUDispatcher
 
-    from .kernels import activation, forward, grad_bias, grad_input, grad_weight
+    from . import backends  # noqa: F401  (imports the kernel modules)
 
     kernels = {
-        f"{mod.__name__.rsplit('.', 1)[1]}.{name}": fn
-        for mod in (forward, grad_weight, grad_bias, grad_input, activation)
+        f"{mod_name.removeprefix('fastlinear.kernels.')}.{name}": fn
+        for mod_name, mod in sorted(sys.modules.items())
+        if mod_name.startswith("fastlinear.kernels.") and mod is not None
         for name, fn in vars(mod).items()
-        if isinstance(fn, CPUDispatcher) and getattr(fn, "__module__", "") == mod.__name__
+        if isinstance(fn, CPUDispatcher) and fn.__module__ == mod_name
+        and isinstance(getattr(fn, "_cache", None), FunctionCache)
     }
     dirs, warm = set(), []
     for name, fn in kernels.items():
-        try:
-            # Numba's cache object has no public API; _load_index() returns {} when the index is
-            # missing or was written for another version of the source file.
-            dirs.add(fn._cache._cache_path)
-            if fn._cache._cache_file._load_index():
-                warm.append(name)
-        except AttributeError:  # not cached (cache=False), or Numba changed its internals
-            pass
-    return {"dirs": sorted(dirs), "warm": warm, "kernels": len(kernels)}
+        # Numba's cache object has no public API; _load_index() returns {} when the index is
+        # missing or was written for another version of the source file.
+        dirs.add(fn._cache._cache_path)
+        if fn._cache._cache_file._load_index():
+            warm.append(name)
+    return {"dirs": sorted(dirs), "warm": warm, "kernels": len(kernels), "names": list(kernels)}
 
 
 def _run_one_kernel() -> None:
-    """Call the smallest loops forward once: Numba picks its threading layer on the first parallel
-    call (this loads the kernel from the cache, or compiles it, about a second)."""
+    """Call the naive forward once on a 1x1 problem: Numba picks its threading layer on the first
+    parallel region, and the naive kernels always run one (the loops backend takes a serial path
+    for problems this small). This loads the kernel from the cache, or compiles it (a second)."""
     import numpy as np
 
     from . import backends
 
     x = np.ones((1, 1), np.float64)
-    backends.LOOPS.forward(np.empty((1, 1), np.float64), x, x, None, ACT_NONE)
+    backends.NAIVE.forward(np.empty((1, 1), np.float64), x, x, None, ACT_NONE)
 
 
 def summary(run_kernel: bool = False) -> dict:
@@ -154,7 +157,7 @@ def format_summary(s: dict) -> str:
         f"512-bit vectors: {'on' if s['vector_width_512'] else 'off'}"
         f" (Numba CPU name: {s['numba_cpu_name'] or 'default'})",
         f"Numba cache: {', '.join(cache['dirs']) or 'unknown'}",
-        f"cache warm: {len(cache['warm'])} of {cache['kernels']} loop-kernel functions have cached "
+        f"cache warm: {len(cache['warm'])} of {cache['kernels']} Numba kernel functions have cached "
         "code"
         + ("" if len(cache["warm"]) == cache["kernels"] else " (the rest compile on first call)"),
     ]
