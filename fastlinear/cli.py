@@ -3,7 +3,8 @@
 
 - ``compare``: validate, then time every backend (and PyTorch) over shapes, ops, dtypes, threads;
 - ``demo``: ``compare`` with the original demo's defaults (four kernels; loops, naive, blas);
-- ``info``: versions, threads, BLAS, CPU features and Numba's cache.
+- ``info``: versions, threads, BLAS, CPU features and Numba's cache;
+- ``train``: see `fastlinear.train` (its parser sets ``handler`` rather than ``run``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,16 @@ def _add_demo(sub) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastlinear", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="fastlinear", description="The linear layer as Numba loop kernels: compare backends, "
+        "inspect the set-up, train a small model.")
     sub = parser.add_subparsers(dest="command", required=True)
     compare.add_parser(sub)
     _add_demo(sub)
     info.add_parser(sub)
+    from .train import add_parser as add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 
@@ -38,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fastlinear`` console script: 0 on success, 1 when a compared kernel
     gave a wrong result, 2 on a usage error (with a message on stderr)."""
     args = _parser().parse_args(argv)
+    if hasattr(args, "handler"):
+        return args.handler(args)
     try:
         return args.run(args)
     except (ValueError, TypeError, MissingDependency) as exc:

@@ -1,0 +1,193 @@
+"""`Sequential`: layers run one after another, with each linear layer and the activation after it
+fused into one step, and every intermediate array kept in a buffer reused across batches."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _validate as check
+from ..layer import Linear
+from .activations import _Activation
+from .dense import Dense
+from .module import Module
+
+
+class Sequential(Module):
+    r"""A chain of `fastlinear.Linear` layers and activation modules.
+
+    A Linear directly followed by `ReLU`, `Sigmoid` or `Tanh` runs as one fused step, exactly like
+    ``Linear(..., activation=...)``: the backend's forward applies the activation as it stores
+    the output, and its backward multiplies the incoming gradient by the derivative in the same
+    pass that computes the bias gradient. The pair needs no buffers of its own.
+
+    Args:
+        *modules: `fastlinear.Linear` layers (one dtype, each ``in_features`` equal to the previous
+            layer's ``out_features``) and `Module` instances (activations).
+
+    Shape:
+        - Input: (batch, in_features) of the first Linear, in its dtype.
+        - Output: (batch, out_features) of the last Linear.
+
+    Buffers: the array returned by `forward` (and by `backward`) belongs to the model and is
+    overwritten by the next call; copy it to keep it. Buffers are allocated the first time a batch
+    size is seen and reused for every batch of that size or smaller, so a training step in steady
+    state allocates no large arrays.
+
+    Gradients accumulate in the layers' ``grad_weight``/``grad_bias`` until `zero_grad`. With the
+    layers' default ``reduction="sum"`` they are gradients of a loss whose own gradient already
+    includes the 1/batch of a mean (as `CrossEntropyLoss` and `MSELoss` return by default).
+
+    Examples:
+        >>> import numpy as np, fastlinear as fl
+        >>> from fastlinear import nn
+        >>> model = nn.Sequential(fl.Linear(4, 8, seed=0), nn.ReLU(), fl.Linear(8, 3, seed=1))
+        >>> logits = model(np.ones((2, 4), dtype=np.float32))
+        >>> loss, dlogits = nn.CrossEntropyLoss()(logits, np.array([0, 2]))
+        >>> _ = model.backward(dlogits, need_input_grad=False)
+    """
+
+    def __init__(self, *modules: Linear | Module) -> None:
+        if not modules:
+            raise ValueError("Sequential needs at least one module")
+        linears = [m for m in modules if isinstance(m, Linear)]
+        for i, m in enumerate(modules):
+            if not isinstance(m, (Linear, Module)):
+                raise TypeError(f"module {i} is a {type(m).__name__}; expected fastlinear.Linear "
+                                f"or a fastlinear.nn.Module")
+        if not linears:
+            raise ValueError("Sequential needs at least one fastlinear.Linear layer")
+        if len({id(m) for m in modules}) != len(modules):
+            raise ValueError("a module appears twice in Sequential; use separate instances")
+        self.modules = list(modules)
+        self.dtype = linears[0].dtype
+        self.in_features = linears[0].in_features
+        self.out_features = linears[-1].out_features
+        prev: tuple[int, Linear] | None = None
+        for i, m in enumerate(modules):
+            if not isinstance(m, Linear):
+                continue
+            if m.dtype != self.dtype:
+                raise TypeError(f"module {i} has dtype {m.dtype} but module "
+                                f"{modules.index(linears[0])} has {self.dtype}; use one dtype")
+            if prev is not None and m.in_features != prev[1].out_features:
+                raise ValueError(
+                    f"module {i} has in_features={m.in_features} but module {prev[0]} has "
+                    f"out_features={prev[1].out_features}; they must be equal"
+                )
+            prev = (i, m)
+        self._stages = self._fuse()
+        self.training = True
+
+    def _fuse(self) -> list[tuple[Dense | Module, list[int]]]:
+        """Run plan: (step, indices of the modules it covers); Linear + activation -> one Dense."""
+        stages: list[tuple[Dense | Module, list[int]]] = []
+        i = 0
+        while i < len(self.modules):
+            m = self.modules[i]
+            nxt = self.modules[i + 1] if i + 1 < len(self.modules) else None
+            own = getattr(m, "activation", None)
+            if isinstance(m, Linear) and own is None and isinstance(nxt, _Activation):
+                stages.append((Dense(m, nxt.name), [i, i + 1]))
+                i += 2
+            elif isinstance(m, Linear):
+                stages.append((Dense(m, own), [i]))
+                i += 1
+            else:
+                stages.append((m, [i]))
+                i += 1
+        return stages
+
+    def __len__(self) -> int:
+        return len(self.modules)
+
+    def __getitem__(self, i: int) -> Linear | Module:
+        return self.modules[i]
+
+    def __iter__(self):
+        return iter(self.modules)
+
+    @property
+    def linears(self) -> list[Linear]:
+        """The Linear layers, in order."""
+        return [m for m in self.modules if isinstance(m, Linear)]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Run every step on x of shape (batch, in_features); return the last output (a buffer)."""
+        x = check.require_array("x", x)
+        if x.dtype != self.dtype:
+            raise TypeError(f"x has dtype {x.dtype} but the model's layers have dtype {self.dtype}; "
+                            f"cast explicitly (x.astype(np.{self.dtype})), fastlinear never casts")
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"x has shape {x.shape}; the model expects (batch, {self.in_features})")
+        x = np.ascontiguousarray(x)
+        for step, _ in self._stages:
+            if isinstance(step, Dense):
+                x = step.forward(x, cache=self.training)
+            else:
+                x = step.forward(x)
+        return x
+
+    def backward(self, dy: np.ndarray, *, need_input_grad: bool = True) -> np.ndarray | None:
+        """Add every layer's gradients for the last forward and return dx (a buffer) or None.
+
+        Args:
+            dy: gradient of the loss with respect to the last forward's output.
+            need_input_grad: False skips the first layer's input gradient (training needs none).
+        """
+        dy = check.require_array("dy", dy)
+        last = len(self._stages) - 1
+        for k in range(last, -1, -1):
+            step, _ = self._stages[k]
+            want_dx = need_input_grad or k > 0
+            if isinstance(step, Dense):
+                dy = step.backward(dy, want_dx)
+            else:
+                dy = step.backward(dy, need_input_grad=want_dx)
+        return dy
+
+    def named_parameters(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """("<index>.weight", weight, grad_weight), ("<index>.bias", ...), as torch names them."""
+        named = []
+        for i, m in enumerate(self.modules):
+            pairs = m._named_parameters() if isinstance(m, Linear) else m.named_parameters()
+            named.extend((f"{i}.{name}", p, g) for name, p, g in pairs)
+        return named
+
+    def zero_grad(self) -> None:
+        """Set every gradient to zero; the next `backward` then writes the gradients directly
+        (identical values, one pass less), so do not change them by hand in between."""
+        for m in self.modules:
+            m.zero_grad()
+        for step, _ in self._stages:
+            if isinstance(step, Dense):
+                step.grads_zero = True
+
+    def train(self, mode: bool = True) -> "Sequential":
+        self.training = bool(mode)
+        for m in self.modules:
+            m.train(mode)
+        if not self.training:
+            self._drop_cache()
+        return self
+
+    def _drop_cache(self) -> None:
+        for step, _ in self._stages:
+            if isinstance(step, Dense):
+                step.drop_cache()
+
+    def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Class indices (argmax of the output) for every row of x, in evaluation mode; the model
+        is put back in the mode it was in."""
+        was = self.training
+        self.eval()
+        try:
+            out = np.empty(x.shape[0], dtype=np.int64)
+            for i in range(0, x.shape[0], batch_size):
+                np.argmax(self.forward(x[i : i + batch_size]), axis=1, out=out[i : i + batch_size])
+        finally:
+            self.train(was)
+        return out
+
+    def __repr__(self) -> str:
+        lines = [f"  ({i}): {m!r}" for i, m in enumerate(self.modules)]
+        return "Sequential(\n" + "\n".join(lines) + "\n)"
