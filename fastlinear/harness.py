@@ -1,32 +1,75 @@
-"""Validate-then-time harness behind ``fastlinear demo``: the four kernels of every backend, side
-by side, on the same inputs, with the same thread count.
+"""Validate-then-time harness behind ``fastlinear compare``: every backend's kernels (and PyTorch's
+CPU equivalents when torch is importable), side by side, on the same inputs and thread count.
 
-Order of work for each shape: build seeded inputs, run every backend's kernels once (this compiles
-them or loads them from Numba's cache; that first-call time is reported on its own), check each
-result against a float64 numpy reference, and only then time the backends that passed, interleaved
-(one sample of each backend in turn, repeated), reporting the median.
+Order of work for each (dtype, shape, op): build seeded inputs, run every contender once (this
+compiles a Numba kernel or loads it from Numba's cache; that first-call time is kept on its own),
+check each result against a float64 numpy reference, and only then time the contenders that
+passed, interleaved (one sample of each in turn, repeated), reporting the median. A wrong result
+is reported and never timed, so it cannot look like a win.
+
+Ops: the four kernels one at a time (``forward``, ``grad_weight``, ``grad_bias``, ``grad_input``,
+raw kernels writing into preallocated outputs) and ``step``, one whole layer step through the
+public API: ``fl.linear`` then ``fl.linear_backward`` (dx, dw and db), output allocation and
+argument checks included.
+
+PyTorch ("torch"): ``forward`` is ``torch.nn.functional.linear`` (it allocates its output); the
+three gradients are the explicit operations autograd runs for it (``mm(dy.t(), x)``,
+``dy.sum(0)``, ``mm(dy, w)``) writing into preallocated tensors; ``step`` is ``F.linear`` followed
+by autograd's ``backward``, fresh gradients each time.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from .backends import Backend, get_backend
+from .activations import NONE as ACT_NONE
+from .backends import available_backends, get_backend
 from .threads import get_num_threads
 
-OPS = ("forward", "grad_weight", "grad_bias", "grad_input")
+KERNEL_OPS = ("forward", "grad_weight", "grad_bias", "grad_input")
+OPS = KERNEL_OPS + ("step",)
+TORCH = "torch"
 _SETTLE_CALLS = 3
 _SETTLE_S = 0.2
+# A naive kernel does about 2 GFLOP/s at larger shapes: past this many floating-point operations
+# per call (about 0.1 s) it is skipped rather than timed.
+NAIVE_MAX_FLOPS = 2 * 10**8
+
+Call = Callable[[], tuple]
+
+
+def torch_available() -> bool:
+    """Whether PyTorch can be imported (without importing it)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def available_contenders() -> tuple[str, ...]:
+    """Every registered fastlinear backend, then "torch" when torch is importable."""
+    return available_backends() + ((TORCH,) if torch_available() else ())
+
+
+def check_contender(name: str) -> None:
+    """Raise ValueError naming the valid choices when ``name`` cannot be compared."""
+    if name == TORCH:
+        if not torch_available():
+            raise ValueError("backend 'torch' needs PyTorch, which is not installed")
+        return
+    try:
+        get_backend(name)
+    except ValueError:
+        valid = ", ".join(repr(n) for n in available_contenders())
+        raise ValueError(f"unknown backend {name!r}; valid backends are {valid}") from None
 
 
 @dataclass
 class Problem:
-    """Seeded inputs and preallocated outputs for one shape (batch, in_features, out_features)."""
+    """Seeded inputs for one shape (batch n, in_features k, out_features m) and dtype."""
 
     n: int
     k: int
@@ -42,42 +85,111 @@ class Problem:
         self.dy = rng.standard_normal((self.n, self.m)).astype(dt)
         self.one = dt.type(1)
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.n, self.k, self.m)
+
     def flops(self, op: str) -> int:
         """Floating-point operations of one call (a multiply-add counts as two)."""
-        return self.n * self.m if op == "grad_bias" else 2 * self.n * self.k * self.m
-
-    def runner(self, be: Backend, op: str) -> tuple[Callable[[], None], np.ndarray]:
-        """A zero-argument call of ``be``'s kernel for ``op`` and the array it writes."""
-        x, w, b, dy, one = self.x, self.w, self.b, self.dy, self.one
-        if op == "forward":
-            y = np.empty((self.n, self.m), self.x.dtype)
-            return (lambda: be.forward(y, x, w, b, 0)), y
-        if op == "grad_weight":
-            dw = np.empty_like(w)
-            return (lambda: be.grad_weight(dw, None, dy, x, one, False)), dw
-        if op == "grad_bias":
-            db = np.empty_like(b)
-            return (lambda: be.grad_bias(db, dy, one, False)), db
-        if op == "grad_input":
-            dx = np.empty_like(x)
-            return (lambda: be.grad_input(dx, dy, w)), dx
-        raise ValueError(f"unknown op {op!r}; valid ops are {', '.join(OPS)}")
-
-    def reference(self, op: str) -> np.ndarray:
-        """The float64 result the kernel for ``op`` must reproduce."""
-        x, w, dy = (a.astype(np.float64) for a in (self.x, self.w, self.dy))
+        product, rows = 2 * self.n * self.k * self.m, self.n * self.m
         return {
-            "forward": lambda: x @ w.T + self.b,
-            "grad_weight": lambda: dy.T @ x,
-            "grad_bias": lambda: dy.sum(axis=0),
-            "grad_input": lambda: dy @ w,
-        }[op]()
+            "forward": product + rows,  # the product, then the bias
+            "grad_weight": product,
+            "grad_bias": rows,
+            "grad_input": product,
+            "step": 3 * product + 2 * rows,
+        }[op]
+
+    def reduction_length(self, op: str) -> int:
+        """The longest sum behind one output element (sets the error tolerance)."""
+        return {"forward": self.k, "grad_weight": self.n, "grad_bias": self.n,
+                "grad_input": self.m, "step": max(self.n, self.k, self.m)}[op]
+
+    def reference(self, op: str) -> tuple[np.ndarray, ...]:
+        """The float64 results the call for ``op`` must reproduce, in the order it returns them."""
+        x, w, b, dy = (a.astype(np.float64) for a in (self.x, self.w, self.b, self.dy))
+        y, dw, db, dx = x @ w.T + b, dy.T @ x, dy.sum(axis=0), dy @ w
+        return {"forward": (y,), "grad_weight": (dw,), "grad_bias": (db,), "grad_input": (dx,),
+                "step": (y, dw, db, dx)}[op]
+
+
+def fastlinear_call(name: str, prob: Problem, op: str) -> Call:
+    """A zero-argument call of backend ``name`` for ``op``; it returns the arrays it wrote.
+
+    Kernel outputs are allocated once, here, and filled with NaN so that an element a kernel never
+    writes fails validation. The forward runs with no activation, grad_weight without its fused
+    bias gradient (grad_bias is timed on its own)."""
+    import fastlinear as fl
+
+    be = get_backend(name)
+    x, w, b, dy, one, dt = prob.x, prob.w, prob.b, prob.dy, prob.one, prob.x.dtype
+    if op == "step":
+        y = np.full((prob.n, prob.m), np.nan, dt)
+
+        def step() -> tuple:
+            fl.linear(x, w, b, backend=name, out=y)
+            dx, dw, db = fl.linear_backward(dy, x, w, backend=name)
+            return y, dw, db, dx
+
+        return step
+    if op == "forward":
+        y = np.full((prob.n, prob.m), np.nan, dt)
+        return lambda: (be.forward(y, x, w, b, ACT_NONE), y)[1:]
+    if op == "grad_weight":
+        dw = np.full(w.shape, np.nan, dt)
+        return lambda: (be.grad_weight(dw, None, dy, x, one, False), dw)[1:]
+    if op == "grad_bias":
+        db = np.full(b.shape, np.nan, dt)
+        return lambda: (be.grad_bias(db, dy, one, False), db)[1:]
+    if op == "grad_input":
+        dx = np.full(x.shape, np.nan, dt)
+        return lambda: (be.grad_input(dx, dy, w), dx)[1:]
+    raise ValueError(f"unknown op {op!r}; valid ops are {', '.join(OPS)}")
+
+
+def torch_call(prob: Problem, op: str) -> Call:
+    """PyTorch's CPU equivalent of ``op`` (see the module docstring); returns numpy-shareable
+    tensors."""
+    import torch
+    import torch.nn.functional as F
+
+    x, w, b, dy = (torch.from_numpy(a) for a in (prob.x, prob.w, prob.b, prob.dy))
+    if op == "forward":
+        return lambda: (F.linear(x, w, b),)
+    if op == "grad_weight":
+        dw = torch.empty_like(w)
+        return lambda: (torch.mm(dy.t(), x, out=dw),)
+    if op == "grad_bias":
+        db = torch.empty_like(b)
+        return lambda: (torch.sum(dy, 0, out=db),)
+    if op == "grad_input":
+        dx = torch.empty_like(x)
+        return lambda: (torch.mm(dy, w, out=dx),)
+    if op == "step":
+        xg, wg, bg = (t.clone().requires_grad_() for t in (x, w, b))
+
+        def step() -> tuple:
+            xg.grad = wg.grad = bg.grad = None
+            y = F.linear(xg, wg, bg)
+            y.backward(dy)
+            return y, wg.grad, bg.grad, xg.grad
+
+        return step
+    raise ValueError(f"unknown op {op!r}; valid ops are {', '.join(OPS)}")
+
+
+def make_call(name: str, prob: Problem, op: str) -> Call:
+    """The call of contender ``name`` (a fastlinear backend or "torch") for ``op``."""
+    return torch_call(prob, op) if name == TORCH else fastlinear_call(name, prob, op)
 
 
 def max_rel_error(got: np.ndarray, ref: np.ndarray) -> float:
-    """Largest absolute error relative to the largest reference magnitude."""
+    """Largest absolute error relative to the largest reference magnitude (inf if any NaN)."""
+    got = np.asarray(got, dtype=np.float64)
+    if got.shape != ref.shape or not np.isfinite(got).all():
+        return float("inf")
     scale = max(float(np.abs(ref).max(initial=0.0)), 1e-300)
-    return float(np.abs(got.astype(np.float64) - ref).max(initial=0.0)) / scale
+    return float(np.abs(got - ref).max(initial=0.0)) / scale
 
 
 def tolerance(dtype: np.dtype, length: int) -> float:
@@ -85,78 +197,117 @@ def tolerance(dtype: np.dtype, length: int) -> float:
     return 16 * float(np.finfo(dtype).eps) * max(length, 1) ** 0.5
 
 
+def _as_numpy(a) -> np.ndarray:
+    return a.detach().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
 @dataclass
 class Result:
-    """One (shape, op, backend) row."""
+    """One (dtype, shape, op, backend) row. ``status`` is "ok", "wrong" (validated and failed,
+    not timed) or "skipped" (too slow to be worth timing at this size)."""
 
     shape: tuple[int, int, int]
     dtype: str
     op: str
     backend: str
-    first_call_s: float
-    error: float
-    ok: bool
+    threads: int
+    status: str
+    flops: int
+    first_call_s: float | None = None
+    error: float | None = None
     median_s: float | None = None
     gflops: float | None = None
+    samples_s: list[float] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
 
 def run(
     shapes: list[tuple[int, int, int]],
     dtypes: list[str],
     backends: list[str],
-    ops: tuple[str, ...] = OPS,
+    ops: tuple[str, ...] = KERNEL_OPS,
     repeats: int = 5,
     min_sample_s: float = 0.002,
+    settle: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Result]:
-    """Validate then time every (shape, dtype, op, backend); see the module docstring."""
-    settle_s = _SETTLE_S if get_num_threads() > 1 else 0.0
+    """Validate then time every (dtype, shape, op, backend); see the module docstring.
+
+    ``progress`` is called with a short description once per (dtype, shape, op) as it starts.
+    ``settle=False`` skips the pauses that let another backend's spinning threads go idle."""
+    threads = get_num_threads()
+    if TORCH in backends:
+        import torch
+
+        torch.set_num_threads(threads)
+    settle_s = _SETTLE_S if settle and threads > 1 else 0.0
     results = []
     for dtype in dtypes:
         for n, k, m in shapes:
             prob = Problem(n, k, m, np.dtype(dtype))
             for op in ops:
-                ref = prob.reference(op)
-                length = {"forward": k, "grad_weight": n, "grad_bias": n, "grad_input": m}[op]
-                rows, calls = [], []
-                for name in backends:
-                    fn, out = prob.runner(get_backend(name), op)
-                    t0 = time.perf_counter()
-                    fn()
-                    first = time.perf_counter() - t0
-                    err = max_rel_error(out, ref)
-                    row = Result((n, k, m), dtype, op, name, first, err, err <= tolerance(dtype, length))
-                    rows.append(row)
-                    if row.ok:
-                        calls.append((row, fn, _calls_per_sample(fn, min_sample_s)))
-                samples: dict[str, list[float]] = {row.backend: [] for row, _, _ in calls}
-                for _ in range(repeats):
-                    for row, fn, number in calls:
-                        # After another backend ran, its idle threads keep spinning for a while
-                        # (OpenBLAS's for ~0.1 s) and steal cores from this one: on 2 cores a
-                        # 0.5 ms Numba kernel took 8 ms in that window. Wait it out, then make a
-                        # few untimed calls to wake this backend's own threads.
-                        time.sleep(settle_s)
-                        for _ in range(_SETTLE_CALLS):
-                            fn()
-                        t0 = time.perf_counter()
-                        for _ in range(number):
-                            fn()
-                        samples[row.backend].append((time.perf_counter() - t0) / number)
-                for row, _, _ in calls:
-                    row.median_s = statistics.median(samples[row.backend])
-                    row.gflops = prob.flops(op) / row.median_s / 1e9
-                results.extend(rows)
+                if progress:
+                    progress(f"{dtype} {n}x{k}x{m} {op}")
+                rows = _validate(prob, op, backends, threads)
+                _time([r for r in rows if r[0].ok], repeats, min_sample_s, settle_s)
+                results.extend(row for row, _ in rows)
     return results
 
 
-def _calls_per_sample(fn: Callable[[], None], min_sample_s: float) -> int:
+def _validate(prob: Problem, op: str, backends: list[str], threads: int) -> list:
+    """First call (timed on its own) and check of each backend: ``[(Result, call or None)]``."""
+    ref = prob.reference(op)
+    tol = tolerance(prob.dtype, prob.reduction_length(op))
+    rows = []
+    for name in backends:
+        row = Result(prob.shape, str(np.dtype(prob.dtype)), op, name, threads, "skipped",
+                     prob.flops(op))
+        if name == "naive" and 2 * prob.n * prob.k * prob.m > NAIVE_MAX_FLOPS:
+            rows.append((row, None))
+            continue
+        call = make_call(name, prob, op)
+        t0 = time.perf_counter()
+        got = call()
+        row.first_call_s = time.perf_counter() - t0
+        row.error = max(max_rel_error(_as_numpy(g), r) for g, r in zip(got, ref))
+        row.status = "ok" if row.error <= tol else "wrong"
+        rows.append((row, call))
+    return rows
+
+
+def _time(rows: list, repeats: int, min_sample_s: float, settle_s: float) -> None:
+    """Interleaved timing: each repeat takes one sample of every backend in turn."""
+    number = {id(row): _calls_per_sample(call, min_sample_s) for row, call in rows}
+    for _ in range(repeats):
+        for row, call in rows:
+            # After another backend ran, its idle threads keep spinning for a while (OpenBLAS's
+            # for ~0.1 s) and steal cores from this one: on 2 cores a 0.5 ms Numba kernel took
+            # 8 ms in that window. Wait it out, then make a few untimed calls to wake this
+            # backend's own threads.
+            time.sleep(settle_s)
+            for _ in range(_SETTLE_CALLS):
+                call()
+            count = number[id(row)]
+            t0 = time.perf_counter()
+            for _ in range(count):
+                call()
+            row.samples_s.append((time.perf_counter() - t0) / count)
+    for row, _ in rows:
+        row.median_s = statistics.median(row.samples_s)
+        row.gflops = row.flops / row.median_s / 1e9
+
+
+def _calls_per_sample(call: Call, min_sample_s: float) -> int:
     """How many calls make one timing sample last at least ``min_sample_s`` (calibrated on the
     fastest of a few calls, after the settling calls)."""
     for _ in range(_SETTLE_CALLS):
-        fn()
+        call()
     times = []
     for _ in range(5):
         t0 = time.perf_counter()
-        fn()
+        call()
         times.append(time.perf_counter() - t0)
     return max(1, int(min_sample_s / max(min(times), 1e-7)) + 1)

@@ -1,0 +1,182 @@
+"""``fastlinear info``: what the kernels run on. Versions, Numba's threading layer and thread count,
+the BLAS library and its threads, the CPU and its SIMD flags, whether fastlinear's 512-bit vector
+setting is active, and Numba's cache directory with whether it already holds compiled kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+
+from .activations import NONE as ACT_NONE
+
+# The SIMD flags worth reporting, in LLVM's spelling (llvmlite.binding.get_host_cpu_features).
+SIMD_FLAGS = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl",
+              "avx512vnni", "avx512bf16", "avx512fp16", "amx-tile", "neon", "sve")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (/proc/cpuinfo on Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def simd_flags() -> list[str]:
+    """The SIMD features of the host CPU that LLVM (hence Numba) can use."""
+    import llvmlite.binding as llvm
+
+    have = {f[1:] for f in llvm.get_host_cpu_features().flatten().split(",") if f.startswith("+")}
+    return [f for f in SIMD_FLAGS if f in have]
+
+
+def threading_layer() -> str:
+    """The layer Numba's parallel kernels ran on, or the configured choice if none ran yet."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return f"not chosen yet (configured: {numba.config.THREADING_LAYER})"
+
+
+def blas_pools() -> list[str]:
+    """One description per BLAS library loaded in the process (threadpoolctl)."""
+    import threadpoolctl
+
+    return [
+        f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
+        f"{i.get('num_threads')} threads, {os.path.basename(i.get('filepath', ''))})"
+        for i in threadpoolctl.threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
+
+
+def kernel_cache() -> dict:
+    """Where Numba caches fastlinear's kernels and which of them already have machine code there
+    for this CPU and source (a warm cache: no compilation on first call). Counts every cached
+    Numba function in the kernel modules the backends import, helpers included."""
+    import sys
+
+    from numba.core.caching import FunctionCache
+    from numba.core.registry import CPUDispatcher
+
+    from . import backends  # noqa: F401  (imports the kernel modules)
+
+    kernels = {
+        f"{mod_name.removeprefix('fastlinear.kernels.')}.{name}": fn
+        for mod_name, mod in sorted(sys.modules.items())
+        if mod_name.startswith("fastlinear.kernels.") and mod is not None
+        for name, fn in vars(mod).items()
+        if isinstance(fn, CPUDispatcher) and fn.__module__ == mod_name
+        and isinstance(getattr(fn, "_cache", None), FunctionCache)
+    }
+    dirs, warm = set(), []
+    for name, fn in kernels.items():
+        # Numba's cache object has no public API; _load_index() returns {} when the index is
+        # missing or was written for another version of the source file.
+        dirs.add(fn._cache._cache_path)
+        if fn._cache._cache_file._load_index():
+            warm.append(name)
+    return {"dirs": sorted(dirs), "warm": warm, "kernels": len(kernels), "names": list(kernels)}
+
+
+def _run_one_kernel() -> None:
+    """Call the naive forward once on a 1x1 problem: Numba picks its threading layer on the first
+    parallel region, and the naive kernels always run one (the loops backend takes a serial path
+    for problems this small). This loads the kernel from the cache, or compiles it (a second)."""
+    import numpy as np
+
+    from . import backends
+
+    x = np.ones((1, 1), np.float64)
+    backends.NAIVE.forward(np.empty((1, 1), np.float64), x, x, None, ACT_NONE)
+
+
+def summary(run_kernel: bool = False) -> dict:
+    """Everything ``fastlinear info`` reports, as a JSON-ready dict. The cache is inspected first;
+    with ``run_kernel``, one tiny kernel then runs so that the threading layer is known."""
+    import numba
+
+    from . import _cpu
+    from .threads import get_num_threads
+
+    cache = kernel_cache()
+    if run_kernel:
+        _run_one_kernel()
+    return {
+        "python": platform.python_version(),
+        "fastlinear": _version("fastlinear"),
+        "numpy": _version("numpy"),
+        "numba": _version("numba"),
+        "llvmlite": _version("llvmlite"),
+        "torch": _version("torch"),
+        "threading_layer": threading_layer(),
+        "numba_threads": get_num_threads(),
+        "numba_pool": numba.config.NUMBA_NUM_THREADS,
+        "blas": blas_pools(),
+        "cpus": os.cpu_count(),
+        "cpu": cpu_model(),
+        "simd": simd_flags(),
+        "vector_width_512": bool(_cpu.vector_width_applied),
+        "numba_cpu_name": numba.config.CPU_NAME,
+        "cache": cache,
+        "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")},
+    }
+
+
+def format_summary(s: dict) -> str:
+    """``summary()`` as lines of ``name: value``."""
+    cache = s["cache"]
+    lines = [
+        f"python: {s['python']}",
+        f"fastlinear: {s['fastlinear']}",
+        f"numpy: {s['numpy']}",
+        f"numba: {s['numba']} (llvmlite {s['llvmlite']})",
+        f"torch: {s['torch'] or 'not installed'}",
+        f"Numba threading layer: {s['threading_layer']}",
+        f"Numba threads: {s['numba_threads']} of a pool of {s['numba_pool']}",
+        f"BLAS: {'; '.join(s['blas']) or 'none found'}",
+        f"CPU: {s['cpu']} ({s['cpus']} logical CPUs)",
+        f"SIMD: {' '.join(s['simd']) or 'none detected'}",
+        f"512-bit vectors: {'on' if s['vector_width_512'] else 'off'}"
+        f" (Numba CPU name: {s['numba_cpu_name'] or 'default'})",
+        f"Numba cache: {', '.join(cache['dirs']) or 'unknown'}",
+        f"cache warm: {len(cache['warm'])} of {cache['kernels']} Numba kernel functions have cached "
+        "code"
+        + ("" if len(cache["warm"]) == cache["kernels"] else " (the rest compile on first call)"),
+    ]
+    if s["openblas_env"]:
+        lines.append(f"note: {s['openblas_env']} set in the environment; they change OpenBLAS's speed")
+    return "\n".join(lines)
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register ``fastlinear info``."""
+    p = sub.add_parser("info", help="versions, threads, BLAS, CPU features and Numba's cache",
+                       description="Print what fastlinear's kernels run on: versions, threads, "
+                                   "BLAS, CPU and SIMD flags, vector width, Numba's cache.")
+    p.add_argument("--json", action="store_true", help="print the same as JSON")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    s = summary(run_kernel=True)
+    print(json.dumps(s, indent=1) if args.json else format_summary(s))
+    return 0

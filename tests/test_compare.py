@@ -1,0 +1,113 @@
+"""``fastlinear compare``: argument errors, a tiny real run with JSON and PNG output, and that a
+wrong kernel is reported and never timed (no timing assertions)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from fastlinear import cli, harness, table
+from fastlinear.backends import BLAS
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--shapes", "3x5"], "BATCHxINxOUT"),
+        (["--shapes", "huge"], "shape class"),
+        (["--shapes", "0x4x4"], "must be >= 1"),
+        (["--ops", "forward,backward"], "invalid op 'backward'"),
+        (["--dtype", "int8"], "invalid dtype 'int8'"),
+        (["--threads", "two"], "comma-separated integers"),
+        (["--threads", "0"], "must be >= 1"),
+    ],
+)
+def test_argument_errors_exit_2_with_a_message(argv, fragment, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["compare", *argv])
+    assert exc.value.code == 2
+    assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--backends", "loops,fortran"], "unknown backend 'fortran'"),
+        (["--threads", "999"], "number of threads must be between 1 and"),
+        (["--repeats", "0"], "--repeats must be >= 1"),
+    ],
+)
+def test_bad_values_exit_2_before_anything_runs(argv, fragment, capsys):
+    assert cli.main(["compare", "--quick", *argv]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_plot_without_matplotlib_exits_2(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    code = cli.main(["compare", "--quick", "--plot", str(tmp_path / "g.png")])
+    assert code == 2
+    assert "--plot needs matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_quick_run_writes_valid_json_and_png(tmp_path, capsys, restore_threads):
+    pytest.importorskip("matplotlib")
+    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+    code = cli.main(["compare", "--quick", "--dtype", "both", "--threads", "1", "--plain",
+                     "--json", str(out_json), "--plot", str(out_png)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    doc = json.loads(out_json.read_text())
+    rows = doc["results"]
+    expected = set(harness.available_contenders())
+    assert {r["backend"] for r in rows} == expected
+    assert {r["op"] for r in rows} == set(harness.OPS)
+    assert {r["dtype"] for r in rows} == {"float32", "float64"}
+    assert {tuple(r["shape"]) for r in rows} == {(1, 16, 16), (3, 5, 7)}
+    assert all(r["status"] == "ok" and r["median_s"] > 0 and r["gflops"] > 0 for r in rows)
+    assert doc["environment"]["numpy"] == np.__version__
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "vs blas" in text and "vs torch" in text
+
+
+def _wrong_forward(y, x, w, b, *act):
+    BLAS.forward(y, x, w, b, *act)
+    y[0, 0] += 1
+
+
+def test_a_wrong_kernel_is_reported_and_not_timed(monkeypatch):
+    wrong = dataclasses.replace(BLAS, name="wrong", forward=_wrong_forward)
+    monkeypatch.setattr(harness, "get_backend", lambda name: wrong if name == "wrong" else BLAS)
+    results = harness.run([(4, 6, 5)], ["float64"], ["blas", "wrong"], ("forward",), repeats=1,
+                          settle=False)
+    by_name = {r.backend: r for r in results}
+    assert by_name["blas"].status == "ok" and by_name["blas"].median_s > 0
+    bad = by_name["wrong"]
+    assert bad.status == "wrong" and bad.median_s is None and bad.samples_s == []
+    assert bad.error > harness.tolerance(np.float64, 6)
+    assert "WRONG" in table.plain(results)
+
+
+def test_unwritten_output_fails_validation(monkeypatch):
+    lazy = dataclasses.replace(BLAS, name="lazy", forward=lambda y, x, w, b, *act: None)
+    monkeypatch.setattr(harness, "get_backend", lambda name: lazy)
+    [row] = harness.run([(2, 3, 4)], ["float32"], ["lazy"], ("forward",), repeats=1,
+                        settle=False)
+    assert row.status == "wrong"
+
+
+def test_naive_is_skipped_where_too_slow():
+    prob = harness.Problem(64, 4096, 4096, np.dtype("float32"))
+    rows = harness._validate(prob, "grad_bias", ["naive"], 1)
+    assert rows[0][0].status == "skipped" and rows[0][1] is None
+
+
+def test_shape_classes_resolve():
+    from fastlinear.compare import SHAPE_CLASSES, parse_shapes
+
+    assert parse_shapes("tiny,wide, 2x3x4") == [(1, 16, 16), (64, 4096, 4096), (2, 3, 4)]
+    assert SHAPE_CLASSES["skinny-out"] == (4096, 256, 10)

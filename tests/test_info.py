@@ -1,0 +1,49 @@
+"""``fastlinear info``: every field is present and agrees with the libraries it describes."""
+
+from __future__ import annotations
+
+import json
+
+import numba
+import numpy as np
+import pytest
+
+from fastlinear import _cpu, cli, info
+
+
+def test_info_prints_versions_threads_blas_cpu_and_cache(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"numpy: {np.__version__}" in out
+    assert f"numba: {numba.__version__}" in out
+    assert f"Numba threading layer: {numba.threading_layer()}" in out  # a kernel has run
+    assert f"Numba threads: {numba.get_num_threads()} of a pool of" in out
+    for field in ("BLAS:", "CPU:", "SIMD:", "512-bit vectors:", "Numba cache:", "cache warm:"):
+        assert field in out
+    assert ("512-bit vectors: on" in out) == _cpu.vector_width_applied
+
+
+def test_info_json_is_valid_and_complete(capsys):
+    assert cli.main(["info", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    for key in ("numpy", "numba", "llvmlite", "torch", "threading_layer", "numba_threads", "blas",
+                "cpu", "simd", "vector_width_512", "cache"):
+        assert key in doc
+    assert doc["vector_width_512"] == _cpu.vector_width_applied
+    assert doc["cache"]["kernels"] >= 4
+
+
+def test_cache_reports_kernels_that_ran_as_warm():
+    import fastlinear as fl
+
+    x, w = np.ones((2, 3)), np.ones((4, 3))
+    fl.linear(x, w, np.ones(4), backend="naive")  # naive.forward: one cached Numba function
+    cache = info.kernel_cache()
+    assert "naive.forward" in cache["warm"]
+    assert set(cache["warm"]) <= set(cache["names"]) and len(cache["names"]) == cache["kernels"]
+    assert cache["dirs"]
+
+
+def test_torch_version_reported_when_installed():
+    torch = pytest.importorskip("torch")
+    assert info.summary()["torch"].split("+")[0] == torch.__version__.split("+")[0]
