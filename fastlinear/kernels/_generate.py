@@ -17,9 +17,10 @@ from __future__ import annotations
 import pathlib
 
 MR = 8
-#: row counts of the register blocks: MR, and 1 for the rows left over at the edge (4- and 2-row
-#: blocks as well cost about 8 s more compile time per dtype for a few percent on such rows)
-ROW_BLOCKS = (MR, 1)
+#: row counts of the register blocks: MR, and 2 and 1 for the rows left over at the edge (out = 10
+#: leaves 2: with 1-row blocks alone grad_weight at 4096 x 256 x 10 fell from 1.5x to 1.0x BLAS on
+#: one thread; 4-row blocks as well cost ~8 s more compile time per dtype)
+ROW_BLOCKS = (MR, 2, 1)
 #: columns per block, by dtype name
 NR = {"f32": 32, "f64": 16}
 
@@ -129,9 +130,11 @@ def _db_source(sfx: str, mr: int) -> str:
 DRIVERS = '''
 @slp_njit(**SERIAL)
 def _dx_rows_{sfx}(dx, dy, w, i0, rows, p0):
-    """rows (< {MR}) rows of dx from i0, columns p0:p0+{NR}, one row block at a time."""
-    for i in range(i0, i0 + rows):
-        _dx_block1_{sfx}(dx, dy, w, i, p0)
+    """rows (< {MR}) rows of dx from i0, columns p0:p0+{NR}, as 2-row blocks and a 1-row block."""
+    for i in range(i0, i0 + rows - 1, 2):
+        _dx_block2_{sfx}(dx, dy, w, i, p0)
+    if rows & 1:
+        _dx_block1_{sfx}(dx, dy, w, i0 + rows - 1, p0)
 
 
 @slp_njit(**SERIAL)
@@ -205,12 +208,17 @@ def grad_input_parallel_{sfx}(dx, dy, w):
 
 @slp_njit(**SERIAL)
 def _dw_rows_{sfx}(dw, dy, x, j0, rows, p0, scale, accumulate):
-    """rows (< {MR}) rows of dw from j0, columns p0:p0+{NR}, one row block at a time."""
-    for j in range(j0, j0 + rows):
+    """rows (< {MR}) rows of dw from j0, columns p0:p0+{NR}, as 2-row blocks and a 1-row block."""
+    for j in range(j0, j0 + rows - 1, 2):
         if accumulate:
-            _dw_block1_add_{sfx}(dw, dy, x, j, p0, scale)
+            _dw_block2_add_{sfx}(dw, dy, x, j, p0, scale)
         else:
-            _dw_block1_set_{sfx}(dw, dy, x, j, p0, scale)
+            _dw_block2_set_{sfx}(dw, dy, x, j, p0, scale)
+    if rows & 1:
+        if accumulate:
+            _dw_block1_add_{sfx}(dw, dy, x, j0 + rows - 1, p0, scale)
+        else:
+            _dw_block1_set_{sfx}(dw, dy, x, j0 + rows - 1, p0, scale)
 
 
 @slp_njit(**SERIAL)

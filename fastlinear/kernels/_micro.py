@@ -1756,6 +1756,530 @@ def _dw_block8_add_f32(out, dy, x, o0, p0, scale):
 
 
 @slp_njit(**SERIAL)
+def _dx_block2_f32(out, dy, w, o0, p0):
+    """out[o0:o0+2, p0:p0+32] = dy[o0:o0+2, :] @ w[:, p0:p0+32]  (out is dx)."""
+    z = out.dtype.type(0)
+    c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = c0_16 = c0_17 = c0_18 = c0_19 = c0_20 = c0_21 = c0_22 = c0_23 = c0_24 = c0_25 = c0_26 = c0_27 = c0_28 = c0_29 = c0_30 = c0_31 = z
+    c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = c1_10 = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = c1_16 = c1_17 = c1_18 = c1_19 = c1_20 = c1_21 = c1_22 = c1_23 = c1_24 = c1_25 = c1_26 = c1_27 = c1_28 = c1_29 = c1_30 = c1_31 = z
+    for kk in range(w.shape[0]):
+        b = w[kk, p0:p0 + 32]
+        a0 = dy[o0 + 0, kk]
+        a1 = dy[o0 + 1, kk]
+        b0 = b[0]
+        b1 = b[1]
+        b2 = b[2]
+        b3 = b[3]
+        b4 = b[4]
+        b5 = b[5]
+        b6 = b[6]
+        b7 = b[7]
+        b8 = b[8]
+        b9 = b[9]
+        b10 = b[10]
+        b11 = b[11]
+        b12 = b[12]
+        b13 = b[13]
+        b14 = b[14]
+        b15 = b[15]
+        b16 = b[16]
+        b17 = b[17]
+        b18 = b[18]
+        b19 = b[19]
+        b20 = b[20]
+        b21 = b[21]
+        b22 = b[22]
+        b23 = b[23]
+        b24 = b[24]
+        b25 = b[25]
+        b26 = b[26]
+        b27 = b[27]
+        b28 = b[28]
+        b29 = b[29]
+        b30 = b[30]
+        b31 = b[31]
+        c0_0 += a0 * b0
+        c0_1 += a0 * b1
+        c0_2 += a0 * b2
+        c0_3 += a0 * b3
+        c0_4 += a0 * b4
+        c0_5 += a0 * b5
+        c0_6 += a0 * b6
+        c0_7 += a0 * b7
+        c0_8 += a0 * b8
+        c0_9 += a0 * b9
+        c0_10 += a0 * b10
+        c0_11 += a0 * b11
+        c0_12 += a0 * b12
+        c0_13 += a0 * b13
+        c0_14 += a0 * b14
+        c0_15 += a0 * b15
+        c0_16 += a0 * b16
+        c0_17 += a0 * b17
+        c0_18 += a0 * b18
+        c0_19 += a0 * b19
+        c0_20 += a0 * b20
+        c0_21 += a0 * b21
+        c0_22 += a0 * b22
+        c0_23 += a0 * b23
+        c0_24 += a0 * b24
+        c0_25 += a0 * b25
+        c0_26 += a0 * b26
+        c0_27 += a0 * b27
+        c0_28 += a0 * b28
+        c0_29 += a0 * b29
+        c0_30 += a0 * b30
+        c0_31 += a0 * b31
+        c1_0 += a1 * b0
+        c1_1 += a1 * b1
+        c1_2 += a1 * b2
+        c1_3 += a1 * b3
+        c1_4 += a1 * b4
+        c1_5 += a1 * b5
+        c1_6 += a1 * b6
+        c1_7 += a1 * b7
+        c1_8 += a1 * b8
+        c1_9 += a1 * b9
+        c1_10 += a1 * b10
+        c1_11 += a1 * b11
+        c1_12 += a1 * b12
+        c1_13 += a1 * b13
+        c1_14 += a1 * b14
+        c1_15 += a1 * b15
+        c1_16 += a1 * b16
+        c1_17 += a1 * b17
+        c1_18 += a1 * b18
+        c1_19 += a1 * b19
+        c1_20 += a1 * b20
+        c1_21 += a1 * b21
+        c1_22 += a1 * b22
+        c1_23 += a1 * b23
+        c1_24 += a1 * b24
+        c1_25 += a1 * b25
+        c1_26 += a1 * b26
+        c1_27 += a1 * b27
+        c1_28 += a1 * b28
+        c1_29 += a1 * b29
+        c1_30 += a1 * b30
+        c1_31 += a1 * b31
+    o = out[o0 + 0, p0:p0 + 32]
+    o[0] = c0_0
+    o[1] = c0_1
+    o[2] = c0_2
+    o[3] = c0_3
+    o[4] = c0_4
+    o[5] = c0_5
+    o[6] = c0_6
+    o[7] = c0_7
+    o[8] = c0_8
+    o[9] = c0_9
+    o[10] = c0_10
+    o[11] = c0_11
+    o[12] = c0_12
+    o[13] = c0_13
+    o[14] = c0_14
+    o[15] = c0_15
+    o[16] = c0_16
+    o[17] = c0_17
+    o[18] = c0_18
+    o[19] = c0_19
+    o[20] = c0_20
+    o[21] = c0_21
+    o[22] = c0_22
+    o[23] = c0_23
+    o[24] = c0_24
+    o[25] = c0_25
+    o[26] = c0_26
+    o[27] = c0_27
+    o[28] = c0_28
+    o[29] = c0_29
+    o[30] = c0_30
+    o[31] = c0_31
+    o = out[o0 + 1, p0:p0 + 32]
+    o[0] = c1_0
+    o[1] = c1_1
+    o[2] = c1_2
+    o[3] = c1_3
+    o[4] = c1_4
+    o[5] = c1_5
+    o[6] = c1_6
+    o[7] = c1_7
+    o[8] = c1_8
+    o[9] = c1_9
+    o[10] = c1_10
+    o[11] = c1_11
+    o[12] = c1_12
+    o[13] = c1_13
+    o[14] = c1_14
+    o[15] = c1_15
+    o[16] = c1_16
+    o[17] = c1_17
+    o[18] = c1_18
+    o[19] = c1_19
+    o[20] = c1_20
+    o[21] = c1_21
+    o[22] = c1_22
+    o[23] = c1_23
+    o[24] = c1_24
+    o[25] = c1_25
+    o[26] = c1_26
+    o[27] = c1_27
+    o[28] = c1_28
+    o[29] = c1_29
+    o[30] = c1_30
+    o[31] = c1_31
+
+
+@slp_njit(**SERIAL)
+def _dw_block2_set_f32(out, dy, x, o0, p0, scale):
+    """out[o0:o0+2, p0:p0+32] = scale * dy[:, o0:o0+2].T @ x[:, p0:p0+32]  (out is dw)."""
+    z = out.dtype.type(0)
+    c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = c0_16 = c0_17 = c0_18 = c0_19 = c0_20 = c0_21 = c0_22 = c0_23 = c0_24 = c0_25 = c0_26 = c0_27 = c0_28 = c0_29 = c0_30 = c0_31 = z
+    c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = c1_10 = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = c1_16 = c1_17 = c1_18 = c1_19 = c1_20 = c1_21 = c1_22 = c1_23 = c1_24 = c1_25 = c1_26 = c1_27 = c1_28 = c1_29 = c1_30 = c1_31 = z
+    for kk in range(x.shape[0]):
+        a = dy[kk, o0:o0 + 2]
+        b = x[kk, p0:p0 + 32]
+        a0 = a[0]
+        a1 = a[1]
+        b0 = b[0]
+        b1 = b[1]
+        b2 = b[2]
+        b3 = b[3]
+        b4 = b[4]
+        b5 = b[5]
+        b6 = b[6]
+        b7 = b[7]
+        b8 = b[8]
+        b9 = b[9]
+        b10 = b[10]
+        b11 = b[11]
+        b12 = b[12]
+        b13 = b[13]
+        b14 = b[14]
+        b15 = b[15]
+        b16 = b[16]
+        b17 = b[17]
+        b18 = b[18]
+        b19 = b[19]
+        b20 = b[20]
+        b21 = b[21]
+        b22 = b[22]
+        b23 = b[23]
+        b24 = b[24]
+        b25 = b[25]
+        b26 = b[26]
+        b27 = b[27]
+        b28 = b[28]
+        b29 = b[29]
+        b30 = b[30]
+        b31 = b[31]
+        c0_0 += a0 * b0
+        c0_1 += a0 * b1
+        c0_2 += a0 * b2
+        c0_3 += a0 * b3
+        c0_4 += a0 * b4
+        c0_5 += a0 * b5
+        c0_6 += a0 * b6
+        c0_7 += a0 * b7
+        c0_8 += a0 * b8
+        c0_9 += a0 * b9
+        c0_10 += a0 * b10
+        c0_11 += a0 * b11
+        c0_12 += a0 * b12
+        c0_13 += a0 * b13
+        c0_14 += a0 * b14
+        c0_15 += a0 * b15
+        c0_16 += a0 * b16
+        c0_17 += a0 * b17
+        c0_18 += a0 * b18
+        c0_19 += a0 * b19
+        c0_20 += a0 * b20
+        c0_21 += a0 * b21
+        c0_22 += a0 * b22
+        c0_23 += a0 * b23
+        c0_24 += a0 * b24
+        c0_25 += a0 * b25
+        c0_26 += a0 * b26
+        c0_27 += a0 * b27
+        c0_28 += a0 * b28
+        c0_29 += a0 * b29
+        c0_30 += a0 * b30
+        c0_31 += a0 * b31
+        c1_0 += a1 * b0
+        c1_1 += a1 * b1
+        c1_2 += a1 * b2
+        c1_3 += a1 * b3
+        c1_4 += a1 * b4
+        c1_5 += a1 * b5
+        c1_6 += a1 * b6
+        c1_7 += a1 * b7
+        c1_8 += a1 * b8
+        c1_9 += a1 * b9
+        c1_10 += a1 * b10
+        c1_11 += a1 * b11
+        c1_12 += a1 * b12
+        c1_13 += a1 * b13
+        c1_14 += a1 * b14
+        c1_15 += a1 * b15
+        c1_16 += a1 * b16
+        c1_17 += a1 * b17
+        c1_18 += a1 * b18
+        c1_19 += a1 * b19
+        c1_20 += a1 * b20
+        c1_21 += a1 * b21
+        c1_22 += a1 * b22
+        c1_23 += a1 * b23
+        c1_24 += a1 * b24
+        c1_25 += a1 * b25
+        c1_26 += a1 * b26
+        c1_27 += a1 * b27
+        c1_28 += a1 * b28
+        c1_29 += a1 * b29
+        c1_30 += a1 * b30
+        c1_31 += a1 * b31
+    o = out[o0 + 0, p0:p0 + 32]
+    o[0] = scale * c0_0
+    o[1] = scale * c0_1
+    o[2] = scale * c0_2
+    o[3] = scale * c0_3
+    o[4] = scale * c0_4
+    o[5] = scale * c0_5
+    o[6] = scale * c0_6
+    o[7] = scale * c0_7
+    o[8] = scale * c0_8
+    o[9] = scale * c0_9
+    o[10] = scale * c0_10
+    o[11] = scale * c0_11
+    o[12] = scale * c0_12
+    o[13] = scale * c0_13
+    o[14] = scale * c0_14
+    o[15] = scale * c0_15
+    o[16] = scale * c0_16
+    o[17] = scale * c0_17
+    o[18] = scale * c0_18
+    o[19] = scale * c0_19
+    o[20] = scale * c0_20
+    o[21] = scale * c0_21
+    o[22] = scale * c0_22
+    o[23] = scale * c0_23
+    o[24] = scale * c0_24
+    o[25] = scale * c0_25
+    o[26] = scale * c0_26
+    o[27] = scale * c0_27
+    o[28] = scale * c0_28
+    o[29] = scale * c0_29
+    o[30] = scale * c0_30
+    o[31] = scale * c0_31
+    o = out[o0 + 1, p0:p0 + 32]
+    o[0] = scale * c1_0
+    o[1] = scale * c1_1
+    o[2] = scale * c1_2
+    o[3] = scale * c1_3
+    o[4] = scale * c1_4
+    o[5] = scale * c1_5
+    o[6] = scale * c1_6
+    o[7] = scale * c1_7
+    o[8] = scale * c1_8
+    o[9] = scale * c1_9
+    o[10] = scale * c1_10
+    o[11] = scale * c1_11
+    o[12] = scale * c1_12
+    o[13] = scale * c1_13
+    o[14] = scale * c1_14
+    o[15] = scale * c1_15
+    o[16] = scale * c1_16
+    o[17] = scale * c1_17
+    o[18] = scale * c1_18
+    o[19] = scale * c1_19
+    o[20] = scale * c1_20
+    o[21] = scale * c1_21
+    o[22] = scale * c1_22
+    o[23] = scale * c1_23
+    o[24] = scale * c1_24
+    o[25] = scale * c1_25
+    o[26] = scale * c1_26
+    o[27] = scale * c1_27
+    o[28] = scale * c1_28
+    o[29] = scale * c1_29
+    o[30] = scale * c1_30
+    o[31] = scale * c1_31
+
+
+@slp_njit(**SERIAL)
+def _dw_block2_add_f32(out, dy, x, o0, p0, scale):
+    """out[o0:o0+2, p0:p0+32] += scale * dy[:, o0:o0+2].T @ x[:, p0:p0+32]  (out is dw)."""
+    z = out.dtype.type(0)
+    c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = c0_16 = c0_17 = c0_18 = c0_19 = c0_20 = c0_21 = c0_22 = c0_23 = c0_24 = c0_25 = c0_26 = c0_27 = c0_28 = c0_29 = c0_30 = c0_31 = z
+    c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = c1_10 = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = c1_16 = c1_17 = c1_18 = c1_19 = c1_20 = c1_21 = c1_22 = c1_23 = c1_24 = c1_25 = c1_26 = c1_27 = c1_28 = c1_29 = c1_30 = c1_31 = z
+    for kk in range(x.shape[0]):
+        a = dy[kk, o0:o0 + 2]
+        b = x[kk, p0:p0 + 32]
+        a0 = a[0]
+        a1 = a[1]
+        b0 = b[0]
+        b1 = b[1]
+        b2 = b[2]
+        b3 = b[3]
+        b4 = b[4]
+        b5 = b[5]
+        b6 = b[6]
+        b7 = b[7]
+        b8 = b[8]
+        b9 = b[9]
+        b10 = b[10]
+        b11 = b[11]
+        b12 = b[12]
+        b13 = b[13]
+        b14 = b[14]
+        b15 = b[15]
+        b16 = b[16]
+        b17 = b[17]
+        b18 = b[18]
+        b19 = b[19]
+        b20 = b[20]
+        b21 = b[21]
+        b22 = b[22]
+        b23 = b[23]
+        b24 = b[24]
+        b25 = b[25]
+        b26 = b[26]
+        b27 = b[27]
+        b28 = b[28]
+        b29 = b[29]
+        b30 = b[30]
+        b31 = b[31]
+        c0_0 += a0 * b0
+        c0_1 += a0 * b1
+        c0_2 += a0 * b2
+        c0_3 += a0 * b3
+        c0_4 += a0 * b4
+        c0_5 += a0 * b5
+        c0_6 += a0 * b6
+        c0_7 += a0 * b7
+        c0_8 += a0 * b8
+        c0_9 += a0 * b9
+        c0_10 += a0 * b10
+        c0_11 += a0 * b11
+        c0_12 += a0 * b12
+        c0_13 += a0 * b13
+        c0_14 += a0 * b14
+        c0_15 += a0 * b15
+        c0_16 += a0 * b16
+        c0_17 += a0 * b17
+        c0_18 += a0 * b18
+        c0_19 += a0 * b19
+        c0_20 += a0 * b20
+        c0_21 += a0 * b21
+        c0_22 += a0 * b22
+        c0_23 += a0 * b23
+        c0_24 += a0 * b24
+        c0_25 += a0 * b25
+        c0_26 += a0 * b26
+        c0_27 += a0 * b27
+        c0_28 += a0 * b28
+        c0_29 += a0 * b29
+        c0_30 += a0 * b30
+        c0_31 += a0 * b31
+        c1_0 += a1 * b0
+        c1_1 += a1 * b1
+        c1_2 += a1 * b2
+        c1_3 += a1 * b3
+        c1_4 += a1 * b4
+        c1_5 += a1 * b5
+        c1_6 += a1 * b6
+        c1_7 += a1 * b7
+        c1_8 += a1 * b8
+        c1_9 += a1 * b9
+        c1_10 += a1 * b10
+        c1_11 += a1 * b11
+        c1_12 += a1 * b12
+        c1_13 += a1 * b13
+        c1_14 += a1 * b14
+        c1_15 += a1 * b15
+        c1_16 += a1 * b16
+        c1_17 += a1 * b17
+        c1_18 += a1 * b18
+        c1_19 += a1 * b19
+        c1_20 += a1 * b20
+        c1_21 += a1 * b21
+        c1_22 += a1 * b22
+        c1_23 += a1 * b23
+        c1_24 += a1 * b24
+        c1_25 += a1 * b25
+        c1_26 += a1 * b26
+        c1_27 += a1 * b27
+        c1_28 += a1 * b28
+        c1_29 += a1 * b29
+        c1_30 += a1 * b30
+        c1_31 += a1 * b31
+    o = out[o0 + 0, p0:p0 + 32]
+    o[0] += scale * c0_0
+    o[1] += scale * c0_1
+    o[2] += scale * c0_2
+    o[3] += scale * c0_3
+    o[4] += scale * c0_4
+    o[5] += scale * c0_5
+    o[6] += scale * c0_6
+    o[7] += scale * c0_7
+    o[8] += scale * c0_8
+    o[9] += scale * c0_9
+    o[10] += scale * c0_10
+    o[11] += scale * c0_11
+    o[12] += scale * c0_12
+    o[13] += scale * c0_13
+    o[14] += scale * c0_14
+    o[15] += scale * c0_15
+    o[16] += scale * c0_16
+    o[17] += scale * c0_17
+    o[18] += scale * c0_18
+    o[19] += scale * c0_19
+    o[20] += scale * c0_20
+    o[21] += scale * c0_21
+    o[22] += scale * c0_22
+    o[23] += scale * c0_23
+    o[24] += scale * c0_24
+    o[25] += scale * c0_25
+    o[26] += scale * c0_26
+    o[27] += scale * c0_27
+    o[28] += scale * c0_28
+    o[29] += scale * c0_29
+    o[30] += scale * c0_30
+    o[31] += scale * c0_31
+    o = out[o0 + 1, p0:p0 + 32]
+    o[0] += scale * c1_0
+    o[1] += scale * c1_1
+    o[2] += scale * c1_2
+    o[3] += scale * c1_3
+    o[4] += scale * c1_4
+    o[5] += scale * c1_5
+    o[6] += scale * c1_6
+    o[7] += scale * c1_7
+    o[8] += scale * c1_8
+    o[9] += scale * c1_9
+    o[10] += scale * c1_10
+    o[11] += scale * c1_11
+    o[12] += scale * c1_12
+    o[13] += scale * c1_13
+    o[14] += scale * c1_14
+    o[15] += scale * c1_15
+    o[16] += scale * c1_16
+    o[17] += scale * c1_17
+    o[18] += scale * c1_18
+    o[19] += scale * c1_19
+    o[20] += scale * c1_20
+    o[21] += scale * c1_21
+    o[22] += scale * c1_22
+    o[23] += scale * c1_23
+    o[24] += scale * c1_24
+    o[25] += scale * c1_25
+    o[26] += scale * c1_26
+    o[27] += scale * c1_27
+    o[28] += scale * c1_28
+    o[29] += scale * c1_29
+    o[30] += scale * c1_30
+    o[31] += scale * c1_31
+
+
+@slp_njit(**SERIAL)
 def _dx_block1_f32(out, dy, w, o0, p0):
     """out[o0:o0+1, p0:p0+32] = dy[o0:o0+1, :] @ w[:, p0:p0+32]  (out is dx)."""
     z = out.dtype.type(0)
@@ -3030,9 +3554,11 @@ def _db_block8_f32(db, dy, o0, scale, accumulate):
 
 @slp_njit(**SERIAL)
 def _dx_rows_f32(dx, dy, w, i0, rows, p0):
-    """rows (< 8) rows of dx from i0, columns p0:p0+32, one row block at a time."""
-    for i in range(i0, i0 + rows):
-        _dx_block1_f32(dx, dy, w, i, p0)
+    """rows (< 8) rows of dx from i0, columns p0:p0+32, as 2-row blocks and a 1-row block."""
+    for i in range(i0, i0 + rows - 1, 2):
+        _dx_block2_f32(dx, dy, w, i, p0)
+    if rows & 1:
+        _dx_block1_f32(dx, dy, w, i0 + rows - 1, p0)
 
 
 @slp_njit(**SERIAL)
@@ -3106,12 +3632,17 @@ def grad_input_parallel_f32(dx, dy, w):
 
 @slp_njit(**SERIAL)
 def _dw_rows_f32(dw, dy, x, j0, rows, p0, scale, accumulate):
-    """rows (< 8) rows of dw from j0, columns p0:p0+32, one row block at a time."""
-    for j in range(j0, j0 + rows):
+    """rows (< 8) rows of dw from j0, columns p0:p0+32, as 2-row blocks and a 1-row block."""
+    for j in range(j0, j0 + rows - 1, 2):
         if accumulate:
-            _dw_block1_add_f32(dw, dy, x, j, p0, scale)
+            _dw_block2_add_f32(dw, dy, x, j, p0, scale)
         else:
-            _dw_block1_set_f32(dw, dy, x, j, p0, scale)
+            _dw_block2_set_f32(dw, dy, x, j, p0, scale)
+    if rows & 1:
+        if accumulate:
+            _dw_block1_add_f32(dw, dy, x, j0 + rows - 1, p0, scale)
+        else:
+            _dw_block1_set_f32(dw, dy, x, j0 + rows - 1, p0, scale)
 
 
 @slp_njit(**SERIAL)
@@ -4123,6 +4654,290 @@ def _dw_block8_add_f64(out, dy, x, o0, p0, scale):
 
 
 @slp_njit(**SERIAL)
+def _dx_block2_f64(out, dy, w, o0, p0):
+    """out[o0:o0+2, p0:p0+16] = dy[o0:o0+2, :] @ w[:, p0:p0+16]  (out is dx)."""
+    z = out.dtype.type(0)
+    c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = z
+    c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = c1_10 = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = z
+    for kk in range(w.shape[0]):
+        b = w[kk, p0:p0 + 16]
+        a0 = dy[o0 + 0, kk]
+        a1 = dy[o0 + 1, kk]
+        b0 = b[0]
+        b1 = b[1]
+        b2 = b[2]
+        b3 = b[3]
+        b4 = b[4]
+        b5 = b[5]
+        b6 = b[6]
+        b7 = b[7]
+        b8 = b[8]
+        b9 = b[9]
+        b10 = b[10]
+        b11 = b[11]
+        b12 = b[12]
+        b13 = b[13]
+        b14 = b[14]
+        b15 = b[15]
+        c0_0 += a0 * b0
+        c0_1 += a0 * b1
+        c0_2 += a0 * b2
+        c0_3 += a0 * b3
+        c0_4 += a0 * b4
+        c0_5 += a0 * b5
+        c0_6 += a0 * b6
+        c0_7 += a0 * b7
+        c0_8 += a0 * b8
+        c0_9 += a0 * b9
+        c0_10 += a0 * b10
+        c0_11 += a0 * b11
+        c0_12 += a0 * b12
+        c0_13 += a0 * b13
+        c0_14 += a0 * b14
+        c0_15 += a0 * b15
+        c1_0 += a1 * b0
+        c1_1 += a1 * b1
+        c1_2 += a1 * b2
+        c1_3 += a1 * b3
+        c1_4 += a1 * b4
+        c1_5 += a1 * b5
+        c1_6 += a1 * b6
+        c1_7 += a1 * b7
+        c1_8 += a1 * b8
+        c1_9 += a1 * b9
+        c1_10 += a1 * b10
+        c1_11 += a1 * b11
+        c1_12 += a1 * b12
+        c1_13 += a1 * b13
+        c1_14 += a1 * b14
+        c1_15 += a1 * b15
+    o = out[o0 + 0, p0:p0 + 16]
+    o[0] = c0_0
+    o[1] = c0_1
+    o[2] = c0_2
+    o[3] = c0_3
+    o[4] = c0_4
+    o[5] = c0_5
+    o[6] = c0_6
+    o[7] = c0_7
+    o[8] = c0_8
+    o[9] = c0_9
+    o[10] = c0_10
+    o[11] = c0_11
+    o[12] = c0_12
+    o[13] = c0_13
+    o[14] = c0_14
+    o[15] = c0_15
+    o = out[o0 + 1, p0:p0 + 16]
+    o[0] = c1_0
+    o[1] = c1_1
+    o[2] = c1_2
+    o[3] = c1_3
+    o[4] = c1_4
+    o[5] = c1_5
+    o[6] = c1_6
+    o[7] = c1_7
+    o[8] = c1_8
+    o[9] = c1_9
+    o[10] = c1_10
+    o[11] = c1_11
+    o[12] = c1_12
+    o[13] = c1_13
+    o[14] = c1_14
+    o[15] = c1_15
+
+
+@slp_njit(**SERIAL)
+def _dw_block2_set_f64(out, dy, x, o0, p0, scale):
+    """out[o0:o0+2, p0:p0+16] = scale * dy[:, o0:o0+2].T @ x[:, p0:p0+16]  (out is dw)."""
+    z = out.dtype.type(0)
+    c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = z
+    c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = c1_10 = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = z
+    for kk in range(x.shape[0]):
+        a = dy[kk, o0:o0 + 2]
+        b = x[kk, p0:p0 + 16]
+        a0 = a[0]
+        a1 = a[1]
+        b0 = b[0]
+        b1 = b[1]
+        b2 = b[2]
+        b3 = b[3]
+        b4 = b[4]
+        b5 = b[5]
+        b6 = b[6]
+        b7 = b[7]
+        b8 = b[8]
+        b9 = b[9]
+        b10 = b[10]
+        b11 = b[11]
+        b12 = b[12]
+        b13 = b[13]
+        b14 = b[14]
+        b15 = b[15]
+        c0_0 += a0 * b0
+        c0_1 += a0 * b1
+        c0_2 += a0 * b2
+        c0_3 += a0 * b3
+        c0_4 += a0 * b4
+        c0_5 += a0 * b5
+        c0_6 += a0 * b6
+        c0_7 += a0 * b7
+        c0_8 += a0 * b8
+        c0_9 += a0 * b9
+        c0_10 += a0 * b10
+        c0_11 += a0 * b11
+        c0_12 += a0 * b12
+        c0_13 += a0 * b13
+        c0_14 += a0 * b14
+        c0_15 += a0 * b15
+        c1_0 += a1 * b0
+        c1_1 += a1 * b1
+        c1_2 += a1 * b2
+        c1_3 += a1 * b3
+        c1_4 += a1 * b4
+        c1_5 += a1 * b5
+        c1_6 += a1 * b6
+        c1_7 += a1 * b7
+        c1_8 += a1 * b8
+        c1_9 += a1 * b9
+        c1_10 += a1 * b10
+        c1_11 += a1 * b11
+        c1_12 += a1 * b12
+        c1_13 += a1 * b13
+        c1_14 += a1 * b14
+        c1_15 += a1 * b15
+    o = out[o0 + 0, p0:p0 + 16]
+    o[0] = scale * c0_0
+    o[1] = scale * c0_1
+    o[2] = scale * c0_2
+    o[3] = scale * c0_3
+    o[4] = scale * c0_4
+    o[5] = scale * c0_5
+    o[6] = scale * c0_6
+    o[7] = scale * c0_7
+    o[8] = scale * c0_8
+    o[9] = scale * c0_9
+    o[10] = scale * c0_10
+    o[11] = scale * c0_11
+    o[12] = scale * c0_12
+    o[13] = scale * c0_13
+    o[14] = scale * c0_14
+    o[15] = scale * c0_15
+    o = out[o0 + 1, p0:p0 + 16]
+    o[0] = scale * c1_0
+    o[1] = scale * c1_1
+    o[2] = scale * c1_2
+    o[3] = scale * c1_3
+    o[4] = scale * c1_4
+    o[5] = scale * c1_5
+    o[6] = scale * c1_6
+    o[7] = scale * c1_7
+    o[8] = scale * c1_8
+    o[9] = scale * c1_9
+    o[10] = scale * c1_10
+    o[11] = scale * c1_11
+    o[12] = scale * c1_12
+    o[13] = scale * c1_13
+    o[14] = scale * c1_14
+    o[15] = scale * c1_15
+
+
+@slp_njit(**SERIAL)
+def _dw_block2_add_f64(out, dy, x, o0, p0, scale):
+    """out[o0:o0+2, p0:p0+16] += scale * dy[:, o0:o0+2].T @ x[:, p0:p0+16]  (out is dw)."""
+    z = out.dtype.type(0)
+    c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = z
+    c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = c1_10 = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = z
+    for kk in range(x.shape[0]):
+        a = dy[kk, o0:o0 + 2]
+        b = x[kk, p0:p0 + 16]
+        a0 = a[0]
+        a1 = a[1]
+        b0 = b[0]
+        b1 = b[1]
+        b2 = b[2]
+        b3 = b[3]
+        b4 = b[4]
+        b5 = b[5]
+        b6 = b[6]
+        b7 = b[7]
+        b8 = b[8]
+        b9 = b[9]
+        b10 = b[10]
+        b11 = b[11]
+        b12 = b[12]
+        b13 = b[13]
+        b14 = b[14]
+        b15 = b[15]
+        c0_0 += a0 * b0
+        c0_1 += a0 * b1
+        c0_2 += a0 * b2
+        c0_3 += a0 * b3
+        c0_4 += a0 * b4
+        c0_5 += a0 * b5
+        c0_6 += a0 * b6
+        c0_7 += a0 * b7
+        c0_8 += a0 * b8
+        c0_9 += a0 * b9
+        c0_10 += a0 * b10
+        c0_11 += a0 * b11
+        c0_12 += a0 * b12
+        c0_13 += a0 * b13
+        c0_14 += a0 * b14
+        c0_15 += a0 * b15
+        c1_0 += a1 * b0
+        c1_1 += a1 * b1
+        c1_2 += a1 * b2
+        c1_3 += a1 * b3
+        c1_4 += a1 * b4
+        c1_5 += a1 * b5
+        c1_6 += a1 * b6
+        c1_7 += a1 * b7
+        c1_8 += a1 * b8
+        c1_9 += a1 * b9
+        c1_10 += a1 * b10
+        c1_11 += a1 * b11
+        c1_12 += a1 * b12
+        c1_13 += a1 * b13
+        c1_14 += a1 * b14
+        c1_15 += a1 * b15
+    o = out[o0 + 0, p0:p0 + 16]
+    o[0] += scale * c0_0
+    o[1] += scale * c0_1
+    o[2] += scale * c0_2
+    o[3] += scale * c0_3
+    o[4] += scale * c0_4
+    o[5] += scale * c0_5
+    o[6] += scale * c0_6
+    o[7] += scale * c0_7
+    o[8] += scale * c0_8
+    o[9] += scale * c0_9
+    o[10] += scale * c0_10
+    o[11] += scale * c0_11
+    o[12] += scale * c0_12
+    o[13] += scale * c0_13
+    o[14] += scale * c0_14
+    o[15] += scale * c0_15
+    o = out[o0 + 1, p0:p0 + 16]
+    o[0] += scale * c1_0
+    o[1] += scale * c1_1
+    o[2] += scale * c1_2
+    o[3] += scale * c1_3
+    o[4] += scale * c1_4
+    o[5] += scale * c1_5
+    o[6] += scale * c1_6
+    o[7] += scale * c1_7
+    o[8] += scale * c1_8
+    o[9] += scale * c1_9
+    o[10] += scale * c1_10
+    o[11] += scale * c1_11
+    o[12] += scale * c1_12
+    o[13] += scale * c1_13
+    o[14] += scale * c1_14
+    o[15] += scale * c1_15
+
+
+@slp_njit(**SERIAL)
 def _dx_block1_f64(out, dy, w, o0, p0):
     """out[o0:o0+1, p0:p0+16] = dy[o0:o0+1, :] @ w[:, p0:p0+16]  (out is dx)."""
     z = out.dtype.type(0)
@@ -4845,9 +5660,11 @@ def _db_block8_f64(db, dy, o0, scale, accumulate):
 
 @slp_njit(**SERIAL)
 def _dx_rows_f64(dx, dy, w, i0, rows, p0):
-    """rows (< 8) rows of dx from i0, columns p0:p0+16, one row block at a time."""
-    for i in range(i0, i0 + rows):
-        _dx_block1_f64(dx, dy, w, i, p0)
+    """rows (< 8) rows of dx from i0, columns p0:p0+16, as 2-row blocks and a 1-row block."""
+    for i in range(i0, i0 + rows - 1, 2):
+        _dx_block2_f64(dx, dy, w, i, p0)
+    if rows & 1:
+        _dx_block1_f64(dx, dy, w, i0 + rows - 1, p0)
 
 
 @slp_njit(**SERIAL)
@@ -4921,12 +5738,17 @@ def grad_input_parallel_f64(dx, dy, w):
 
 @slp_njit(**SERIAL)
 def _dw_rows_f64(dw, dy, x, j0, rows, p0, scale, accumulate):
-    """rows (< 8) rows of dw from j0, columns p0:p0+16, one row block at a time."""
-    for j in range(j0, j0 + rows):
+    """rows (< 8) rows of dw from j0, columns p0:p0+16, as 2-row blocks and a 1-row block."""
+    for j in range(j0, j0 + rows - 1, 2):
         if accumulate:
-            _dw_block1_add_f64(dw, dy, x, j, p0, scale)
+            _dw_block2_add_f64(dw, dy, x, j, p0, scale)
         else:
-            _dw_block1_set_f64(dw, dy, x, j, p0, scale)
+            _dw_block2_set_f64(dw, dy, x, j, p0, scale)
+    if rows & 1:
+        if accumulate:
+            _dw_block1_add_f64(dw, dy, x, j0 + rows - 1, p0, scale)
+        else:
+            _dw_block1_set_f64(dw, dy, x, j0 + rows - 1, p0, scale)
 
 
 @slp_njit(**SERIAL)
