@@ -73,13 +73,3 @@ def apply_numpy(y: np.ndarray, act: int) -> None:
     elif act == TANH:
         np.tanh(y, out=y)
 
-
-def derivative_numpy(y: np.ndarray, act: int) -> np.ndarray:
-    """``act'`` as an array, from the activation output ``y`` (for the blas backend)."""
-    if act == RELU:
-        return (y > 0).astype(y.dtype)
-    if act == SIGMOID:
-        return y * (1 - y)
-    if act == TANH:
-        return 1 - y * y
-    return np.ones_like(y)

@@ -92,7 +92,7 @@ class Linear:
         self.grad_bias = np.zeros(self.out_features, dtype=self.dtype) if bias else None
         self._x: np.ndarray | None = None
         self._y: np.ndarray | None = None
-        self._g: np.ndarray | None = None  # buffer for dy * act'(y), reused while the batch size stays
+        self._g: np.ndarray | None = None  # buffer for dy * act'(y), reused across batches
         self._rng = np.random.default_rng(seed)
         self.reset_parameters()
 
@@ -222,10 +222,12 @@ class Linear:
                                         {"dy": dy, "x": x, "weight": self.weight, "bias": self.bias})
         g = None
         if self._act:
+            # One buffer, grown to the largest batch seen; a smaller batch (say, the last of an
+            # epoch) uses its leading rows, which are C-contiguous too.
             rows = dy.size // self.out_features
-            if self._g is None or self._g.shape[0] != rows:
+            if self._g is None or self._g.shape[0] < rows:
                 self._g = np.empty((rows, self.out_features), dtype=self.dtype)
-            g = self._g
+            g = self._g[:rows]
         _backward_into(be, dy, x, self.weight, dx, self.grad_weight, self.grad_bias,
                        self._reduction, True, self._y, self._act, g)
         return dx

@@ -1,0 +1,68 @@
+"""The three products of the linear layer on the packed GEMM (`_driver.gemm`).
+
+These are the large-shape kernels of the "loops" backend. Like every kernel they do no checking:
+arrays must be C-contiguous with one float dtype (float32 or float64) and matching shapes, and
+``scale`` a numpy scalar of that dtype. Results are bitwise identical across runs and thread
+counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._act import ACT_NONE
+from ._driver import gemm
+from ._workspace import workspace
+
+_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
+
+
+def _prepare(dtype):
+    """Workspace for ``dtype``. (The driver compiles, or loads from Numba's cache, on its first
+    call; compiling it compiles the micro-kernel, see `_compile`.)"""
+    return workspace(dtype)
+
+
+def packed_forward(y: np.ndarray, x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
+                   act: int = ACT_NONE) -> None:
+    """y = act(x @ w.T + b); ``b`` may be None; act 0 none, 1 relu, 2 sigmoid, 3 tanh."""
+    # x is (n, in), w is (out, in), b is (out,) or None, y is (n, out)
+    dt = y.dtype
+    ws = _prepare(dt)
+    empty = _EMPTY[dt]
+    gemm(y, x, True, w, True, x.shape[1], dt.type(1), empty, False,
+         empty if b is None else b, b is not None, int(act), False,
+         ws.mr, ws.nr, ws.kc, ws.nc, ws.packed_a(y.shape[0]), ws.bpack, ws.tiles)
+
+
+def packed_grad_weight(dw: np.ndarray, db: np.ndarray | None, dy: np.ndarray, x: np.ndarray,
+                       scale, accumulate: bool) -> None:
+    """dw (+)= scale * dy.T @ x; when ``db`` is not None, db (+)= scale * dy.sum(0), summed while
+    dy is packed. ``+=`` when ``accumulate``, ``=`` otherwise (for both)."""
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
+    dt = dw.dtype
+    ws = _prepare(dt)
+    empty = _EMPTY[dt]
+    gemm(dw, dy, False, x, False, x.shape[0], dt.type(scale), empty if db is None else db,
+         db is not None, empty, False, ACT_NONE, bool(accumulate),
+         ws.mr, ws.nr, ws.kc, ws.nc, ws.packed_a(dw.shape[0]), ws.bpack, ws.tiles)
+
+
+def packed_grad_input(dx: np.ndarray, dy: np.ndarray, w: np.ndarray) -> None:
+    """dx = dy @ w."""
+    # dy is (n, out), w is (out, in), dx is (n, in)
+    dt = dx.dtype
+    ws = _prepare(dt)
+    empty = _EMPTY[dt]
+    gemm(dx, dy, True, w, False, w.shape[0], dt.type(1), empty, False, empty, False, ACT_NONE,
+         False, ws.mr, ws.nr, ws.kc, ws.nc, ws.packed_a(dx.shape[0]), ws.bpack, ws.tiles)
+
+
+def compile_packed(dtype) -> None:
+    """Compile (or load from Numba's cache) the packed kernels for ``dtype`` now rather than on
+    first use: one tiny call of each product."""
+    dt = np.dtype(dtype)
+    one = np.ones((1, 1), dt)
+    packed_forward(np.empty((1, 1), dt), one, one, None, ACT_NONE)
+    packed_grad_weight(np.empty((1, 1), dt), np.empty(1, dt), one, one, dt.type(1), False)
+    packed_grad_input(np.empty((1, 1), dt), one, one)

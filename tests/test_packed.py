@@ -1,0 +1,195 @@
+"""The packed (large-shape) kernels of the loops backend against the float64 reference: every
+product, both dtypes, shapes that are 1, odd, or cross the block sizes (MR 8; NR 32 / 16;
+KC 1024 / 512; NC 256), bias or not, every activation, accumulate or not, db or not; plus
+determinism across thread counts, NaN/Inf propagation, workspace reuse and the generated
+micro-kernel sources."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import re
+
+import numba
+import numpy as np
+import pytest
+
+import fastlinear as fl
+import reference as ref
+from helpers import DTYPE_IDS, DTYPES, assert_close, randn
+from fastlinear.kernels import packed
+from fastlinear._config import FASTMATH
+from fastlinear.kernels.packed import _generate, _workspace
+from fastlinear.kernels.packed._compile import MICRO
+
+ACTS = {
+    packed.ACT_NONE: lambda v: v,
+    packed.ACT_RELU: lambda v: np.maximum(v, 0.0),
+    packed.ACT_SIGMOID: lambda v: 1.0 / (1.0 + np.exp(-v)),
+    packed.ACT_TANH: np.tanh,
+}
+ACT_IDS = ["none", "relu", "sigmoid", "tanh"]
+
+# (n, in, out). 1030 / 1100 in a reduction cross KC for both dtypes (2100: three float32
+# k-blocks); 257 / 300 / 520 output columns cross NC = 256; 9 / 17 / 33 cross MR and NR.
+SHAPES = [
+    (1, 1, 1), (1, 5, 3), (3, 1, 7), (9, 31, 17), (8, 32, 32), (17, 64, 33), (33, 129, 65),
+    (64, 300, 257), (37, 1100, 45), (5, 2100, 19), (1030, 20, 40), (40, 70, 520),
+    (0, 4, 3), (4, 0, 3), (4, 3, 0),
+]
+SHAPE_IDS = ["x".join(map(str, s)) for s in SHAPES]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compiled():
+    """Compile (or load) both dtypes once for the module."""
+    for dt in DTYPES:
+        packed.compile_packed(dt)
+
+
+def _data(rng, n, k, m, dtype):
+    return randn(rng, (n, k), dtype), randn(rng, (m, k), dtype), randn(rng, m, dtype), randn(rng, (n, m), dtype)
+
+
+@pytest.mark.parametrize("act", list(ACTS), ids=ACT_IDS)
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_forward(rng, dtype, shape, bias, act):
+    n, k, m = shape
+    x, w, b, _ = _data(rng, n, k, m, dtype)
+    b = b if bias else None
+    y = np.full((n, m), np.nan, dtype)
+    packed.packed_forward(y, x, w, b, act)
+    want = ACTS[act](ref.forward(x, w, b))
+    # Every activation here has slope <= 1, so the pre-activation tolerance carries over; |want|
+    # adds room for the activation's own rounding (a few ulps).
+    mag = ref.magnitude_forward(x, w, b) + np.abs(want)
+    assert_close(y, want, mag, k, dtype, "y")
+
+
+@pytest.mark.parametrize("with_db", [True, False], ids=["db", "nodb"])
+@pytest.mark.parametrize("accumulate", [False, True], ids=["set", "add"])
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_grad_weight(rng, dtype, shape, accumulate, with_db):
+    n, k, m = shape
+    x, _, _, dy = _data(rng, n, k, m, dtype)
+    scale = dtype(1.0 / max(n, 1)) if accumulate else dtype(1)
+    dw0, db0 = randn(rng, (m, k), dtype), randn(rng, m, dtype)
+    if not accumulate:  # old contents must be overwritten, whatever they are
+        dw0[...], db0[...] = np.nan, np.nan
+    dw, db = dw0.copy(), (db0.copy() if with_db else None)
+    packed.packed_grad_weight(dw, db, dy, x, scale, accumulate)
+    s = float(scale)
+    base_w = dw0.astype(np.float64) if accumulate else 0.0
+    want = base_w + s * ref.grad_weight(dy, x)
+    mag = np.abs(base_w) + s * ref.magnitude_grad_weight(dy, x)
+    assert_close(dw, want, mag, n + 1, dtype, "dw")
+    if with_db:
+        base_b = db0.astype(np.float64) if accumulate else 0.0
+        want_b = base_b + s * ref.grad_bias(dy)
+        mag_b = np.abs(base_b) + s * ref.magnitude_grad_bias(dy)
+        assert_close(db, want_b, mag_b, n + 1, dtype, "db")
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_grad_input(rng, dtype, shape):
+    n, k, m = shape
+    _, w, _, dy = _data(rng, n, k, m, dtype)
+    dx = np.full((n, k), np.nan, dtype)
+    packed.packed_grad_input(dx, dy, w)
+    assert_close(dx, ref.grad_input(dy, w), ref.magnitude_grad_input(dy, w), m, dtype, "dx")
+
+
+def _all_products(x, w, b, dy, dtype):
+    y = np.empty((x.shape[0], w.shape[0]), dtype)
+    dw, db = np.empty_like(w), np.empty_like(b)
+    dx = np.empty_like(x)
+    packed.packed_forward(y, x, w, b, packed.ACT_TANH)
+    packed.packed_grad_weight(dw, db, dy, x, dtype(0.25), False)
+    packed.packed_grad_input(dx, dy, w)
+    return y, dw, db, dx
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_bitwise_identical_across_runs_and_thread_counts(rng, dtype, restore_threads):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba's pool has one thread")
+    # several column blocks, row panels and k-blocks in every product
+    x, w, b, dy = _data(rng, 1100, 1030, 530, dtype)
+    fl.set_num_threads(1)
+    one = _all_products(x, w, b, dy, dtype)
+    fl.set_num_threads(2)
+    two = _all_products(x, w, b, dy, dtype)
+    again = _all_products(x, w, b, dy, dtype)
+    for name, r1, r2, r3 in zip(("y", "dw", "db", "dx"), one, two, again):
+        assert r1.tobytes() == r2.tobytes(), f"{name} differs between 1 and 2 threads"
+        assert r2.tobytes() == r3.tobytes(), f"{name} differs between two runs"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_nan_and_inf_propagate(rng, dtype):
+    n, k, m = 20, 1100, 40  # two k-blocks: the bad value is in the second one
+    x, w, b, dy = _data(rng, n, k, m, dtype)
+    x[3, 1050] = np.nan
+    w[5, 1060] = np.inf
+    x[:, 1060] = 1  # inf * 1 = +inf in column 5 ...
+    y = np.empty((n, m), dtype)
+    packed.packed_forward(y, x, w, b, packed.ACT_RELU)
+    assert np.isnan(y[3]).all()
+    others = np.arange(n) != 3
+    assert np.isposinf(y[others, 5]).all()
+    assert np.isfinite(np.delete(y[others], 5, axis=1)).all()
+    dx = np.empty_like(x)
+    dy[7, 2] = np.nan
+    packed.packed_grad_input(dx, dy, w)
+    assert np.isnan(dx[7]).all() and np.isfinite(np.delete(dx, 7, axis=0)[:, :1000]).all()
+    dw, db = np.empty_like(w), np.empty_like(b)
+    packed.packed_grad_weight(dw, db, dy, x, dtype(1), False)
+    assert np.isnan(dw[2]).all() and np.isnan(db[2]) and np.isfinite(np.delete(db, 2)).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_workspace_is_reused(rng, dtype):
+    x, w, b, dy = _data(rng, 50, 40, 30, dtype)
+    _all_products(x, w, b, dy, dtype)
+    ws = _workspace.workspace(dtype)
+    buffers = (ws.packed_a(50), ws.bpack, ws.tiles)
+    _all_products(x, w, b, dy, dtype)
+    assert all(a is b for a, b in zip(buffers, (ws.packed_a(50), ws.bpack, ws.tiles)))
+    bigger = ws.packed_a(5000)
+    assert bigger.size >= 5000 * ws.kc and ws.packed_a(50) is bigger
+
+
+@pytest.mark.parametrize("stem, name, mr, nr, dtype", _generate.SHAPES)
+def test_micro_kernel_sources_are_generated(stem, name, mr, nr, dtype):
+    committed = (_generate.Path(_generate.__file__).parent / f"{stem}.py").read_text()
+    assert committed == _generate.source(name, mr, nr, dtype), f"rerun the generator for {stem}.py"
+
+
+def test_float32_micro_kernel_stays_float32():
+    """No float64 arithmetic in the float32 micro-kernel's LLVM IR."""
+    fresh = numba.njit(fastmath=set(FASTMATH))(MICRO[np.dtype(np.float32)][0])
+    u = np.uintp
+    fresh(u(4), np.ones(8 * 4, np.float32), u(0), np.ones(32 * 4, np.float32), u(0), np.empty(256, np.float32))
+    ir = "\n".join(fresh.inspect_llvm().values())
+    assert "fmul" in ir or "fma" in ir
+    assert not re.search(r"fpext float .* to double|f(add|mul)( [a-z]+)* double ", ir)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_thread_pool_matches_serial(dtype):
+    """Concurrent calls from several Python threads (each with its own packing buffers) give the
+    serial results bit for bit."""
+    def job(seed):
+        rng = np.random.default_rng(seed)
+        return _all_products(*_data(rng, 60 + seed, 290 + 7 * seed, 270 - seed, dtype), dtype)
+
+    seeds = list(range(8))
+    serial = [job(s) for s in seeds]
+    with cf.ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(2):
+            for s, got in zip(seeds, pool.map(job, seeds)):
+                for name, g, e in zip(("y", "dw", "db", "dx"), got, serial[s]):
+                    assert g.tobytes() == e.tobytes(), f"seed {s}: {name} differs from the serial call"
