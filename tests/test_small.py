@@ -186,3 +186,25 @@ def test_nan_and_inf_propagate():
     w[4, 6] = np.nan
     loops.grad_input(dx, dy, w)
     assert np.isnan(dx[:, 6]).all() and not np.isnan(dx[:, 5]).any()
+
+
+@pytest.mark.skipif(loops.packed_forward is None, reason="no packed kernels in this build")
+def test_packed_kernels_take_over_above_their_thresholds(monkeypatch, rng):
+    log: set[str] = set()
+    for name in ("packed_forward", "packed_grad_weight", "packed_grad_input"):
+        monkeypatch.setattr(loops, name, _Spy(getattr(loops, name), log, name))
+    _run_all(loops, np.float32, (64, 512, 512), 0)  # forward 2**24: still direct
+    _run_all(loops, np.float32, (255, 256, 1024), 0)  # gradients just below 2**26: still direct
+    assert log == {"packed_forward"}
+    log.clear()
+    shape = (513, 512, 256)  # just above 2**26 for every kernel
+    x, w, b, dy = _data(rng, shape, np.float32)
+    y, dx, dw, db, db2 = _run_all(loops, np.float32, shape, 1)
+    assert log == {"packed_forward", "packed_grad_weight", "packed_grad_input"}
+    x, w, b, dy = _data(np.random.default_rng(1), shape, np.float32)
+    _check(dx, ref.grad_input(dy, w), ref.magnitude_grad_input(dy, w), shape[2], np.float32, "dx")
+    _check(dw, 0.25 * ref.grad_weight(dy, x), 0.25 * ref.magnitude_grad_weight(dy, x), shape[0],
+           np.float32, "dw")
+    _check(db, 0.25 * ref.grad_bias(dy), 0.25 * ref.magnitude_grad_bias(dy), shape[0], np.float32, "db")
+    _check(y, np.tanh(ref.forward(x, w, b)), ref.magnitude_forward(x, w, b), shape[1], np.float32, "y",
+           extra=4)
