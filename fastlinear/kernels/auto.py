@@ -1,7 +1,7 @@
 """The "auto" backend: the loop kernels, except for shape classes where numpy's matmul (BLAS) was
 measured faster. Same signatures as ``fastlinear.kernels.loops``.
 
-Measured on a 2-core AVX-512 Xeon, numpy 2.4 / OpenBLAS 0.3.31 (SkylakeX kernel), 2 threads,
+Measured on a 2-core AVX-512 AMD EPYC (znver5), numpy 2.4 / OpenBLAS 0.3.31 (SkylakeX kernel), 2 threads,
 medians, GFLOP/s loops vs BLAS:
 
 * small and skinny shapes (batch 32 x 128 x 128, 8 x 784 x 128, 4096 x 256 x 10): the loop kernels

@@ -17,7 +17,7 @@ Variants, from small to large problems ("work" is n * in * out multiply-adds):
 
 The choice depends only on the shape and dtype, never on the thread count, so a given input gives
 bitwise the same result with any number of threads. The thresholds below were measured on a 2-core
-AVX-512 Xeon (medians, microseconds per call, 2 threads; serial / parallel):
+AVX-512 AMD EPYC, znver5 (medians, microseconds per call, 2 threads; serial / parallel):
 
 * forward:    4x64x64 (2**14) 2.1 / 3.4 (1 thread: 2.1 / 2.2); 8x64x64 3.8 / 4.1 (1 thread:
   3.8 / 2.9); 16x64x64 7.2 / 4.7                                            -> serial up to 2**14.
