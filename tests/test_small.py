@@ -208,3 +208,21 @@ def test_packed_kernels_take_over_above_their_thresholds(monkeypatch, rng):
     _check(db, 0.25 * ref.grad_bias(dy), 0.25 * ref.magnitude_grad_bias(dy), shape[0], np.float32, "db")
     _check(y, np.tanh(ref.forward(x, w, b)), ref.magnitude_forward(x, w, b), shape[1], np.float32, "y",
            extra=4)
+
+
+@pytest.mark.skipif(loops.packed_forward is None, reason="no packed kernels in this build")
+def test_narrow_problems_stay_on_the_direct_kernels(monkeypatch, rng):
+    """Above the packed threshold but with a side narrower than PACKED_MIN_DIM (a wide batch into
+    10 outputs), the direct kernels run, and give the reference's result."""
+    log: set[str] = set()
+    for name in ("packed_forward", "packed_grad_weight", "packed_grad_input"):
+        monkeypatch.setattr(loops, name, _Spy(getattr(loops, name), log, name))
+    shape = (8192, 1024, 10)  # 2**26.3 multiply-adds, out_features 10
+    assert shape[0] * shape[1] * shape[2] > loops.PACKED and shape[2] < loops.PACKED_MIN_DIM
+    y, dx, dw, db, db2 = _run_all(loops, np.float32, shape, 0)
+    assert log == set()
+    x, w, b, dy = _data(np.random.default_rng(0), shape, np.float32)
+    _check(dx, ref.grad_input(dy, w), ref.magnitude_grad_input(dy, w), shape[2], np.float32, "dx")
+    _check(dw, ref.grad_weight(dy, x), ref.magnitude_grad_weight(dy, x), shape[0], np.float32, "dw")
+    _check(y, np.tanh(ref.forward(x, w, b)), ref.magnitude_forward(x, w, b), shape[1], np.float32, "y",
+           extra=4)
