@@ -121,3 +121,20 @@ def is_cached(layer, x) -> bool:
         and c.__array_interface__["data"] == x.__array_interface__["data"]
         and (c.shape, c.strides, c.dtype) == (x.shape, x.strides, x.dtype)
     )
+
+
+def numeric_grad(f, a: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Central differences of the scalar function f() with respect to every element of a
+    (changed in place and restored)."""
+    g = np.zeros(a.shape, dtype=np.float64)
+    it = np.nditer(a, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = a[i]
+        a[i] = old + h
+        up = f()
+        a[i] = old - h
+        down = f()
+        a[i] = old
+        g[i] = (up - down) / (2 * h)
+    return g

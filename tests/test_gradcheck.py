@@ -14,27 +14,12 @@ import numpy as np
 import pytest
 
 import fastlinear as fl
-from helpers import BACKENDS
+from helpers import BACKENDS, numeric_grad
 
 H = 1e-4
 # (leading shape, in_features, out_features): sizes 1 and odd sizes, with leading dims.
 CASES = [((1,), 1, 1), ((3,), 5, 2), ((2, 3), 7, 4), ((4,), 1, 9), ((1, 5), 17, 1)]
 CASE_IDS = ["n1-in1-out1", "n3-in5-out2", "n2x3-in7-out4", "n4-in1-out9", "n1x5-in17-out1"]
-
-
-def _fd(loss, a: np.ndarray) -> np.ndarray:
-    """Central difference of ``loss()`` with respect to every element of ``a`` (changed in place
-    and restored)."""
-    g = np.zeros(a.shape)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + H
-        up = loss()
-        a[idx] = old - H
-        down = loss()
-        a[idx] = old
-        g[idx] = (up - down) / (2 * H)
-    return g
 
 
 @pytest.mark.parametrize("activation", [None, "relu", "sigmoid", "tanh"])
@@ -53,9 +38,9 @@ def test_gradcheck(backend, case, reduction, bias, activation):
     def loss() -> float:
         return float(np.sum(layer.forward(x, cache=False) * r))
 
-    fd_w = _fd(loss, layer.weight)
-    fd_b = _fd(loss, layer.bias) if bias else None
-    fd_x = _fd(loss, x)
+    fd_w = numeric_grad(loss, layer.weight, H)
+    fd_b = numeric_grad(loss, layer.bias, H) if bias else None
+    fd_x = numeric_grad(loss, x, H)
 
     y = layer.forward(x)
     dx = layer.backward(np.ones_like(y) * r)
