@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from fastlinear import cli, harness, table
+from fastlinear import cli
+from fastlinear.cli import harness, table
 from fastlinear.backends import BLAS
 
 
@@ -107,7 +108,7 @@ def test_naive_is_skipped_where_too_slow():
 
 
 def test_shape_classes_resolve():
-    from fastlinear.compare import SHAPE_CLASSES, parse_shapes
+    from fastlinear.cli.compare import SHAPE_CLASSES, parse_shapes
 
     assert parse_shapes("tiny,wide, 2x3x4") == [(1, 16, 16), (64, 4096, 4096), (2, 3, 4)]
     assert SHAPE_CLASSES["skinny-out"] == (4096, 256, 10)

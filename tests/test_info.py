@@ -8,7 +8,8 @@ import numba
 import numpy as np
 import pytest
 
-from fastlinear import _cpu, cli, info
+from fastlinear import _cpu, cli
+from fastlinear.cli import info
 
 
 def test_info_prints_versions_threads_blas_cpu_and_cache(capsys):

@@ -11,7 +11,8 @@ import pytest
 
 import reference as ref
 from fastlinear import set_num_threads
-from fastlinear.kernels import _generate, auto, loops
+from fastlinear.backends import auto, loops
+from fastlinear.kernels import _generate
 from helpers import DTYPE_IDS, DTYPES, randn, tolerance
 
 L = loops

@@ -8,7 +8,7 @@ import pytest
 
 from fastlinear import cli, nn
 from fastlinear.datasets import load_digits, split_and_scale
-from fastlinear.train import fit
+from fastlinear.cli.train import fit
 
 
 def _args(*argv: str):
@@ -115,7 +115,7 @@ def test_torch_backend_without_torch_exits_2(monkeypatch, capsys):
 
 
 def test_progress_bar_on_a_terminal_and_plain_lines_otherwise(monkeypatch, capsys):
-    from fastlinear.train import Epoch, _Reporter
+    from fastlinear.cli.train import Epoch, _Reporter
 
     plain = _Reporter(epochs=2, progress=True)  # pytest's stdout is not a tty
     plain.begin(10)

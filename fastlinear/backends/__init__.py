@@ -1,6 +1,6 @@
 """The backend registry: a plain dict from name to a `Backend` holding four kernels.
 
-Every backend's kernels have the same signature (outputs first, see ``fastlinear.kernels.naive``),
+Every backend's kernels have the same signature (outputs first, see ``fastlinear.backends.naive``),
 so a layer or a benchmark can swap one for another by name. Backends are looked up on every call,
 never fixed at import, so several can be compared in one process.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from . import auto as _auto
 from . import blas
-from .kernels import auto as _auto
-from .kernels import loops as _loops
-from .kernels import naive
-from .kernels.activation import activation_grad as _loops_activation_grad
+from . import loops as _loops
+from . import naive
+from ..kernels.activation import activation_grad as _loops_activation_grad
 
 
 @dataclass(frozen=True)

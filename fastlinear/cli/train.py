@@ -91,7 +91,7 @@ def add_parser(sub) -> None:
 
 
 def _load(args) -> tuple:
-    from .datasets import load_arrays, load_digits, split_and_scale
+    from ..datasets import load_arrays, load_digits, split_and_scale
 
     X, y = load_digits() if args.data is None else load_arrays(args.data)
     s = split_and_scale(X, y, dtype=args.dtype, test_fraction=args.test_fraction, seed=args.seed)
@@ -102,7 +102,7 @@ def _load(args) -> tuple:
 
 
 def _optimizer(args, model):
-    from . import nn
+    from .. import nn
 
     if args.optimizer == "sgd":
         return nn.SGD(model, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
@@ -115,7 +115,7 @@ class _NumpySteps:
     """Training step and evaluation with a fastlinear model; batches gathered into a buffer."""
 
     def __init__(self, model, opt, batch_size: int, n_features: int, dtype) -> None:
-        from . import nn
+        from .. import nn
 
         self.model, self.opt, self.loss_fn = model, opt, nn.CrossEntropyLoss()
         self.xb = np.empty((batch_size, n_features), dtype=dtype)
@@ -141,7 +141,7 @@ class _TorchSteps:
     def __init__(self, model, opt) -> None:
         import torch
 
-        from .nn.torch_bridge import to_torch, torch_optimizer
+        from ..nn.torch_bridge import to_torch, torch_optimizer
 
         self.torch = torch
         self.model = to_torch(model)
@@ -163,8 +163,8 @@ class _TorchSteps:
 
 def fit(args, report=None) -> Result:
     """Train as the command-line arguments say; ``report(epoch: Epoch)`` is called per epoch."""
-    from . import nn
-    from .threads import get_num_threads, set_num_threads
+    from .. import nn
+    from ..threads import get_num_threads, set_num_threads
 
     split, n_classes = _load(args)
     set_num_threads(get_num_threads() if args.threads is None else args.threads)
@@ -248,8 +248,8 @@ class _Reporter:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``fastlinear train``; returns the exit code (2 for bad input)."""
-    from . import nn
-    from .threads import get_num_threads
+    from .. import nn
+    from ..threads import get_num_threads
 
     if args.backend == "torch":
         try:

@@ -1,14 +1,14 @@
 """The "blas" backend: numpy's matmul (OpenBLAS or whatever BLAS numpy links).
 
 It doubles as the readable specification of what every kernel computes, with the same signature
-and conventions as the Numba kernels (see ``fastlinear.kernels.naive``).
+and conventions as the Numba kernels (see ``fastlinear.backends.naive``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .activations import RELU, SIGMOID, TANH, apply_numpy
+from ..activations import RELU, SIGMOID, TANH, apply_numpy
 
 
 def forward(y, x, w, b, act):

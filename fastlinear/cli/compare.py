@@ -1,6 +1,6 @@
 """``fastlinear compare``: every backend (and PyTorch's CPU ops) over a grid of shapes, ops, dtypes
 and thread counts; validated against float64 first, then timed interleaved (see
-`fastlinear.harness`). Prints a table (rich when stdout is a terminal and rich is installed,
+`fastlinear.cli.harness`). Prints a table (rich when stdout is a terminal and rich is installed,
 plain text otherwise) and can write JSON (``--json``) and a GFLOP/s plot (``--plot``, needs
 matplotlib).
 """
@@ -131,7 +131,7 @@ def _resolve(args: argparse.Namespace) -> tuple[list, list, list, list]:
 def run(args: argparse.Namespace) -> int:
     """Run the comparison; 0 when every result validated, 1 if any was wrong, 2 on bad usage."""
     from . import info
-    from .threads import get_num_threads, set_num_threads
+    from ..threads import get_num_threads, set_num_threads
 
     shapes, ops, dtypes, backends = _resolve(args)
     if args.repeats < 1:

@@ -11,7 +11,7 @@ import json
 import os
 import platform
 
-from .activations import NONE as ACT_NONE
+from ..activations import NONE as ACT_NONE
 
 # The SIMD flags worth reporting, in LLVM's spelling (llvmlite.binding.get_host_cpu_features).
 SIMD_FLAGS = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl",
@@ -76,7 +76,7 @@ def kernel_cache() -> dict:
     from numba.core.caching import FunctionCache
     from numba.core.registry import CPUDispatcher
 
-    from . import backends  # noqa: F401  (imports the kernel modules)
+    from .. import backends  # noqa: F401  (imports the kernel modules)
 
     kernels = {
         f"{mod_name.removeprefix('fastlinear.kernels.')}.{name}": fn
@@ -102,7 +102,7 @@ def _run_one_kernel() -> None:
     for problems this small). This loads the kernel from the cache, or compiles it (a second)."""
     import numpy as np
 
-    from . import backends
+    from .. import backends
 
     x = np.ones((1, 1), np.float64)
     backends.NAIVE.forward(np.empty((1, 1), np.float64), x, x, None, ACT_NONE)
@@ -113,8 +113,8 @@ def summary(run_kernel: bool = False) -> dict:
     with ``run_kernel``, one tiny kernel then runs so that the threading layer is known."""
     import numba
 
-    from . import _cpu
-    from .threads import get_num_threads
+    from .. import _cpu
+    from ..threads import get_num_threads
 
     cache = kernel_cache()
     if run_kernel:

@@ -33,10 +33,10 @@ AVX-512 AMD EPYC, znver5 (medians, microseconds per call, 2 threads; serial / pa
 
 from __future__ import annotations
 
-from . import _micro, small
+from ..kernels import _micro, small
 
 try:  # packed large-shape kernels, when present in this build
-    from .packed import packed_forward, packed_grad_input, packed_grad_weight
+    from ..kernels.packed import packed_forward, packed_grad_input, packed_grad_weight
 except ImportError:  # pragma: no cover - depends on the build
     packed_forward = packed_grad_input = packed_grad_weight = None
 

@@ -1,5 +1,5 @@
 """The "auto" backend: the loop kernels, except for shape classes where numpy's matmul (BLAS) was
-measured faster. Same signatures as ``fastlinear.kernels.loops``.
+measured faster. Same signatures as ``fastlinear.backends.loops``.
 
 Measured on a 2-core AVX-512 AMD EPYC (znver5), numpy 2.4 / OpenBLAS 0.3.31 (SkylakeX kernel), 2 threads,
 medians, GFLOP/s loops vs BLAS:
@@ -10,7 +10,7 @@ medians, GFLOP/s loops vs BLAS:
 * large shapes, without the packed kernels: at 256 x 512 x 512 the direct (unpacked) loop kernels
   took 1.2 ms (forward) and 0.6-0.7 ms (gradients) on one thread against about 0.5 ms for BLAS on
   two, and at 1024^3 they reached 30-70 GFLOP/s against BLAS's ~300 -> BLAS above ``BLAS_WORK``
-  multiply-adds (``fastlinear.blas``; db still by the loop kernel), unless ``fastlinear.kernels.packed`` is present, in which case the loop backend's
+  multiply-adds (``fastlinear.backends.blas``; db still by the loop kernel), unless ``fastlinear.kernels.packed`` is present, in which case the loop backend's
   packed kernels are used.
 
 The choice depends only on shape and dtype. Below ``BLAS_WORK`` results are therefore bitwise the
@@ -23,8 +23,7 @@ happens only at layer boundaries.
 
 from __future__ import annotations
 
-from .. import blas
-from . import loops
+from . import blas, loops
 
 #: work (n * in * out) above which BLAS is used when the packed loop kernels are absent.
 BLAS_WORK = 1 << 24

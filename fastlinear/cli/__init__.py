@@ -4,7 +4,7 @@
 - ``compare``: validate, then time every backend (and PyTorch) over shapes, ops, dtypes, threads;
 - ``demo``: ``compare`` with the original demo's defaults (four kernels; loops, naive, blas);
 - ``info``: versions, threads, BLAS, CPU features and Numba's cache;
-- ``train``: see `fastlinear.train` (its parser sets ``handler`` rather than ``run``).
+- ``train``: see `fastlinear.cli.train` (its parser sets ``handler`` rather than ``run``).
 """
 
 from __future__ import annotations
