@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import apply_numpy
-from ..blas import activation_grad
+from ..backends.blas import activation_grad
 from ..activations import code as activation_code
 from .buffers import RowBuffer
 from .module import Module
