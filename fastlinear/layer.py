@@ -154,11 +154,21 @@ class Linear(Module):
                 held. Every forward replaces the previous cache; an uncached one leaves none, so
                 `backward` then raises.
             out: optional C-contiguous array of shape (..., out_features) to write into (reused
-                across steps, it saves an allocation); it must not overlap x or the parameters.
+                across steps, it saves an allocation); it must not overlap x, the parameters or
+                their gradients.
+
+        Returns:
+            y of shape (..., out_features) and the layer's dtype (``out`` itself when given).
+
+        Raises:
+            TypeError: x (or out) is not an ndarray, or its dtype is not the layer's.
+            ValueError: x's last dimension is not in_features, or ``out`` is unusable.
+            RuntimeError: a parameter or gradient attribute was replaced by an unusable array.
         """
         ready = self._check_parameters()
         w, b = (self.weight, self.bias) if ready else self._kernel_parameters()
-        y = _dispatch.forward(get_backend(self._backend), x, w, b, self._act, out, self._gradients())
+        y = _dispatch.forward(get_backend(self._backend), x, w, b, self._act, out,
+                              None if out is None else self._gradients())
         # Without caching, drop any older cache too, so a later backward cannot pair this
         # forward's dy with an earlier input.
         # Views of its own: reshaping the caller's arrays in place (x.shape = ...) cannot change
@@ -188,7 +198,10 @@ class Linear(Module):
             dx of shape (..., in_features), or None.
 
         Raises:
-            RuntimeError: no cached forward input (no forward yet, or it ran with cache=False).
+            RuntimeError: no cached forward input (no forward yet, or it ran with cache=False),
+                or the forward ran in another thread, or another thread is inside backward.
+            TypeError: dy is not an ndarray of the layer's dtype; need_input_grad is not a bool.
+            ValueError: dy's shape differs from the forward output's; ``out`` is unusable.
         """
         x = self._x
         if x is None:
@@ -208,9 +221,9 @@ class Linear(Module):
                 "in one thread at a time"
             )
         try:
-            self._check_parameters()
-            w, _ = self._kernel_parameters()
-            need_input_grad = check.flag("need_input_grad", need_input_grad)
+            w = self.weight if self._check_parameters() else self._kernel_parameters()[0]
+            if need_input_grad is not True and need_input_grad is not False:
+                need_input_grad = check.flag("need_input_grad", need_input_grad)
             g = None
             if self._act:
                 # One buffer, grown to the largest batch seen; a smaller batch (say, the last of
@@ -222,7 +235,8 @@ class Linear(Module):
             return _dispatch.backward(
                 get_backend(self._backend), dy, x, w, self.grad_weight, self.grad_bias,
                 reduction=self._reduction, accumulate=True, need_input_grad=need_input_grad,
-                y=self._y, act=self._act, g=g, out=out, protect=self._gradients() | {"bias": self.bias},
+                y=self._y, act=self._act, g=g, out=out,
+                protect=None if out is None else {**self._gradients(), "bias": self.bias},
             )
         finally:
             self._busy.release()

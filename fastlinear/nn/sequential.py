@@ -71,6 +71,7 @@ class Sequential(Module):
         if len({id(m) for m in modules}) != len(modules):
             raise ValueError("a module appears twice in Sequential; use separate instances")
         self.modules = list(modules)
+        self._first = linears[0]
         self.dtype = linears[0].dtype
         self.in_features = linears[0].in_features
         self.out_features = linears[-1].out_features
@@ -127,10 +128,10 @@ class Sequential(Module):
 
     def _check_input(self, x: object) -> np.ndarray:
         x = check.require_array("x", x)
-        if x.dtype != self.dtype:
-            raise TypeError(f"x has dtype {x.dtype} but the model's layers have dtype {self.dtype}; "
-                            f"cast explicitly (x.astype(np.{self.dtype})), fastlinear never casts")
-        if x.ndim != 2 or x.shape[1] != self.in_features:
+        first = self._first.weight
+        check.same_dtype("x", x, "weight", first)
+        check.input_matches_weight("x", x, first)
+        if x.ndim != 2:
             raise ValueError(f"x has shape {x.shape}; the model expects (batch, {self.in_features})")
         return x
 
