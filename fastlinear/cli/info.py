@@ -12,6 +12,7 @@ import os
 import platform
 
 from ..activations import NONE as ACT_NONE
+from ._common import HelpFormatter
 
 # The SIMD flags worth reporting, in LLVM's spelling (llvmlite.binding.get_host_cpu_features).
 SIMD_FLAGS = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl",
@@ -168,7 +169,7 @@ def format_summary(s: dict) -> str:
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register ``fastlinear info``."""
-    p = sub.add_parser("info", help="versions, threads, BLAS, CPU features and Numba's cache",
+    p = sub.add_parser("info", formatter_class=HelpFormatter, help="versions, threads, BLAS, CPU features and Numba's cache",
                        description="Print what fastlinear's kernels run on: versions, threads, "
                                    "BLAS, CPU and SIMD flags, vector width, Numba's cache.")
     p.add_argument("--json", action="store_true", help="print the same as JSON")
@@ -177,6 +178,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``fastlinear info``: print `summary` (one tiny kernel runs first); returns 0."""
     s = summary(run_kernel=True)
     print(json.dumps(s, indent=1) if args.json else format_summary(s))
     return 0
