@@ -259,27 +259,30 @@ def fit(
     if hasattr(report, "begin"):
         report.begin(n)
     start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        order = order_rng.permutation(n)
-        total = 0.0
-        compiled_before = compile_count()
-        t0 = time.perf_counter()
-        for i in batches:
-            idx = order[i : i + batch_size]
-            total += steps.step(split.X_train, split.y_train, idx) * len(idx)
-            if hasattr(report, "advance"):
-                report.advance(len(idx))
-        elapsed = time.perf_counter() - t0
-        compiled = compile_count() > compiled_before
-        if not np.isfinite(total):
-            raise FloatingPointError(
-                f"the training loss became {total} in epoch {epoch}; lower the learning rate "
-                f"(now {lr:g})")
-        accuracy = float(np.mean(steps.predict(split.X_test) == split.y_test))
-        record = Epoch(epoch, total / n, accuracy, n / elapsed, compiled)
-        result.history.append(record)
-        if report is not None:
-            report(record)
+    # A diverging run overflows to inf and NaN; that is reported once, as FloatingPointError at
+    # the end of the epoch, rather than as a numpy warning per operation.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for epoch in range(1, epochs + 1):
+            order = order_rng.permutation(n)
+            total = 0.0
+            compiled_before = compile_count()
+            t0 = time.perf_counter()
+            for i in batches:
+                idx = order[i : i + batch_size]
+                total += steps.step(split.X_train, split.y_train, idx) * len(idx)
+                if hasattr(report, "advance"):
+                    report.advance(len(idx))
+            elapsed = time.perf_counter() - t0
+            compiled = compile_count() > compiled_before
+            if not np.isfinite(total):
+                raise FloatingPointError(
+                    f"the training loss became {total} in epoch {epoch}; lower the learning rate "
+                    f"(now {lr:g})")
+            accuracy = float(np.mean(steps.predict(split.X_test) == split.y_test))
+            record = Epoch(epoch, total / n, accuracy, n / elapsed, compiled)
+            result.history.append(record)
+            if report is not None:
+                report(record)
     result.seconds = time.perf_counter() - start
     return result
 
