@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from . import plot
 
-        plot.plot(results, args.plot, title=f"{env.get('cpu', 'unknown CPU')}: speed relative to blas")
+        plot.plot(results, args.plot, title=env.get("cpu", ""))
         print(f"wrote {args.plot}")
     return 1 if any(r.status == "wrong" for r in results) else 0
 

@@ -36,7 +36,7 @@ def rows(results: list[Result]) -> list[tuple[str, ...]]:
         for ref in ("blas", "torch"):
             t = times.get((r.threads, r.dtype, r.shape, r.op, ref))
             ratios.append(f"{t / r.median_s:.2f}x" if t else "-")
-        out.append(head + (_time(r.median_s), f"{r.gflops:.1f}", *ratios))
+        out.append(head + (_time(r.median_s), _gflops(r.gflops), *ratios))
     return out
 
 
@@ -52,6 +52,11 @@ def plain(results: list[Result]) -> str:
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     return "\n".join([fmt(COLUMNS), fmt("-" * w for w in widths)] + [fmt(r) for r in body])
+
+
+def _gflops(value: float) -> str:
+    """One decimal from 10 up, two significant digits below (0.016, not 0.0)."""
+    return f"{value:.1f}" if value >= 10 else f"{value:.2g}"
 
 
 def _groups(results: list[Result]) -> dict:
@@ -85,7 +90,7 @@ def markdown(results: list[Result], env: dict) -> str:
             for b in backends:
                 r = by.get((shape, op, b))
                 cells.append("-" if r is None or r.status == "skipped"
-                             else "WRONG" if r.status == "wrong" else f"{r.gflops:.1f}")
+                             else "WRONG" if r.status == "wrong" else _gflops(r.gflops))
             for b, ref in ratios:
                 mine, theirs = by.get((shape, op, b)), by.get((shape, op, ref))
                 ok = mine is not None and theirs is not None and mine.ok and theirs.ok

@@ -62,16 +62,25 @@ def _hidden(text: str) -> list[int]:
     return sizes
 
 
-def _positive(kind):
+def _number(kind, low: float, high: float = np.inf, low_open: bool = True, high_open: bool = True):
+    """An argparse type: ``kind`` within (low, high), ends open or closed as given."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not (above and below):
+            if high == np.inf:
+                raise argparse.ArgumentTypeError(f"{text!r} must be {'>' if low_open else '>='} {low:g}")
+            raise argparse.ArgumentTypeError(f"{text!r} must be between {low:g} and {high:g}, exclusive")
         return value
     return parse
+
+
+def _positive(kind):
+    return _number(kind, 0)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -94,8 +103,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="samples per step (at most the training set)")
     p.add_argument("--lr", type=_positive(float), default=1e-3, help="learning rate")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="optimizer")
-    p.add_argument("--momentum", type=float, default=0.9, help="momentum of --optimizer sgd")
-    p.add_argument("--weight-decay", type=float, default=0.0,
+    p.add_argument("--momentum", type=_number(float, 0, low_open=False), default=0.9, help="momentum of --optimizer sgd")
+    p.add_argument("--weight-decay", type=_number(float, 0, low_open=False), default=0.0,
                    help="L2 penalty (adam, sgd) or decoupled decay (adamw)")
     p.add_argument("--backend", choices=BACKENDS, default="loops",
                    help="fastlinear backend, or torch: the same network and initial weights in PyTorch")
@@ -104,7 +113,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive(int), default=None,
                    help="threads for Numba, BLAS and torch alike (without it: Numba's count)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, initial weights and batch order")
-    p.add_argument("--test-fraction", type=float, default=0.2,
+    p.add_argument("--test-fraction", type=_number(float, 0, 1), default=0.2,
                    help="share of the samples held out for the test accuracy")
     p.add_argument("--save", default=None, metavar="PATH",
                    help="save the trained model (.npz); the path is checked before training")
@@ -294,12 +303,12 @@ def _check_settings(*, epochs, batch_size, lr, momentum, weight_decay, test_frac
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"the learning rate must be finite and > 0, got {lr!r}")
-    for name, value in (("momentum", momentum), ("weight decay", weight_decay)):
+        raise ValueError(f"lr (the learning rate) must be finite and > 0, got {lr!r}")
+    for name, value in (("momentum", momentum), ("weight_decay", weight_decay)):
         if not (np.isfinite(value) and value >= 0):
-            raise ValueError(f"the {name} must be finite and >= 0, got {value!r}")
+            raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"the test fraction must be between 0 and 1, got {test_fraction!r}")
+        raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
     if any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
         raise ValueError(f"hidden layer sizes must be integers >= 1, got {list(hidden)!r}")
     for name, value, valid in (("backend", backend, BACKENDS), ("optimizer", optimizer, OPTIMIZERS),

@@ -77,6 +77,8 @@ def test_user_data_csv(tmp_path, capsys, rng):
         (["--hidden", ""], "'none' for no hidden layer"),
         (["--epochs", "0"], "must be > 0"),
         (["--lr", "-1"], "must be > 0"),
+        (["--test-fraction", "1.5"], "between 0 and 1"),
+        (["--momentum", "-0.5"], "must be >= 0"),
         (["--batch-size", "ten"], "not a valid int"),
         (["--backend", "fortran"], "invalid choice"),
         (["--optimizer", "lbfgs"], "invalid choice"),
@@ -96,7 +98,6 @@ def test_runtime_errors_exit_2(tmp_path, capsys):
         (["--data", str(tmp_path / "missing.npz")], "does not exist"),
         (["--data", str(tmp_path / "bad.npz")], "X has 4 rows"),
         (["--threads", "99999"], "threads"),
-        (["--test-fraction", "1.5"], "test-fraction"),
         (["--save", str(tmp_path / "no" / "dir" / "m.npz")], "does not exist"),
         (["--backend", "torch", "--save", str(tmp_path / "m.npz")], "--save needs"),
     ]

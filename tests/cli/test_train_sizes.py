@@ -67,9 +67,9 @@ def test_hidden_none_trains_a_linear_classifier_and_empty_is_an_error(capsys, re
     [
         (dict(epochs=0), "epochs must be an integer >= 1"),
         (dict(batch_size=2.5), "batch_size must be an integer >= 1"),
-        (dict(lr=float("nan")), "learning rate must be finite"),
+        (dict(lr=float("nan")), "the learning rate\\) must be finite"),
         (dict(momentum=-1.0), "momentum must be finite and >= 0"),
-        (dict(test_fraction=1.0), "test fraction"),
+        (dict(test_fraction=1.0), "test_fraction must be between 0 and 1"),
         (dict(hidden=[0]), "hidden layer sizes"),
         (dict(backend="fortran"), "unknown backend 'fortran'"),
         (dict(optimizer="lbfgs"), "unknown optimizer 'lbfgs'"),
