@@ -358,11 +358,17 @@ class _Reporter:
             self.bar = None
 
 
-def summary_rate(history: list[Epoch]) -> float:
-    """The median samples/s of the epochs after the first that compiled nothing (the first epoch
-    also starts the thread pools); the last epoch's rate if there is no such epoch."""
-    rates = [e.samples_per_s for e in history[1:] if not e.compiled]
-    return float(np.median(rates)) if rates else history[-1].samples_per_s
+def summary_rate(history: list[Epoch]) -> tuple[float, str]:
+    """The run's speed for the summary line, and which epochs it covers: the median samples/s of
+    the epochs after the first (which also starts the thread pools) that compiled nothing; the
+    last epoch's rate if there is no such epoch."""
+    steady = [e for e in history[1:] if not e.compiled]
+    if not steady:
+        last = history[-1]
+        return last.samples_per_s, f"epoch {last.epoch}" + (", includes compiling" if last.compiled else "")
+    skipped = len(history) - 1 - len(steady)
+    return (float(np.median([e.samples_per_s for e in steady])),
+            "epochs 2+" + (f", {skipped} that compiled left out" if skipped else ""))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -392,10 +398,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         reporter.close()
     last = result.history[-1]
+    rate, which = summary_rate(result.history)
     threads = get_num_threads()
     print(f"done: test accuracy {100 * last.accuracy:.2f}% ({result.n_test} test / {result.n_train} "
           f"train samples), final loss {last.loss:.4f}, {args.epochs} epochs in {result.seconds:.2f} s, "
-          f"median {summary_rate(result.history):,.0f} samples/s (epochs 2+, compiling excluded), "
+          f"median {rate:,.0f} samples/s ({which}), "
           f"backend {args.backend}, {threads} thread{'s' if threads != 1 else ''}", flush=True)
     if args.save:
         nn.save(result.model, args.save)

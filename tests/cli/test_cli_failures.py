@@ -14,7 +14,6 @@ import time
 import pytest
 
 from fastlinear import cli
-from fastlinear.cli import compare
 
 
 def _one_line_error(err: str, fragment: str) -> None:

@@ -89,8 +89,9 @@ def test_an_epoch_that_compiled_says_so_and_is_left_out_of_the_summary(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("25 samples/s  (includes compiling)")
     assert lines[1].endswith("(includes compiling)")
-    assert summary_rate(history) == 1050.0  # epochs 3 and 4 only
-    assert summary_rate(history[:1]) == 25.0  # nothing else to report
+    assert summary_rate(history) == (1050.0, "epochs 2+, 1 that compiled left out")
+    assert summary_rate(history[2:]) == (1100.0, "epochs 2+")
+    assert summary_rate(history[:1]) == (25.0, "epoch 1, includes compiling")  # nothing else
 
 
 def test_compiling_is_detected_from_the_compile_counter(monkeypatch, restore_threads):
