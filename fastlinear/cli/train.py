@@ -401,7 +401,7 @@ def run(args: argparse.Namespace) -> int:
     rate, which = summary_rate(result.history)
     threads = get_num_threads()
     print(f"done: test accuracy {100 * last.accuracy:.2f}% ({result.n_test} test / {result.n_train} "
-          f"train samples), final loss {last.loss:.4f}, {args.epochs} epochs in {result.seconds:.2f} s, "
+          f"train samples), final loss {last.loss:.4f}, {args.epochs} epoch{'s' if args.epochs != 1 else ''} in {result.seconds:.2f} s, "
           f"median {rate:,.0f} samples/s ({which}), "
           f"backend {args.backend}, {threads} thread{'s' if threads != 1 else ''}", flush=True)
     if args.save:
