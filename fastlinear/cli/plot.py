@@ -138,7 +138,7 @@ def plot(results: list[Result], path: str, title: str = "") -> None:
     step = max(1, math.ceil((hi_exp - lo_exp) / 6))  # at most about 7 labelled ticks
     ticks = [2.0**e for e in range(lo_exp, hi_exp + 1) if (e % step) == 0 or e == 0]
 
-    width_per_panel = max(4.5, 0.45 * len(shapes) * max(1, len(backends)) + 1.5)
+    width_per_panel = max(6.5 / len(columns), 0.45 * len(shapes) * max(1, len(backends)) + 1.5)
     fig, axes = plt.subplots(len(ops), len(columns), squeeze=False, sharey=True, layout="constrained",
                              figsize=(width_per_panel * len(columns), 2.8 * len(ops) + 1.0))
     bar_w = 0.8 / max(1, len(backends))
@@ -181,7 +181,7 @@ def plot(results: list[Result], path: str, title: str = "") -> None:
     handles.append(plt.Line2D([0], [0], color="black", linewidth=1))
     fig.legend(handles, [*backends, "blas (= 1x)"], loc="outside lower center", ncol=len(handles),
                frameon=False)
-    heading = "speed relative to blas (blas's time / the backend's): above 1x faster, below slower"
+    heading = "speed relative to blas (blas's time / backend's time)\nabove 1x: faster than blas"
     fig.suptitle(f"{title}\n{heading}" if title else heading, fontsize="medium")
     fmt = os.path.splitext(path)[1].lstrip(".").lower()
     try:
