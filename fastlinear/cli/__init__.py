@@ -4,7 +4,8 @@
 - ``compare``: validate, then time every backend (and PyTorch) over shapes, ops, dtypes, threads;
 - ``demo``: ``compare`` with the original demo's defaults (four kernels; loops, naive, blas);
 - ``info``: versions, threads, BLAS, CPU features and Numba's cache;
-- ``train``: see `fastlinear.cli.train` (its parser sets ``handler`` rather than ``run``).
+- ``train``: see `fastlinear.cli.train` (its parser sets ``handler`` rather than ``run``);
+- ``predict``: see `fastlinear.cli.predict` (sets ``handler`` too).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     from .train import add_parser as add_train_parser
 
     add_train_parser(sub)
+    from .predict import add_parser as add_predict_parser
+
+    add_predict_parser(sub)
     return parser
 
 

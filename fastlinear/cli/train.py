@@ -39,6 +39,8 @@ class Result:
     n_train: int = 0
     n_test: int = 0
     seconds: float = 0.0
+    preprocess: object = None  # the datasets.Standardize applied to the features
+    classes: object = None  # (C,) int64: the data's label of each class index
 
 
 def _hidden(text: str) -> list[int]:
@@ -91,14 +93,15 @@ def add_parser(sub) -> None:
 
 
 def _load(args) -> tuple:
-    from ..datasets import load_arrays, load_digits, split_and_scale
+    """The split (labels as class indices 0..C-1), C, the standardisation and the C labels."""
+    from ..datasets import encode_labels, load_arrays, load_digits, split_and_standardize
 
     X, y = load_digits() if args.data is None else load_arrays(args.data)
-    s = split_and_scale(X, y, dtype=args.dtype, test_fraction=args.test_fraction, seed=args.seed)
-    n_classes = int(y.max()) + 1
-    if n_classes < 2:
-        raise ValueError(f"the labels hold a single class ({n_classes - 1}); need at least 2")
-    return s, n_classes
+    classes, y = encode_labels(y)  # labels 1..10 are 10 classes, not 11 with an empty one
+    if len(classes) < 2:
+        raise ValueError(f"the labels hold a single class ({classes[0]}); need at least 2")
+    s, prep = split_and_standardize(X, y, dtype=args.dtype, test_fraction=args.test_fraction, seed=args.seed)
+    return s, len(classes), prep, classes
 
 
 def _optimizer(args, model):
@@ -166,7 +169,7 @@ def fit(args, report=None) -> Result:
     from .. import nn
     from ..threads import get_num_threads, set_num_threads
 
-    split, n_classes = _load(args)
+    split, n_classes, prep, classes = _load(args)
     set_num_threads(get_num_threads() if args.threads is None else args.threads)
     sizes = [split.X_train.shape[1], *args.hidden, n_classes]
     backend = "loops" if args.backend == "torch" else args.backend
@@ -183,7 +186,7 @@ def fit(args, report=None) -> Result:
     batches = range(0, n, args.batch_size)
     order_rng = np.random.default_rng(np.random.SeedSequence(args.seed).spawn(1)[0])
     result = Result(model=None if args.backend == "torch" else model,
-                    n_train=n, n_test=split.X_test.shape[0])
+                    n_train=n, n_test=split.X_test.shape[0], preprocess=prep, classes=classes)
     if report is not None and hasattr(report, "begin"):
         report.begin(n)
     start = time.perf_counter()
@@ -271,6 +274,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--save needs a fastlinear backend (loops, blas, naive, auto), not torch")
         if args.save and not os.path.isdir(os.path.dirname(os.path.abspath(args.save))):
             raise ValueError(f"--save {args.save!r}: directory does not exist")
+        if args.save:
+            from .._io import check_writable
+
+            check_writable(args.save)  # before training, not after every epoch
         reporter = _Reporter(args.epochs, not args.no_progress)
         result = fit(args, reporter)
     except (ValueError, TypeError, OSError) as exc:
@@ -287,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
           f"{get_num_threads()} thread{'s' if get_num_threads() != 1 else ''}", flush=True)
     if args.save:
         try:
-            nn.save(result.model, args.save)
+            nn.save(result.model, args.save, preprocess=result.preprocess, classes=result.classes)
         except OSError as exc:
             print(f"fastlinear train: error: cannot save to {args.save!r}: {exc}", file=sys.stderr)
             return 2
