@@ -21,6 +21,9 @@ NaN, Inf, signed zeros and huge values give torch's results, element by element:
 * tanh: ``tanh(x)``; backward ``dy * (1 - y * y)``.
 
 So an Inf ``dy`` where sigmoid or tanh saturated (y exactly 0 or +-1) gives NaN, as in torch.
+The tuned kernels are compiled with LLVM's no-signed-zeros flag (``nsz``, see
+`fastlinear._config`), so the sign of a zero they output may differ from torch's; the naive
+kernels and the numpy versions keep it (relu(-0.0) and tanh(-0.0) are -0.0).
 """
 
 from __future__ import annotations
