@@ -132,6 +132,14 @@ class Optimizer:
         self.state: dict[str, list[np.ndarray | None]] = {
             name: [None] * len(self.params) for name in self._state_names}
 
+    def __setattr__(self, name: str, value) -> None:
+        # A misspelt or unsupported hyper-parameter (opt.learning_rate = ..., opt.amsgrad = True)
+        # would otherwise become a plain attribute that no step reads.
+        if not (name.startswith("_") or name in self._settings or name in ("params", "state", "steps")):
+            raise AttributeError(f"{type(self).__name__} has no setting {name!r}; its settings are "
+                                 f"{', '.join(self._settings)}")
+        super().__setattr__(name, value)
+
     def _parallel(self) -> bool:
         """Whether the update may run as a parallel Numba kernel: not when a layer of the model
         runs on BLAS. With several threads, OpenBLAS's idle workers keep spinning after each call

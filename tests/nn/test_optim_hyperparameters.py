@@ -152,3 +152,13 @@ def test_lazily_created_state_round_trips_through_state_dict(rng):
     fresh = nn.Adam([(rng.standard_normal(4), g)])
     with pytest.raises(KeyError, match="missing"):
         fresh.load_state_dict({"steps": np.array(3)})  # Adam after 3 steps must have its moments
+
+
+@pytest.mark.parametrize("name, setting", [("SGD", "learning_rate"), ("Adam", "amsgrad"),
+                                           ("AdamW", "momentum"), ("SGD", "betas")])
+def test_unsupported_hyperparameter_is_refused_not_ignored(rng, name, setting):
+    """A setting fastlinear does not have is an error, not an attribute no step would read."""
+    pairs = [(rng.standard_normal(3), rng.standard_normal(3))]
+    opt = getattr(nn, name)(pairs, lr=0.1)
+    with pytest.raises(AttributeError, match=f"no setting '{setting}'; its settings are lr"):
+        setattr(opt, setting, 0.5)
