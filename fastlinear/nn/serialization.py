@@ -208,6 +208,20 @@ def _read(path: str) -> tuple[dict, dict[str, np.ndarray]]:
         f.fail(f"not a readable fastlinear model file (truncated or damaged?): {type(exc).__name__}: {exc}")
 
 
+def _check_header(f: _File, fp, name: str, shape, dtype) -> None:
+    """Read a .npy header from ``fp`` and check it is ``shape`` ``dtype`` in C order."""
+    version = np.lib.format.read_magic(fp)
+    if version == (1, 0):
+        got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(fp)
+    elif version == (2, 0):
+        got_shape, fortran, got_dtype = np.lib.format.read_array_header_2_0(fp)
+    else:
+        f.fail(f"array {name!r} has an unsupported .npy version {version}")
+    if got_dtype != np.dtype(dtype) or tuple(got_shape) != tuple(shape) or fortran:
+        f.fail(f"array {name!r} is {tuple(got_shape)} {got_dtype}{' Fortran-ordered' if fortran else ''} "
+               f"but the description says {tuple(shape)} {np.dtype(dtype)}")
+
+
 def _member(f: _File, zf: zipfile.ZipFile, info: zipfile.ZipInfo, shape, dtype, file_size: int) -> np.ndarray:
     """Read one .npy member after checking its header and sizes against what is expected."""
     name = info.filename[:-4]
@@ -219,17 +233,7 @@ def _member(f: _File, zf: zipfile.ZipFile, info: zipfile.ZipInfo, shape, dtype, 
     if info.compress_size > file_size:
         f.fail(f"array {name!r} claims {info.compress_size} compressed bytes in a {file_size}-byte file")
     with zf.open(info) as fp:
-        version = np.lib.format.read_magic(fp)
-        if version == (1, 0):
-            header = np.lib.format.read_array_header_1_0(fp)
-        elif version == (2, 0):
-            header = np.lib.format.read_array_header_2_0(fp)
-        else:
-            f.fail(f"array {name!r} has an unsupported .npy version {version}")
-        got_shape, fortran, got_dtype = header
-        if got_dtype != np.dtype(dtype) or tuple(got_shape) != tuple(shape) or fortran:
-            f.fail(f"array {name!r} is {tuple(got_shape)} {got_dtype}{' Fortran-ordered' if fortran else ''} "
-                   f"but the description says {tuple(shape)} {np.dtype(dtype)}")
+        _check_header(f, fp, name, shape, dtype)
         nbytes = math.prod(shape) * np.dtype(dtype).itemsize
         if info.file_size != fp.tell() + nbytes:
             f.fail(f"array {name!r} holds {info.file_size - fp.tell()} bytes of data; its header "
@@ -237,7 +241,7 @@ def _member(f: _File, zf: zipfile.ZipFile, info: zipfile.ZipInfo, shape, dtype, 
         data = fp.read(nbytes)
     if len(data) != nbytes:
         f.fail(f"array {name!r} is truncated: {len(data)} of {nbytes} bytes")
-    return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+    return np.frombuffer(data, dtype=dtype).reshape(shape)  # read-only; load copies it into the model
 
 
 def _read_zip(f: _File, zf: zipfile.ZipFile, file_size: int) -> tuple[dict, dict[str, np.ndarray]]:
@@ -283,14 +287,8 @@ def _read_zip(f: _File, zf: zipfile.ZipFile, file_size: int) -> tuple[dict, dict
         f.fail(f"the description needs {total} bytes of arrays; the file holds fewer")
     # Every header first, then the data: a wrong size anywhere is found before anything is read.
     for name, (shape, dtype) in expected.items():
-        i = by_name[f"{name}.npy"]
-        with zf.open(i) as fp:
-            version = np.lib.format.read_magic(fp)
-            header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                      else np.lib.format.read_array_header_2_0)(fp)
-            if tuple(header[0]) != tuple(shape) or header[2] != np.dtype(dtype):
-                f.fail(f"array {name!r} is {tuple(header[0])} {header[2]} but the description says "
-                       f"{tuple(shape)} {np.dtype(dtype)}")
+        with zf.open(by_name[f"{name}.npy"]) as fp:
+            _check_header(f, fp, name, shape, dtype)
     arrays = {name: _member(f, zf, by_name[f"{name}.npy"], shape, dtype, file_size)
               for name, (shape, dtype) in expected.items()}
     if meta["sha256"] != _digest(meta, arrays):
