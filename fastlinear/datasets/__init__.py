@@ -10,5 +10,5 @@ from .digits import load_digits
 from .files import load_arrays, load_features
 from .split import Split, Standardize, encode_labels, split_and_scale, split_and_standardize, train_test_split
 
-__all__ = ["Split", "Standardize", "encode_labels", "load_arrays", "load_digits", "load_features", "split_and_scale",
-           "split_and_standardize", "train_test_split"]
+__all__ = ["Split", "Standardize", "encode_labels", "load_arrays", "load_digits", "load_features",
+           "split_and_scale", "split_and_standardize", "train_test_split"]

@@ -206,7 +206,8 @@ class Optimizer:
         valid = {f"{n}.{i}" for n in self.state for i in range(len(self.params))}
         unexpected = sorted(set(state) - valid - {"steps"})
         if "steps" not in state or unexpected:
-            raise KeyError(f"optimizer state keys do not match: missing {['steps'] if 'steps' not in state else []}, "
+            missing = [] if "steps" in state else ["steps"]
+            raise KeyError(f"optimizer state keys do not match: missing {missing}, "
                            f"unexpected {unexpected}")
         steps = state["steps"]
         if np.ndim(steps) != 0 or not float(steps).is_integer() or int(steps) < 0:

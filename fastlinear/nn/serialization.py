@@ -106,7 +106,8 @@ def save(model: Sequential, path: str | os.PathLike, *, preprocess: Standardize 
     state = model.state_dict()
     if preprocess is not None:
         if not isinstance(preprocess, Standardize):
-            raise TypeError(f"preprocess must be a fastlinear.datasets.Standardize, got {type(preprocess).__name__}")
+            raise TypeError(f"preprocess must be a fastlinear.datasets.Standardize, "
+                            f"got {type(preprocess).__name__}")
         if preprocess.n_features != model.in_features:
             raise ValueError(f"preprocess is for {preprocess.n_features} features; the model takes "
                              f"{model.in_features}")
@@ -328,7 +329,8 @@ def load(path: str | os.PathLike, *, backend: str = "auto") -> Sequential:
         if classes is not None and len(classes) != model.out_features:
             raise ValueError(f"{len(classes)} classes for {model.out_features} outputs")
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"model file {path!r}: the model description does not fit its parameters: {exc}") from None
+        raise ValueError(f"model file {path!r}: the model description does not fit its parameters: "
+                         f"{exc}") from None
     model.preprocess = (Standardize(arrays["preprocess.mean"], arrays["preprocess.scale"])
                         if meta.get("preprocess") else None)
     model.classes = None if classes is None else np.array(classes, dtype=np.int64)
