@@ -131,7 +131,7 @@ def _resolve(args: argparse.Namespace) -> tuple[list, list, list, list]:
 def run(args: argparse.Namespace) -> int:
     """Run the comparison; 0 when every result validated, 1 if any was wrong, 2 on bad usage."""
     from . import info
-    from ..threads import get_num_threads, set_num_threads
+    from .._threads import get_num_threads, set_num_threads
 
     shapes, ops, dtypes, backends = _resolve(args)
     if args.repeats < 1:

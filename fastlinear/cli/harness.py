@@ -30,7 +30,7 @@ import numpy as np
 
 from ..activations import NONE as ACT_NONE
 from ..backends import available_backends, get_backend
-from ..threads import get_num_threads
+from .._threads import get_num_threads
 
 KERNEL_OPS = ("forward", "grad_weight", "grad_bias", "grad_input")
 OPS = KERNEL_OPS + ("step",)

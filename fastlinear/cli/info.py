@@ -114,7 +114,7 @@ def summary(run_kernel: bool = False) -> dict:
     import numba
 
     from .. import _cpu
-    from ..threads import get_num_threads
+    from .._threads import get_num_threads
 
     cache = kernel_cache()
     if run_kernel:

@@ -167,7 +167,7 @@ class _TorchSteps:
 def fit(args, report=None) -> Result:
     """Train as the command-line arguments say; ``report(epoch: Epoch)`` is called per epoch."""
     from .. import nn
-    from ..threads import get_num_threads, set_num_threads
+    from .._threads import get_num_threads, set_num_threads
 
     split, n_classes, prep, classes = _load(args)
     set_num_threads(get_num_threads() if args.threads is None else args.threads)
@@ -252,7 +252,7 @@ class _Reporter:
 def run(args: argparse.Namespace) -> int:
     """Handler of ``fastlinear train``; returns the exit code (2 for bad input)."""
     from .. import nn
-    from ..threads import get_num_threads
+    from .._threads import get_num_threads
 
     if args.backend == "torch":
         try:
