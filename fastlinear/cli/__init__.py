@@ -26,11 +26,11 @@ import os
 import sys
 import traceback
 
-from . import compare, info, train
+from . import compare, info, predict, train
 from ._common import HelpFormatter, MissingDependency
 
 #: name -> module with add_parser(subparsers) and run(args) -> int.
-COMMANDS = {"train": train, "compare": compare, "info": info}
+COMMANDS = {"train": train, "predict": predict, "compare": compare, "info": info}
 
 EXIT_OK, EXIT_WRONG, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPT, EXIT_PIPE = 0, 1, 2, 3, 130, 141
 

@@ -43,6 +43,8 @@ class Result:
     n_train: int = 0
     n_test: int = 0
     seconds: float = 0.0
+    preprocess: object = None  # the datasets.Standardize applied to the features
+    classes: object = None  # (C,) int64: the data's label of each class index
 
 
 def _hidden(text: str) -> list[int]:
@@ -123,21 +125,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _load(data: str | None, dtype: str, test_fraction: float, seed: int) -> tuple:
-    """Read and split the data; the number of classes is the largest label plus one."""
-    from ..datasets import load_arrays, load_digits, split_and_scale
+    """Read and split the data: (split, number of classes, standardisation, labels of the classes).
+
+    Labels are mapped to class indices in sorted order, so labels 1..10 make 10 classes (not 11
+    with an empty one) and a stray label of 1e9 is one more class, not a 1e9-wide output layer."""
+    from ..datasets import encode_labels, load_arrays, load_digits, split_and_standardize
 
     X, y = load_digits() if data is None else load_arrays(data)
     where = "the digits data" if data is None else f"data file {data!r}"
-    top = int(y.max())
-    # Each class gets an output unit and a column of weights: a label far beyond the number of
-    # samples (1e9 in a 60-row file) would size the output layer from a typo.
-    if top + 1 > len(y):
-        raise ValueError(f"{where}: the largest label is {top} but there are only {len(y)} samples; "
-                         "labels must be class indices 0..C-1 with C at most the number of samples")
-    s = split_and_scale(X, y, dtype=dtype, test_fraction=test_fraction, seed=seed)
-    if top < 1:
-        raise ValueError(f"{where}: the labels hold a single class ({top}); need at least 2")
-    return s, top + 1
+    classes, y = encode_labels(y)
+    if len(classes) < 2:
+        raise ValueError(f"{where}: the labels hold a single class ({classes[0]}); need at least 2")
+    s, prep = split_and_standardize(X, y, dtype=dtype, test_fraction=test_fraction, seed=seed)
+    return s, len(classes), prep, classes
 
 
 def _optimizer(name: str, model, lr: float, momentum: float, weight_decay: float):
@@ -246,7 +246,7 @@ def fit(
                     backend=backend, optimizer=optimizer, activation=activation)
     if backend == "torch":
         require("torch", "--backend torch", "torch")
-    split, n_classes = _load(data, dtype, test_fraction, seed)
+    split, n_classes, prep, classes = _load(data, dtype, test_fraction, seed)
     set_num_threads(get_num_threads() if threads is None else threads)
     n, n_features = split.X_train.shape
     batch_size = min(batch_size, n)
@@ -263,8 +263,8 @@ def fit(
         steps = _NumpySteps(model, opt, batch_size, n_features, model.dtype)
     batches = range(0, n, batch_size)
     order_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-    result = Result(model=None if backend == "torch" else model,
-                    n_train=n, n_test=split.X_test.shape[0])
+    result = Result(model=None if backend == "torch" else model, n_train=n,
+                    n_test=split.X_test.shape[0], preprocess=prep, classes=classes)
     if hasattr(report, "begin"):
         report.begin(n)
     start = time.perf_counter()
@@ -405,6 +405,6 @@ def run(args: argparse.Namespace) -> int:
           f"median {rate:,.0f} samples/s ({which}), "
           f"backend {args.backend}, {threads} thread{'s' if threads != 1 else ''}", flush=True)
     if args.save:
-        nn.save(result.model, args.save)
+        nn.save(result.model, args.save, preprocess=result.preprocess, classes=result.classes)
         print(f"saved model to {args.save}")
     return 0
