@@ -119,7 +119,7 @@ class DistributedSteps:
     single-process steps, returning the global batch's mean loss."""
 
     def __init__(self, comm: Communicator, model, opt, batch_size: int, X: np.ndarray,
-                 y: np.ndarray, check_every: int = 0) -> None:
+                 y: np.ndarray, X_eval: np.ndarray | None = None, check_every: int = 0) -> None:
         from .. import nn
 
         self.comm = comm
@@ -130,8 +130,11 @@ class DistributedSteps:
         local = -(-batch_size // comm.size)
         self.xb = np.empty((local, X.shape[1]), dtype=X.dtype)
         self.yb = np.empty(local, dtype=np.int64)
-        first = shard_rows(min(batch_size, X.shape[0]), comm.rank, comm.size)
-        self.dp.warm_cache(X[first], y[first].astype(np.int64), self.loss_fn, opt)
+        # This rank's slice of a full batch and of the short last one (kernels go by shape).
+        sizes = {min(batch_size, X.shape[0]), X.shape[0] % batch_size} - {0}
+        labels = y.astype(np.int64)
+        batches = [(X[s], labels[s]) for s in (shard_rows(k, comm.rank, comm.size) for k in sorted(sizes))]
+        self.dp.warm_cache(batches, self.loss_fn, opt, X_eval)
 
     def step(self, X, y, idx) -> float:
         part = idx[shard_rows(len(idx), self.comm.rank, self.comm.size)]

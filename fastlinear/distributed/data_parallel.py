@@ -231,23 +231,31 @@ class DataParallel:
             raise ReplicaMismatch(f"after {self.steps} steps the parameters of {int(differ[0])} of "
                                   f"{self.size} ranks differ from rank 0's")
 
-    def warm_cache(self, x: np.ndarray, labels: np.ndarray, loss_fn: Callable, optimizer) -> None:
+    def warm_cache(self, batches: list[tuple[np.ndarray, np.ndarray]], loss_fn: Callable, optimizer,
+                   eval_x: np.ndarray | None = None) -> None:
         """Compile (or load) the kernels a step uses on node-local rank 0 first, then the others.
 
-        The node's first rank runs one forward, backward and optimizer step on copies of the
-        model and optimizer (the real ones are untouched) and writes Numba's on-disk cache; the
-        other ranks wait at a barrier and then load the cached code instead of compiling the
-        same kernels at the same time. A collective: call it on every rank."""
-        warm_cache(self.comm, lambda: _one_local_step(self.model, optimizer, loss_fn, x, labels))
+        The node's first rank runs a forward, backward and optimizer step for each of
+        ``batches`` (this rank's (x, labels) slices; give one of every row count the run will
+        see, such as a full batch and the short last one, since the kernels are chosen by shape)
+        on copies of the model and optimizer, so the real ones are untouched, and Numba writes
+        its on-disk cache; the other ranks wait at a barrier and then load the cached code
+        instead of compiling the same kernels at the same time. ``eval_x``, if given, is also run
+        through the model in evaluation mode (``predict``). A collective: call it on every rank.
+        """
+        warm_cache(self.comm, lambda: _local_steps(self.model, optimizer, loss_fn, batches, eval_x))
 
 
-def _one_local_step(model, optimizer, loss_fn, x, labels) -> None:
+def _local_steps(model, optimizer, loss_fn, batches, eval_x=None) -> None:
     model, optimizer, loss_fn = copy.deepcopy((model, optimizer, loss_fn))
-    if x.shape[0]:
-        model.zero_grad()
-        _, grad = loss_fn(model(x), labels)
-        model.backward(grad, need_input_grad=False)
-    optimizer.step()
+    for x, labels in batches:
+        if x.shape[0]:
+            model.zero_grad()
+            _, grad = loss_fn(model(x), labels)
+            model.backward(grad, need_input_grad=False)
+        optimizer.step()
+    if eval_x is not None and hasattr(model, "predict"):
+        model.predict(eval_x)
 
 
 def warm_cache(comm: Communicator, work: Callable[[], object]) -> None:

@@ -295,8 +295,9 @@ def test_warm_cache_step_leaves_the_model_and_optimizer_unchanged():
     opt = nn.Adam(model, lr=0.1)
     before = model.state_dict()
     X, y = data(5)
-    dp.warm_cache(X, y, nn.CrossEntropyLoss(reduction="sum"), opt)
-    assert opt.steps == 0
+    dp.warm_cache([(X, y), (X[:2], y[:2])], nn.CrossEntropyLoss(reduction="sum"), opt,
+                  eval_x=data(9)[0])
+    assert opt.steps == 0 and model.training
     for name, p in model.state_dict().items():
         np.testing.assert_array_equal(p, before[name])
 
