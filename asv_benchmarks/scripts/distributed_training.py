@@ -118,6 +118,43 @@ def worker(net: str, batch: int, threads: int, steps: int, distributed: bool) ->
     return result
 
 
+def parameters(net: str) -> int:
+    return sum(a * b + b for a, b in zip(NETS[net][:-1], NETS[net][1:]))
+
+
+def flops_per_sample(net: str) -> int:
+    """Forward, weight gradient and (except for the first layer) input gradient: 2 FLOPs per
+    weight each."""
+    layers = list(zip(NETS[net][:-1], NETS[net][1:]))
+    return sum(6 * a * b for a, b in layers) - 2 * layers[0][0] * layers[0][1]
+
+
+def allreduce_s(nbytes: float, ranks: int, gbit_s: float, latency_s: float) -> float:
+    """Ring allreduce: 2(N-1) messages of nbytes/N each way (reduce-scatter, then allgather)."""
+    return 2 * (ranks - 1) / ranks * nbytes / (gbit_s * 1e9 / 8) + 2 * (ranks - 1) * latency_s
+
+
+def scaling_model(gflops_per_rank: float, fixed_ms: dict, latency_us: float) -> None:
+    """Print the modelled efficiency T_1 / (N T_N) with T_N = fixed + c B/N + allreduce."""
+    print(f"model: {gflops_per_rank:g} GFLOP/s per rank, per-step fixed cost {fixed_ms} ms, "
+          f"{latency_us:g} us per message; efficiency at N ranks = T_1 / (N T_N)")
+    print(f"{'network':18s} {'link':>8s} {'N':>3s} {'allreduce ms':>13s} "
+          + " ".join(f"{f'b={b}':>7s}" for b in (16, 64, 256, 1024, 4096)))
+    for net in NETS:
+        c = flops_per_sample(net) / (gflops_per_rank * 1e9)
+        nbytes = 4 * (parameters(net) + 2)
+        f = fixed_ms[net] * 1e-3
+        for gbit in (10, 25, 100):
+            for n in (2, 16):
+                a = allreduce_s(nbytes, n, gbit, latency_us * 1e-6)
+                effs = []
+                for b in (16, 64, 256, 1024, 4096):  # rows per rank per step
+                    t1 = f + c * b * n
+                    effs.append(t1 / (n * (f + c * b + a)))
+                print(f"{net:18s} {f'{gbit} Gb/s':>8s} {n:3d} {1e3 * a:13.3f} "
+                      + " ".join(f"{100 * e:6.0f}%" for e in effs))
+
+
 def run_config(net: str, batch: int, ranks: int, threads: int) -> dict:
     script = os.path.abspath(__file__)
     words = ["--worker", net, str(batch), str(threads), str(STEPS[net])]
@@ -138,7 +175,14 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--distributed", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", nargs=4, metavar=("GFLOPS", "DIGITS_MS", "BIG_MS", "LATENCY_US"),
+                        type=float, help="print only the scaling model for this compute rate per "
+                        "rank, fixed per-step cost of each network, and link latency")
     args = parser.parse_args()
+    if args.model:
+        gflops, digits_ms, big_ms, latency = args.model
+        scaling_model(gflops, {"digits": digits_ms, "784-1024-1024-10": big_ms}, latency)
+        return
     if args.worker:
         net, batch, threads, steps = args.worker
         result = worker(net, int(batch), int(threads), int(steps), args.distributed)
@@ -163,10 +207,7 @@ def main() -> None:
     for net in NETS:
         ones = [r for r in rows if r["net"] == net and r["ranks"] == 1 and r["threads"] == 1]
         per_sample, fixed = np.polyfit([r["batch"] for r in ones], [r["ms_per_step"] for r in ones], 1)
-        # Forward, weight gradient and (except for the first layer) input gradient: 2 FLOPs per
-        # weight each.
-        layers = list(zip(NETS[net][:-1], NETS[net][1:]))
-        flops = sum(6 * a * b for a, b in layers) - 2 * layers[0][0] * layers[0][1]
+        flops = flops_per_sample(net)
         print(f"{net}: 1 x 1 ms/step = {fixed:.3f} + {1e3 * per_sample:.2f} us x batch "
               f"({flops * 1e-6:.2f} MFLOP per sample: {flops / per_sample * 1e-6:.0f} GFLOP/s per core)")
     if args.json:
