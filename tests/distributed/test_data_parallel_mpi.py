@@ -178,3 +178,16 @@ def test_cli_failing_rank_exits_non_zero(tmp_path):
     done = _train("--processes", "2", "--save", str(tmp_path / "missing" / "m.npz"), timeout=300)
     assert done.returncode != 0
     assert "directory does not exist" in done.stderr
+
+
+def test_cli_failing_rank_ends_the_job_without_python_m_mpi4py(tmp_path):
+    # Started without `-m mpi4py`: the train command itself must abort the job when rank 0
+    # stops, or rank 1 would wait in the parameter broadcast until the timeout.
+    command = [MPIEXEC, "-n", "2", sys.executable, "-m", "fastlinear", "train", "--distributed",
+               "--epochs", "1", "--hidden", "8", "--no-progress",
+               "--save", str(tmp_path / "missing" / "m.npz")]
+    start = time.perf_counter()
+    done = run_job(command, 120)
+    assert done.returncode != 0
+    assert "directory does not exist" in done.stderr
+    assert time.perf_counter() - start < 120
