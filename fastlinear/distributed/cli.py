@@ -47,21 +47,28 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
         elif value is False:
             continue
         elif isinstance(value, (list, tuple)):
-            words += [option, ",".join(map(str, value))]
+            # --hidden: sizes joined by commas; no hidden layer is spelled "none".
+            words += [option, ",".join(map(str, value)) if value else "none"]
         else:
             words += [option, str(value)]
     return words
 
 
 def mpiexec() -> str:
-    """The mpiexec next to this Python (the MPICH wheel installs one there), else on PATH."""
+    """The mpiexec next to this Python (the MPICH wheel installs one there), else on PATH.
+
+    Raises:
+        MissingDependency: there is none."""
     beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     if os.access(beside, os.X_OK):
         return beside
     found = shutil.which("mpiexec")
     if found is None:
-        raise ValueError("--processes needs mpiexec: pip install 'fastlinear[distributed]' "
-                         "(mpi4py and the MPICH wheel) or put your MPI's mpiexec on PATH")
+        from ..cli._common import MissingDependency
+
+        raise MissingDependency("--processes needs mpiexec, which was not found; install it with: "
+                                "pip install 'fastlinear[distributed]' (or put your MPI's mpiexec "
+                                "on PATH)")
     return found
 
 
@@ -73,31 +80,25 @@ def launch_command(n: int, args: argparse.Namespace) -> list[str]:
 
 def run_train(args: argparse.Namespace, run) -> int:
     """Handle --processes (start mpiexec and return its exit status) and --distributed (set this
-    rank up, then call ``run(args)``, the ordinary train handler, with ``args.comm`` set)."""
+    rank up, then call ``run(args)``, the ordinary train handler, with ``args.comm`` set).
+
+    Raises:
+        ValueError: --processes below 1 or together with --distributed, or --backend torch.
+        MissingDependency: mpi4py (or, for --processes, mpiexec) is not installed.
+    """
+    from ._launch_errors import abort_job, end_job, require_mpi
+
     if args.processes is not None:
         if args.distributed:
-            print("fastlinear train: error: --processes starts the ranks itself; leave out "
-                  "--distributed", file=sys.stderr)
-            return 2
+            raise ValueError("--processes starts the ranks itself; leave out --distributed")
         if args.processes < 1:
-            print(f"fastlinear train: error: --processes must be >= 1, got {args.processes}",
-                  file=sys.stderr)
-            return 2
-        try:
-            command = launch_command(args.processes, args)
-        except ValueError as exc:
-            print(f"fastlinear train: error: {exc}", file=sys.stderr)
-            return 2
-        return subprocess.run(command).returncode
+            raise ValueError(f"--processes must be >= 1, got {args.processes}")
+        require_mpi("--processes")
+        return subprocess.run(launch_command(args.processes, args)).returncode
     if args.backend == "torch":
-        print("fastlinear train: error: --distributed needs a fastlinear backend "
-              "(loops, blas, naive, auto), not torch", file=sys.stderr)
-        return 2
-    try:
-        comm = MPICommunicator()
-    except ImportError as exc:
-        print(f"fastlinear train: error: {exc}", file=sys.stderr)
-        return 2
+        raise ValueError("--distributed needs a fastlinear backend (loops, blas, naive, auto), not torch")
+    require_mpi("--distributed")
+    comm = MPICommunicator()
     abort_on_exception(comm)
     if comm.rank != 0:
         # Rank 0 speaks for the job; the others keep stderr for their own errors.
@@ -105,11 +106,14 @@ def run_train(args: argparse.Namespace, run) -> int:
         args.save = None
         args.no_progress = True
     args.comm = comm
-    code = run(args)
+    try:
+        code = run(args)
+    except BaseException as exc:
+        if comm.size < 2 or (isinstance(exc, SystemExit) and not exc.code):
+            raise
+        abort_job(comm, exc)  # the other ranks may be waiting in a collective: end them too
     if code != 0 and comm.size > 1:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        comm.abort(code)  # the other ranks may be waiting in a collective
+        end_job(comm, code)
     return code
 
 
@@ -149,7 +153,7 @@ class DistributedSteps:
 
 def set_threads(comm: Communicator, threads: int | None) -> int:
     """Threads for this rank: ``threads`` if given, else its share of the machine's cores."""
-    from ..threads import set_num_threads
+    from .. import set_num_threads
 
     n = threads_per_rank(comm) if threads is None else threads
     set_num_threads(n)

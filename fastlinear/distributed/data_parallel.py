@@ -3,7 +3,6 @@ gradients of every rank's slice of each global batch in one allreduce per step."
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from typing import Callable
 
@@ -238,8 +237,8 @@ class DataParallel:
         The node's first rank runs a forward, backward and optimizer step for each of
         ``batches`` (this rank's (x, labels) slices; give one of every row count the run will
         see, such as a full batch and the short last one, since the kernels are chosen by shape)
-        on copies of the model and optimizer, so the real ones are untouched, and Numba writes
-        its on-disk cache; the other ranks wait at a barrier and then load the cached code
+        and then restores the parameters and optimizer state bit for bit, while Numba writes its
+        on-disk cache; the other ranks wait at a barrier and then load the cached code
         instead of compiling the same kernels at the same time. ``eval_x``, if given, is also run
         through the model in evaluation mode (``predict``). A collective: call it on every rank.
         """
@@ -247,15 +246,24 @@ class DataParallel:
 
 
 def _local_steps(model, optimizer, loss_fn, batches, eval_x=None) -> None:
-    model, optimizer, loss_fn = copy.deepcopy((model, optimizer, loss_fn))
-    for x, labels in batches:
-        if x.shape[0]:
+    """Run training steps (and a predict) for their compiles only, then put the parameters,
+    gradients and optimizer state back exactly as they were."""
+    saved = [p.copy() for p, _ in model.parameters()]
+    state = optimizer.state_dict()
+    try:
+        for x, labels in batches:
             model.zero_grad()
-            _, grad = loss_fn(model(x), labels)
-            model.backward(grad, need_input_grad=False)
-        optimizer.step()
-    if eval_x is not None and hasattr(model, "predict"):
-        model.predict(eval_x)
+            if x.shape[0]:
+                _, grad = loss_fn(model(x), labels)
+                model.backward(grad, need_input_grad=False)
+            optimizer.step()
+        if eval_x is not None and hasattr(model, "predict"):
+            model.predict(eval_x)
+    finally:
+        for (p, _), value in zip(model.parameters(), saved):
+            np.copyto(p, value)
+        optimizer.load_state_dict(state)
+        model.zero_grad()
 
 
 def warm_cache(comm: Communicator, work: Callable[[], object]) -> None:

@@ -315,14 +315,14 @@ def test_uncaught_exception_aborts_every_rank(monkeypatch, capsys):
 
 
 def test_processes_forwards_every_train_option():
-    from fastlinear.cli import _parser
+    from fastlinear.cli import parser as make_parser
 
-    parser = _parser()
+    parser = make_parser()
     for argv in (["train", "--processes", "2"],
                  ["train", "--processes", "3", "--hidden", "32,16", "--lr", "0.0001234567891",
                   "--no-progress", "--save", "m.npz", "--dtype", "float64", "--threads", "1",
                   "--optimizer", "sgd", "--momentum", "0.5", "--test-fraction", "0.3"],
-                 ["train", "--processes", "2", "--hidden", "", "--data", "x.csv"]):
+                 ["train", "--processes", "2", "--hidden", "none", "--data", "x.csv"]):
         args = parser.parse_args(argv)
         again = parser.parse_args(["train", "--distributed", *_forwarded(args)])
         expected = {**vars(args), "processes": None, "distributed": True}
