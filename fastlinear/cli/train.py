@@ -121,6 +121,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="save the trained model (.npz); the path is checked before training")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (shown on a terminal when rich is installed)")
+    from ..distributed.cli import add_options
+
+    add_options(p)
     return p
 
 
@@ -217,6 +220,7 @@ def fit(
     seed: int = 0,
     test_fraction: float = 0.2,
     report: Callable[[Epoch], None] | None = None,
+    comm=None,
 ) -> Result:
     """Train an MLP classifier and return its per-epoch history and the trained model.
 
@@ -230,6 +234,8 @@ def fit(
         threads: thread count for Numba, BLAS and torch; None keeps Numba's current count.
         report: called with each finished `Epoch`; if it has ``begin(n_train)`` and
             ``advance(k)`` methods, those are called before the first epoch and after each step.
+        comm: for one rank of a data-parallel run, its `fastlinear.distributed` communicator:
+            the rank trains on its slice of every batch (see `fastlinear.distributed.cli`).
 
     Raises:
         ValueError: a bad setting or bad data (the message names which).
@@ -247,7 +253,12 @@ def fit(
     if backend == "torch":
         require("torch", "--backend torch", "torch")
     split, n_classes, prep, classes = _load(data, dtype, test_fraction, seed)
-    set_num_threads(get_num_threads() if threads is None else threads)
+    if comm is not None:
+        from ..distributed.cli import set_threads
+
+        set_threads(comm, threads)
+    else:
+        set_num_threads(get_num_threads() if threads is None else threads)
     n, n_features = split.X_train.shape
     batch_size = min(batch_size, n)
     sizes = [n_features, *hidden, n_classes]
@@ -259,6 +270,11 @@ def fit(
 
         torch.set_num_threads(get_num_threads())
         steps = _TorchSteps(model, opt)
+    elif comm is not None:
+        from ..distributed.cli import DistributedSteps
+
+        steps = DistributedSteps(comm, model, opt, batch_size, split.X_train, split.y_train,
+                                 split.X_test)
     else:
         steps = _NumpySteps(model, opt, batch_size, n_features, model.dtype)
     batches = range(0, n, batch_size)
@@ -377,6 +393,10 @@ def run(args: argparse.Namespace) -> int:
     from .._io import check_writable
     from .._threads import get_num_threads
 
+    if args.processes is not None or (args.distributed and getattr(args, "comm", None) is None):
+        from ..distributed.cli import run_train
+
+        return run_train(args, run)
     if args.backend == "torch":
         require("torch", "--backend torch", "torch")
     if args.save:
@@ -394,7 +414,7 @@ def run(args: argparse.Namespace) -> int:
                      optimizer=args.optimizer, momentum=args.momentum,
                      weight_decay=args.weight_decay, backend=args.backend, dtype=args.dtype,
                      threads=args.threads, seed=args.seed, test_fraction=args.test_fraction,
-                     report=reporter)
+                     report=reporter, comm=getattr(args, "comm", None))
     finally:
         reporter.close()
     last = result.history[-1]
@@ -403,7 +423,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"done: test accuracy {100 * last.accuracy:.2f}% ({result.n_test} test / {result.n_train} "
           f"train samples), final loss {last.loss:.4f}, {args.epochs} epoch{'s' if args.epochs != 1 else ''} in {result.seconds:.2f} s, "
           f"median {rate:,.0f} samples/s ({which}), "
-          f"backend {args.backend}, {threads} thread{'s' if threads != 1 else ''}", flush=True)
+          f"backend {args.backend}, {f'{args.comm.size} processes x ' if getattr(args, 'comm', None) else ''}"
+          f"{threads} thread{'s' if threads != 1 else ''}", flush=True)
     if args.save:
         nn.save(result.model, args.save, preprocess=result.preprocess, classes=result.classes)
         print(f"saved model to {args.save}")
