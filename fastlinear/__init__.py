@@ -6,7 +6,14 @@
     ('loops', 'naive', 'blas', 'auto')
 """
 
-from . import _cpu  # noqa: F401  (must run before any kernel compiles)
+# Set-up that must precede the import of any kernel module: the 512-bit preference for
+# fastlinear's own kernels (_cpu), where their machine code is cached (_cache), the compile
+# progress notice (_compile) and the fork guard (threads).
+from . import _cpu
+from . import _cache
+
+_cache.install("" if _cpu.enabled else "-nopref")
+
 from ._compile import warmup
 from .backends import Backend, available_backends, get_backend
 from .functional import Cache, backward, forward, linear, linear_backward
