@@ -75,6 +75,15 @@ def _writable(path: str) -> bool:
         return False
 
 
+def _can_create_in(directory: str) -> bool:
+    """Whether a file can be created in the existing ``directory`` (nothing is left behind)."""
+    try:
+        tempfile.TemporaryFile(dir=directory).close()
+        return True
+    except OSError:
+        return False
+
+
 def _private_temp_dir() -> str | None:
     """``fastlinear-numba-<uid>`` in the system temporary directory, created 0700, or None when it
     exists but belongs to another user or others may write to it (or cannot be created)."""
@@ -139,9 +148,11 @@ class _Choice:
                 break
             self.tried.append(f"{path} ({label})")
         self.fell_back = self.write_dir != primary
-        # A read-only __pycache__ that may hold a cache built at install time: read it first.
+        # A read-only __pycache__ may hold a cache built at install time: read it first. (A
+        # writable one that is not the choice, because NUMBA_CACHE_DIR is set, is left alone:
+        # it may hold code compiled from other versions of the sources.)
         self.read_dir = (in_tree if self.write_dir != in_tree and os.path.isdir(in_tree)
-                         else None)
+                         and not _can_create_in(in_tree) else None)
 
     def explain(self) -> str:
         """One sentence: what could not be used and what is used instead."""

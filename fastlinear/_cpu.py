@@ -71,6 +71,13 @@ def compiling_fastlinear() -> bool:
     return bool(stack and stack[-1])
 
 
+#: Substrings of the (mangled) names of the functions that get the attribute: fastlinear's own
+#: (Numba mangles the module path into the name) and the parallel-loop bodies outlined from them.
+#: Runtime helpers that Numba happens to build during one of our compilations (its reference
+#: counting functions, linked into every library's code later) are left alone.
+_OURS = ("10fastlinear", "__numba_parfor_gufunc_")
+
+
 def _install() -> bool:
     try:
         from llvmlite import ir
@@ -84,7 +91,8 @@ def _install() -> bool:
     def add_ir_module(self, ir_module):
         if compiling_fastlinear():
             for fn in ir_module.functions:
-                if isinstance(fn, ir.Function) and not fn.is_declaration:
+                if (isinstance(fn, ir.Function) and not fn.is_declaration
+                        and any(mark in fn.name for mark in _OURS)):
                     # FunctionAttributes.add() accepts only LLVM's enum attributes; a string
                     # attribute is written out verbatim from the set.
                     set.add(fn.attributes, ATTRIBUTE)
