@@ -21,7 +21,7 @@ def test_info_prints_versions_threads_blas_cpu_and_cache(capsys):
     assert f"Numba threads: {numba.get_num_threads()} of a pool of" in out
     for field in ("BLAS:", "CPU:", "SIMD:", "512-bit vectors:", "Numba cache:", "cache warm:"):
         assert field in out
-    assert ("512-bit vectors: on" in out) == _cpu.vector_width_applied
+    assert ("512-bit vectors: on" in out) == _cpu.vectors_512()
 
 
 def test_info_json_is_valid_and_complete(capsys):
@@ -30,7 +30,8 @@ def test_info_json_is_valid_and_complete(capsys):
     for key in ("numpy", "numba", "llvmlite", "torch", "threading_layer", "numba_threads", "blas",
                 "cpu", "simd", "vector_width_512", "cache"):
         assert key in doc
-    assert doc["vector_width_512"] == _cpu.vector_width_applied
+    assert doc["vector_width_512"] == _cpu.vectors_512()
+    assert doc["vector_target"] == _cpu.live_target()
     assert doc["cache"]["kernels"] >= 4
 
 
