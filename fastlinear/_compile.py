@@ -106,7 +106,7 @@ class _CompileProgress(event.Listener):
             elapsed = now - _first_at
             done = len(_done)
             left = len(_cold - _done) if _cold is not None else None
-        line = f"compiled {done} kernel functions in {elapsed:.0f} s"
+        line = f"compiled {done} kernel function{'s' if done != 1 else ''} in {elapsed:.0f} s"
         if left:
             line += (f"; up to {left} more are not cached yet (at most about "
                      f"{elapsed / done * left:.0f} s at this rate)")

@@ -150,3 +150,32 @@ def test_row_buffer_releases_a_large_buffer_when_a_much_smaller_batch_follows():
     buf = RowBuffer(width, np.float64)
     kept = buf.rows(256).base
     assert buf.rows(10).base is kept
+
+
+def test_row_blocked_products_equal_one_call_over_all_rows_bitwise(rng):
+    """Splitting rows into blocks of MC keeps every row panel, hence every bit of the result."""
+    from fastlinear.kernels.packed import _api
+    from fastlinear.kernels.packed._driver import gemm
+
+    for dt in (np.float32, np.float64):
+        n, k, m = 2 * _workspace.MC + 13, 70, 66
+        x = rng.standard_normal((n, k)).astype(dt)
+        w = rng.standard_normal((m, k)).astype(dt)
+        b = rng.standard_normal(m).astype(dt)
+        ws = _workspace.workspace(dt)
+        empty = np.empty(0, dt)
+        whole = np.empty((n, m), dt)
+        gemm(whole, x, True, w, True, k, dt(1), empty, False, b, True, 1, False,
+             ws.mr, ws.nr, ws.kc, ws.nc, np.empty(-(-n // ws.mr) * ws.mr * ws.kc, dt),
+             ws.bpack, ws.tiles)
+        y = np.empty((n, m), dt)
+        _api.packed_forward(y, x, w, b, 1)
+        assert np.array_equal(y, whole)
+        dy = rng.standard_normal((n, m)).astype(dt)
+        whole_dx = np.empty((n, k), dt)
+        gemm(whole_dx, dy, True, w, False, m, dt(1), empty, False, empty, False, 0, False,
+             ws.mr, ws.nr, ws.kc, ws.nc, np.empty(-(-n // ws.mr) * ws.mr * ws.kc, dt),
+             ws.bpack, ws.tiles)
+        dx = np.empty((n, k), dt)
+        _api.packed_grad_input(dx, dy, w)
+        assert np.array_equal(dx, whole_dx)
