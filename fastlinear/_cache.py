@@ -219,7 +219,7 @@ class _TolerantIndexFile(caching.IndexDataCacheFile):
             return super()._load_index()
         except Exception as exc:  # noqa: BLE001  (pickle raises many types on a corrupt file)
             notice("unreadable", f"ignored an unreadable Numba cache index {self._index_path} "
-                                 f"({type(exc).__name__}: {exc}); it is rebuilt")
+                                 f"({type(exc).__name__}: {exc})")
             return {}
 
     def load(self, key):

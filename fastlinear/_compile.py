@@ -4,10 +4,12 @@ Kernels compile lazily, on their first call with a given dtype, and Numba stores
 on disk (``cache=True``, see `fastlinear._cache`), so only the first process on a machine pays the
 compile time (about a minute for a training run on 2 cores); later processes load the cached
 code in milliseconds. While fastlinear's kernels compile, standard error gets a first line, then
-a progress line at most every `PROGRESS_EVERY_S` seconds of compiling, for example::
+a progress line at most every `PROGRESS_EVERY_S` seconds of compiling, for example (wrapped)::
 
-    fastlinear: compiling kernels for this machine (first use only; later runs load them from the cache)...
-    fastlinear: compiled 12 kernel functions in 31 s; up to 38 more are not cached yet (at most about 98 s at this rate)
+    fastlinear: compiling kernels for this machine (first use only; later runs load them
+        from the cache)...
+    fastlinear: compiled 12 kernel functions in 31 s; up to 38 more are not cached yet
+        (at most about 98 s at this rate)
 
 "up to" because a run compiles only the kernels it calls (one dtype, the shapes it meets), while
 the count is of every kernel function without cached code. Plain lines rather than a redrawn

@@ -132,7 +132,8 @@ def test_workspace_keeps_at_most_keep_bytes():
 
 
 def test_row_blocks_cover_rows_in_order_with_panel_aligned_starts():
-    for m in (0, 1, 7, 8, _workspace.MC - 1, _workspace.MC, _workspace.MC + 1, 5 * _workspace.MC + 3):
+    mc = _workspace.MC
+    for m in (0, 1, 7, 8, mc - 1, mc, mc + 1, 5 * mc + 3):
         blocks = _workspace.row_blocks(m)
         assert [i for s in blocks for i in range(s.start, s.stop)] == list(range(m))
         assert all(s.start % 8 == 0 and s.stop - s.start <= _workspace.MC for s in blocks)

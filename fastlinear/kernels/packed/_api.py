@@ -59,8 +59,8 @@ def packed_grad_input(dx: np.ndarray, dy: np.ndarray, w: np.ndarray) -> None:
     n = dx.shape[0]
     for rows in row_blocks(n):  # bounded packing memory, same result (see _workspace.MC)
         gemm(dx[rows], dy[rows], True, w, False, w.shape[0], dt.type(1), empty, False, empty,
-             False, ACT_NONE, False, ws.mr, ws.nr, ws.kc, ws.nc, ws.packed_a(rows.stop - rows.start),
-             ws.bpack, ws.tiles)
+             False, ACT_NONE, False, ws.mr, ws.nr, ws.kc, ws.nc,
+             ws.packed_a(rows.stop - rows.start), ws.bpack, ws.tiles)
 
 
 def compile_packed(dtype) -> None:
