@@ -245,13 +245,16 @@ class _LinearFunction(torch.autograd.Function):
         return y
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, dy: Tensor):
         x, weight, y = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         need_b = need_b and ctx.has_bias
-        dx, dw, db = _backward_impl(dy, x, weight, y, ctx.act, need_x, need_w, need_b,
-                                    ctx.backend)
+        # Under create_graph=True go through the operator: it has no derivative of its own, so
+        # autograd records a node that raises if a second derivative is ever taken. (Gradients
+        # straight from numpy would carry no graph, and a second derivative would silently be
+        # missing; once_differentiable lets that through whenever dy does not require grad.)
+        backward = torch.ops.fastlinear.linear_backward if torch.is_grad_enabled() else _backward_impl
+        dx, dw, db = backward(dy, x, weight, y, ctx.act, need_x, need_w, need_b, ctx.backend)
         return (dx if need_x else None, dw if need_w else None, db if need_b else None,
                 None, None)
 
