@@ -17,7 +17,9 @@ block by block, and the table gives the median samples/s over the blocks:
     python asv_benchmarks/scripts/torch_training.py --overhead       # per-call cost, batch 1, 16 -> 16
     python asv_benchmarks/scripts/torch_training.py --profile fastlinear --net 784-1024-1024-10
 
-``--profile VARIANT`` runs cProfile over that variant's steps and prints where the time goes.
+``--profile VARIANT`` runs cProfile over that variant's steps and prints where the time goes;
+``--ops`` times each layer's kernels alone (fastlinear's raw kernels on numpy arrays against the
+torch calls nn.Linear makes), to tell the kernels' share from the wrapper's.
 """
 
 from __future__ import annotations
@@ -107,21 +109,28 @@ def make_step(variant: str, net: str, xs: np.ndarray, ys: np.ndarray):
     return step
 
 
+#: the clock blocks are timed with: wall time, or (``--clock cpu``) the process's CPU time, which on
+#: a machine shared with other work leaves out the time spent waiting for a core; it is a fair
+#: measure of one thread only (with more, it adds up the threads, idle spinning included)
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = time.perf_counter
+
+
 def settled_rate(step, batch: int, steps: int, warmup: int, pause: float) -> float:
     """Samples/s over ``steps`` steps, after a pause and ``warmup`` untimed steps."""
     time.sleep(pause)  # let the last block's spinning OpenMP / Numba threads go idle
     for _ in range(warmup):
         step()
-    t0 = time.perf_counter()
+    t0 = clock()
     for _ in range(steps):
         step()
-    return steps * batch / (time.perf_counter() - t0)
+    return steps * batch / (clock() - t0)
 
 
 def table(nets, threads, variants, blocks: int, seconds: float, pause: float) -> None:
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
           f"{torch.__version__}, numpy {np.__version__}; float32, SGD momentum {MOMENTUM}, "
-          f"cross-entropy; median samples/s over {blocks} settled blocks")
+          f"cross-entropy; median samples/s over {blocks} settled blocks, {clock.__name__}")
     print("| net | batch | threads | " + " | ".join(variants) + " | fastlinear / torch |")
     print("|---|---:|---:|" + "---:|" * (len(variants) + 1))
     for net in nets:
@@ -154,7 +163,7 @@ def overhead(threads: int) -> None:
 
     def per_call_us(fn) -> float:
         fn()
-        return min(timeit.repeat(fn, number=20000, repeat=5)) / 20000 * 1e6
+        return min(timeit.repeat(fn, timer=clock, number=20000, repeat=5)) / 20000 * 1e6
 
     x = torch.ones(1, 16)
     ref, ours = torch.nn.Linear(16, 16), flt.Linear(16, 16)
@@ -173,9 +182,57 @@ def overhead(threads: int) -> None:
     rows.append(("torch.ops.fastlinear.linear (dispatcher), autograd",
                  per_call_us(lambda: torch.ops.fastlinear.linear(x, ours.weight, ours.bias, 0,
                                                                  "auto"))))
-    print(f"# per call, batch 1, 16 -> 16 features, float32, {threads} thread(s); best of 5 x 20,000")
+    print(f"# per call, batch 1, 16 -> 16 features, float32, {threads} thread(s); best of 5 x "
+          f"20,000, {clock.__name__}")
     for name, us in rows:
         print(f"{name:52s} {us:7.2f} us")
+
+
+def ops(nets, threads: int) -> None:
+    """Per layer of each net: fastlinear's raw kernels against torch's, microseconds per call."""
+    set_threads(threads)
+    kernels = fl.get_backend("auto")
+    one = np.float32(1)
+
+    def per_call_us(fn, seconds: float = 0.2) -> float:
+        fn()
+        t0 = clock()
+        calls = 0
+        while clock() - t0 < seconds:
+            fn()
+            calls += 1
+        return min(timeit.repeat(fn, timer=clock, number=max(1, calls // 5), repeat=7)) / max(
+            1, calls // 5) * 1e6
+
+    print(f"# microseconds per call, float32, {threads} thread(s), best of 7, {clock.__name__}")
+    print("| layer (batch x in x out) | op | fastlinear kernel | torch | torch / fastlinear |")
+    print("|---|---|---:|---:|---:|")
+    rng = np.random.default_rng(0)
+    for net in nets:
+        sizes = [int(s) for s in net.split("-")]
+        n = NETS[net]
+        for k, m in zip(sizes[:-1], sizes[1:]):
+            x = rng.standard_normal((n, k)).astype(np.float32)
+            w = rng.standard_normal((m, k)).astype(np.float32)
+            b, dy = np.zeros(m, np.float32), rng.standard_normal((n, m)).astype(np.float32)
+            y, dx, dw, db = (np.empty((n, m), np.float32), np.empty((n, k), np.float32),
+                             np.empty((m, k), np.float32), np.empty(m, np.float32))
+            g = np.empty_like(dy)
+            xt, wt, bt, dyt, yt = map(torch.from_numpy, (x, w, b, dy, y))
+            rows = [
+                ("forward", lambda: kernels.forward(y, x, w, b, 0),
+                 lambda: torch.addmm(bt, xt, wt.T)),
+                ("forward + relu", lambda: kernels.forward(y, x, w, b, 1),
+                 lambda: torch.relu(torch.addmm(bt, xt, wt.T))),
+                ("grad_weight + bias", lambda: kernels.grad_weight(dw, db, dy, x, one, False),
+                 lambda: (dyt.T.mm(xt), dyt.sum(0))),
+                ("grad_input", lambda: kernels.grad_input(dx, dy, w), lambda: dyt.mm(wt)),
+                ("relu grad + bias", lambda: kernels.activation_grad(g, db, dy, y, 1, one, False),
+                 lambda: torch.ops.aten.threshold_backward(dyt, yt, 0).sum(0)),
+            ]
+            for op, ours, theirs in rows:
+                a, t = per_call_us(ours), per_call_us(theirs)
+                print(f"| {n}x{k}x{m} | {op} | {a:,.1f} | {t:,.1f} | {t / a:.2f}x |", flush=True)
 
 
 def profile(variant: str, net: str, threads: int, steps: int, top: int) -> None:
@@ -205,13 +262,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--blocks", type=int, default=7, help="timed blocks per variant")
     parser.add_argument("--seconds", type=float, default=0.5, help="length of one block")
     parser.add_argument("--pause", type=float, default=0.3, help="seconds of rest before a block")
+    parser.add_argument("--clock", choices=tuple(CLOCK), default="wall",
+                        help="wall time, or process CPU time (a proxy on a busy machine, 1 thread)")
     parser.add_argument("--overhead", action="store_true", help="per-call cost at batch 1, 16 -> 16")
+    parser.add_argument("--ops", action="store_true",
+                        help="each layer's kernels alone, fastlinear against torch")
     parser.add_argument("--profile", choices=VARIANTS, help="cProfile one variant's steps")
     parser.add_argument("--steps", type=int, default=200, help="steps to profile")
     args = parser.parse_args(argv)
+    global clock
+    clock = CLOCK[args.clock]
     nets = args.net or list(NETS)
     if args.overhead:
         overhead(args.threads[-1])
+    elif args.ops:
+        ops(nets, args.threads[-1])
     elif args.profile:
         profile(args.profile, nets[0], args.threads[-1], args.steps, 25)
     else:
