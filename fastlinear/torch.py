@@ -247,6 +247,20 @@ def _op_backward(ctx, grad_output: Tensor):
 _linear_op.register_autograd(_op_backward, setup_context=_op_setup_context)
 
 
+def _linear_vmap(info, in_dims, x: Tensor, weight: Tensor, bias: Optional[Tensor],
+                 activation: int, backend: str):
+    """vmap over the input: the mapped dimension is one more leading dimension of x."""
+    x_dim, w_dim, b_dim = in_dims[:3]
+    if w_dim is not None or b_dim is not None:
+        raise NotImplementedError(
+            "fastlinear.torch: vmap over the weight or bias is not supported, only over the input")
+    return torch.ops.fastlinear.linear(x.movedim(x_dim, 0), weight, bias, activation,
+                                       backend), 0
+
+
+_linear_op.register_vmap(_linear_vmap)
+
+
 # --------------------------------------------------------------------------------------------
 # eager mode: one autograd.Function around the same two kernels, without the dispatcher
 # --------------------------------------------------------------------------------------------
@@ -291,7 +305,9 @@ def _linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], act: int, backend
             kernels: Backend) -> Tensor:
     """The one dispatch point: the operator while torch.compile traces, else the Function, else
     (nothing needs a gradient) the kernel alone. ``kernels`` is ``get_backend(backend)``."""
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        # torch.compile and torch.func (vmap, grad) work on the operator; the private flag is
+        # the one autograd.Function.apply itself consults
         return torch.ops.fastlinear.linear(x, weight, bias, act, backend)
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                     or (bias is not None and bias.requires_grad)):

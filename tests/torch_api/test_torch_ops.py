@@ -146,3 +146,26 @@ def test_shape_mismatch_names_both_shapes():
         flt.Linear(4, 3)(torch.ones(2, 5))
     with pytest.raises(ValueError, match=r"bias of shape \(2,\)"):
         flt.linear(torch.ones(2, 4), torch.ones(3, 4), torch.ones(2))
+
+
+def test_vmap_over_the_input_matches_nn_linear():
+    torch.manual_seed(0)
+    ours = flt.Linear(4, 3, activation="tanh")
+    ref = torch.nn.Linear(4, 3)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(5, 2, 4)
+    with torch.no_grad():
+        got = torch.func.vmap(ours, in_dims=1)(x)
+        expected = torch.tanh(ref(x.transpose(0, 1)))
+    torch.testing.assert_close(got, expected)
+    params = {k: v.detach().unsqueeze(0).expand(2, *v.shape) for k, v in ours.named_parameters()}
+    with pytest.raises(NotImplementedError, match="vmap over the weight or bias"):
+        torch.func.vmap(lambda p, x: torch.func.functional_call(ours, p, (x,)))(params, x[:2])
+
+
+def test_torch_func_grad_is_refused_by_torch():
+    """torch.func.grad / jacrev need a functorch-aware autograd rule, which custom operators do
+    not have in torch 2.13: torch raises rather than computing anything."""
+    layer = flt.Linear(4, 3)
+    with pytest.raises(RuntimeError, match="functorch transforms"):
+        torch.func.grad(lambda x: layer(x).sum())(torch.ones(2, 4))
