@@ -1,31 +1,33 @@
 """fastlinear's kernels inside PyTorch: a drop-in ``torch.nn.Linear`` for CPU training scripts.
 
-    >>> import torch, fastlinear.torch as flt
-    >>> layer = flt.Linear(784, 128, activation="relu")       # relu(x @ W.T + b) in one kernel
-    >>> model = flt.replace_linear(existing_model)            # swap every nn.Linear in place
+    import fastlinear.torch as flt
+    layer = flt.Linear(784, 128, activation="relu")   # relu(x @ W.T + b) in one kernel
+    model = flt.replace_linear(model)                 # swap every nn.Linear of a model in place
 
 This module imports torch; ``import fastlinear`` never does. Three pieces:
 
 * two torch operators, ``torch.ops.fastlinear.linear`` and ``torch.ops.fastlinear.linear_backward``
-  (``torch.library.custom_op``: a CPU kernel that runs fastlinear's raw kernels on numpy views of the
-  tensors, a fake implementation for tracing, and ``register_autograd``), so that
-  ``torch.compile(fullgraph=True)`` traces through the layer;
+  (``torch.library.custom_op``: a CPU kernel that runs fastlinear's raw kernels on numpy views of
+  the tensors, a fake implementation for tracing, ``register_autograd`` and a vmap rule), which
+  ``torch.compile(fullgraph=True)`` records in its graph;
 * `linear`, the functional form (like ``torch.nn.functional.linear``), with one
   ``torch.autograd.Function`` around the same two kernels for eager mode;
 * `Linear` (a subclass of ``torch.nn.Linear``) and `replace_linear`.
 
-Why eager mode does not go through the operators: a call through torch's dispatcher to a Python
-kernel, with autograd, cost 20-30 us at batch 1, 16 -> 16 features on a 2-core Xeon, against
-8-9 us for the whole ``torch.autograd.Function`` path (and 8-12 us for ``nn.Linear`` in the same
-run; asv_benchmarks/scripts/torch_training.py --overhead measures it). Both paths call the same
-`_forward_impl` / `_backward_impl`, which do all the checking, so they give the same results and
-the same errors; the operators are what ``torch.compile`` records in its graph.
+Why eager mode does not go through the operators: at batch 1, 16 -> 16 features, a forward through
+torch's dispatcher to a Python kernel, with autograd, cost 59 us of CPU time against 22 us for the
+``torch.autograd.Function`` path and 12 us for ``nn.Linear`` (one thread, on a 2-core AMD EPYC
+busy with other work, so only the ratios mean much: ``asv_benchmarks/scripts/torch_training.py
+--overhead --threads 1 --clock cpu``). Both paths call the same `_forward_impl` /
+`_backward_impl`, which do all the checking, so they give the same results and the same errors.
 
 Every output (``y``, ``dx``, ``dw``, ``db``) is a fresh tensor: nothing aliases an input or a
 buffer kept between calls, and autograd accumulates ``dw`` / ``db`` into ``.grad`` as it does for
 ``nn.Linear``. Inputs that are not C-contiguous are copied to C order first (a copy changes no
 value); nothing is ever cast: float16/bfloat16, integer, mixed-dtype, non-CPU inputs and autocast
-raise an error naming the dtype or device.
+raise an error naming the dtype or device. With a fused activation, the forward applies it inside
+fastlinear's kernel and the backward takes ``dy * act'(y)`` from torch's own backward of that
+activation (see `_backward_impl`).
 """
 
 from __future__ import annotations
@@ -64,15 +66,16 @@ _ACTIVATION_BACKWARD = {
 
 def _check_tensor(name: str, t: Tensor, dtype: torch.dtype) -> None:
     if t.dtype is not dtype:
-        raise TypeError(f"fastlinear.torch: {name} has dtype {t.dtype} but weight has dtype {dtype}; "
-                        "fastlinear does not cast, convert one of them first")
+        raise TypeError(f"fastlinear.torch: {name} has dtype {t.dtype} but weight has dtype "
+                        f"{dtype}; fastlinear does not cast, convert one of them first")
     if not t.is_cpu:
         raise ValueError(f"fastlinear.torch: {name} is on device {t.device}; fastlinear runs on "
-                         "the CPU only (move the layer and its inputs to 'cpu', or use torch.nn.Linear)")
+                         "the CPU only (move the layer and its inputs to 'cpu', or use "
+                         "torch.nn.Linear)")
 
 
 def _check_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> None:
-    """Raise unless x (..., in), weight (out, in) and bias (out,) can run in fastlinear's kernels."""
+    """Raise unless x (..., in), weight (out, in) and bias (out,) fit fastlinear's kernels."""
     dtype = weight.dtype
     if dtype not in _ONE:
         raise TypeError(f"fastlinear.torch: weight has dtype {dtype}; fastlinear's kernels run "
@@ -86,7 +89,8 @@ def _check_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> None:
         _check_tensor("bias", bias, dtype)
         if tuple(bias.shape) != (weight.shape[0],):
             raise ValueError(f"fastlinear.torch: bias of shape {tuple(bias.shape)} does not fit "
-                             f"weight of shape {tuple(weight.shape)}: expected ({weight.shape[0]},)")
+                             f"weight of shape {tuple(weight.shape)}: expected "
+                             f"({weight.shape[0]},)")
     if x.dim() == 0 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"fastlinear.torch: x of shape {tuple(x.shape)} does not fit weight of "
                          f"shape {tuple(weight.shape)}: last dimension must be in_features "
@@ -133,7 +137,7 @@ def _forward_impl(x: Tensor, weight: Tensor, bias: Optional[Tensor], act: int,
     out_features, in_features = weight.shape
     x2 = _rows(x, in_features)
     # outputs are allocated by numpy and wrapped: np.empty + torch.from_numpy took 0.9 us against
-    # 2.4 us for torch.empty + .numpy() (batch 1, 16 features, 2-core Xeon)
+    # 2.4 us for torch.empty + .numpy() (batch 1, 16 features, 2-core AMD EPYC)
     y = np.empty((x2.shape[0], out_features), _NUMPY[weight.dtype])
     w = weight if weight.is_contiguous() else weight.contiguous()
     b = None if bias is None else _np(bias if bias.is_contiguous() else bias.contiguous())
@@ -168,7 +172,7 @@ def _backward_impl(dy: Tensor, x: Tensor, weight: Tensor, y: Optional[Tensor], a
         # dy * act'(y), the gradient before the activation, by torch's own backward of that
         # activation (exactly what nn.ReLU / nn.Sigmoid / nn.Tanh compute). fastlinear's fused
         # activation_grad kernel took 3-5x as long on one thread (64x256: 24.7 us against
-        # 7.2 us for threshold_backward + sum; 256x1024: 400 us against 72 us; 2-core Xeon,
+        # 7.2 us for threshold_backward + sum; 256x1024: 400 us against 72 us; 2-core AMD EPYC,
         # torch_training.py --ops), more than the bias sum it saves.
         g = _ACTIVATION_BACKWARD[act](g, _rows(y, out_features))
     g = _np(g)

@@ -14,7 +14,7 @@ block (a pause for the other pools' threads to go idle, then warm-up steps), the
 block by block, and the table gives the median samples/s over the blocks:
 
     python asv_benchmarks/scripts/torch_training.py                  # the table (about 2 minutes)
-    python asv_benchmarks/scripts/torch_training.py --overhead       # per-call cost, batch 1, 16 -> 16
+    python asv_benchmarks/scripts/torch_training.py --overhead       # per call, batch 1, 16 -> 16
     python asv_benchmarks/scripts/torch_training.py --profile fastlinear --net 784-1024-1024-10
 
 ``--profile VARIANT`` runs cProfile over that variant's steps and prints where the time goes;
@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pause", type=float, default=0.3, help="seconds of rest before a block")
     parser.add_argument("--clock", choices=tuple(CLOCK), default="wall",
                         help="wall time, or process CPU time (a proxy on a busy machine, 1 thread)")
-    parser.add_argument("--overhead", action="store_true", help="per-call cost at batch 1, 16 -> 16")
+    parser.add_argument("--overhead", action="store_true",
+                        help="per-call cost at batch 1, 16 -> 16")
     parser.add_argument("--ops", action="store_true",
                         help="each layer's kernels alone, fastlinear against torch")
     parser.add_argument("--profile", choices=VARIANTS, help="cProfile one variant's steps")

@@ -1,5 +1,5 @@
-"""torch DistributedDataParallel (gloo, 2 spawned processes) over a model whose nn.Linear layers were
-swapped for fastlinear's: after training, the two replicas hold the same parameters, and those
+"""torch DistributedDataParallel (gloo, 2 spawned processes) over a model whose nn.Linear layers
+were swapped for fastlinear's: after training, the two replicas hold the same parameters, and those
 equal one process training on the whole batch (DDP averages the ranks' gradients)."""
 
 from __future__ import annotations

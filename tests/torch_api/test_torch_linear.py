@@ -1,6 +1,7 @@
-"""fastlinear.torch.Linear and replace_linear against torch.nn.Linear: the same outputs and gradients
-(float32 and float64, leading dimensions, non-contiguous inputs, each fused activation), the same
-parameters, init, state_dict and repr, fresh output and gradient tensors, and training parity."""
+"""fastlinear.torch.Linear and replace_linear against torch.nn.Linear: the same outputs and
+gradients (float32 and float64, leading dimensions, non-contiguous inputs, each fused activation),
+the same parameters, init, state_dict and repr, fresh output and gradient tensors, and training
+parity."""
 
 from __future__ import annotations
 
@@ -20,16 +21,18 @@ DTYPES = (torch.float32, torch.float64)
 DTYPE_IDS = ("float32", "float64")
 ACTIVATIONS = (None, "relu", "sigmoid", "tanh")
 TORCH_ACT = {None: lambda t: t, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
-EPS = {torch.float32: float(np.finfo(np.float32).eps), torch.float64: float(np.finfo(np.float64).eps)}
+EPS = {torch.float32: float(np.finfo(np.float32).eps),
+       torch.float64: float(np.finfo(np.float64).eps)}
 
 
 def assert_close(got, expected, mag, k: int, what: str) -> None:
     """Both sides carry rounding error: allow twice the one-sided bound of helpers.tolerance."""
     assert got.dtype == expected.dtype, f"{what}: dtype {got.dtype} != {expected.dtype}"
-    assert got.shape == expected.shape, f"{what}: shape {tuple(got.shape)} != {tuple(expected.shape)}"
+    assert got.shape == expected.shape, f"{what}: {tuple(got.shape)} != {tuple(expected.shape)}"
     tol = 2 * TOL_FACTOR * EPS[got.dtype] * math.sqrt(max(k, 1)) * mag.double()
     err = (got.double() - expected.double()).abs()
-    assert bool((err <= tol).all()), f"{what}: max err {err.max().item():.3g}, min tol {tol.min().item():.3g}"
+    assert bool((err <= tol).all()), (
+        f"{what}: max err {err.max().item():.3g}, min tol {tol.min().item():.3g}")
 
 
 def pair(in_features, out_features, *, bias=True, dtype=torch.float32, activation=None, seed=0):
@@ -214,7 +217,7 @@ def test_inference_under_no_grad_and_inference_mode():
 
 
 def test_changing_the_output_in_place_before_backward_is_caught():
-    """With an activation the backward reads the layer's output: autograd must notice if it changed."""
+    """With an activation the backward reads the layer's output: autograd notices a change."""
     layer = flt.Linear(4, 3, activation="sigmoid")
     y = layer(torch.randn(2, 4))
     y.mul_(2)

@@ -38,7 +38,8 @@ def test_opcheck_backward_op(dtype, activation):
     x, w, _ = _inputs((2, 5), 6, 4, dtype, bias=False)
     y = torch.rand(2, 5, 4, dtype=dtype)  # a valid activation output (in (0, 1))
     dy = torch.randn(2, 5, 4, dtype=dtype)
-    for mask in [(True, True, True), (False, True, True), (True, False, False), (False, False, True)]:
+    for mask in [(True, True, True), (False, True, True), (True, False, False),
+                 (False, False, True)]:
         torch.library.opcheck(torch.ops.fastlinear.linear_backward.default,
                               (dy, x, w, y, CODES[activation], *mask, "auto"))
 
@@ -120,7 +121,8 @@ def test_integer_tensors_refused():
 
 def test_mixed_dtypes_refused_naming_both():
     layer = flt.Linear(4, 3, dtype=torch.float64)
-    with pytest.raises(TypeError, match=r"x has dtype torch.float32 but weight has dtype torch.float64"):
+    with pytest.raises(TypeError, match=r"x has dtype torch.float32 but weight has dtype "
+                                        r"torch.float64"):
         layer(torch.ones(2, 4))
     w = torch.ones(3, 4)
     with pytest.raises(TypeError, match="bias has dtype torch.float64"):
@@ -142,7 +144,8 @@ def test_autocast_refused():
 
 
 def test_shape_mismatch_names_both_shapes():
-    with pytest.raises(ValueError, match=r"x of shape \(2, 5\) does not fit weight of shape \(3, 4\)"):
+    with pytest.raises(ValueError,
+                       match=r"x of shape \(2, 5\) does not fit weight of shape \(3, 4\)"):
         flt.Linear(4, 3)(torch.ones(2, 5))
     with pytest.raises(ValueError, match=r"bias of shape \(2,\)"):
         flt.linear(torch.ones(2, 4), torch.ones(3, 4), torch.ones(2))
