@@ -298,3 +298,21 @@ def test_replace_linear_refuses_a_model_in_bfloat16():
     flt.replace_linear(model)
     with pytest.raises(TypeError, match="torch.bfloat16"):
         model(torch.randn(2, 4, dtype=torch.bfloat16))
+
+
+def test_readme_pytorch_example_runs():
+    """The example under "Use from PyTorch" in README.md (a ```py block, which the torch-free
+    README test skips) runs as written and swaps and fuses what it says."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("## Use from PyTorch"):]
+    block = re.search(r"```py\n(.*?)```", section, flags=re.S).group(1)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    model = namespace["model"]
+    assert [type(m).__name__ for m in model] == ["Linear", "Identity", "Linear", "Identity",
+                                                 "Linear"]
+    assert [m.activation for m in model[::2]] == ["relu", "relu", None]
+    assert all(isinstance(m, flt.Linear) and m.weight.grad is not None for m in model[::2])
