@@ -33,7 +33,9 @@ import statistics
 import time
 import timeit
 
+import numba
 import numpy as np
+import threadpoolctl
 import torch
 
 import fastlinear as fl
@@ -127,10 +129,29 @@ def settled_rate(step, batch: int, steps: int, warmup: int, pause: float) -> flo
     return steps * batch / (clock() - t0)
 
 
+def machine() -> str:
+    """The CPU model, core count and library versions, for the header of a table."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} CPUs; torch {torch.__version__}, numpy {np.__version__}, "
+            f"numba {numba.__version__}")
+
+
+def thread_pools() -> str:
+    """The thread pools loaded in this process (after a step of each variant has run)."""
+    # the last two path components tell torch's bundled libgomp (torch/lib/) from the system's
+    pools = [f"{p['internal_api']} {os.path.join(*p['filepath'].split(os.sep)[-2:])} "
+             f"({p['num_threads']} threads)" for p in threadpoolctl.threadpool_info()]
+    return f"numba threading layer {numba.threading_layer()}; pools: " + ", ".join(pools)
+
+
 def table(nets, threads, variants, blocks: int, seconds: float, pause: float) -> None:
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
-          f"{torch.__version__}, numpy {np.__version__}; float32, SGD momentum {MOMENTUM}, "
-          f"cross-entropy; median samples/s over {blocks} settled blocks, {clock.__name__}")
+    print(f"# {machine()}; float32, SGD momentum {MOMENTUM}, cross-entropy; median samples/s "
+          f"over {blocks} settled blocks, {clock.__name__}")
     print("| net | batch | threads | " + " | ".join(variants) + " | fastlinear / torch |")
     print("|---|---:|---:|" + "---:|" * (len(variants) + 1))
     for net in nets:
@@ -155,6 +176,7 @@ def table(nets, threads, variants, blocks: int, seconds: float, pause: float) ->
             if "fastlinear fused" in med and "torch" in med:
                 ratio += f" ({med['fastlinear fused'] / med['torch']:.2f}x fused)"
             print(f"| {net} | {batch} | {n} | {cells} | {ratio} |", flush=True)
+    print(f"# {thread_pools()}")
 
 
 def overhead(threads: int) -> None:
