@@ -102,6 +102,25 @@ def test_torch_compile_fullgraph_matches_eager(dtype):
     assert graphs and all(g.count("fastlinear.linear") == 3 for g in graphs)
 
 
+@pytest.mark.slow
+def test_torch_compile_default_backend_matches_eager():
+    """Inductor (which compiles C++ for the CPU, tens of seconds) calls the operators as
+    external kernels."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(flt.Linear(10, 16, activation="tanh"), flt.Linear(16, 3))
+    x = torch.randn(4, 10)
+    eager = model(x)
+    eager.sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    out = torch.compile(model, fullgraph=True)(x)
+    out.sum().backward()
+    torch.testing.assert_close(out, eager)
+    for p, g in zip(model.parameters(), grads):
+        torch.testing.assert_close(p.grad, g)
+
+
 # --- inputs the kernels cannot run: a clear error, never a silent cast -------------------------
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
