@@ -47,6 +47,7 @@ __all__ = ["Linear", "linear", "replace_linear"]
 #: make a float32 kernel compute in float64.
 _ONE = {torch.float32: np.float32(1), torch.float64: np.float64(1)}
 _NUMPY = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
+_STRIDED = torch.strided
 
 #: activation modules that `replace_linear` can fuse into the preceding layer
 _FUSABLE = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
@@ -65,6 +66,12 @@ _ACTIVATION_BACKWARD = {
 # --------------------------------------------------------------------------------------------
 
 def _check_tensor(name: str, t: Tensor, dtype: torch.dtype) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"fastlinear.torch: {name} must be a torch.Tensor, got "
+                        f"{type(t).__name__}")
+    if t.layout is not torch.strided:
+        raise TypeError(f"fastlinear.torch: {name} has layout {t.layout}; fastlinear's kernels "
+                        "take dense (strided) tensors, convert with .to_dense() first")
     if t.dtype is not dtype:
         raise TypeError(f"fastlinear.torch: {name} has dtype {t.dtype} but weight has dtype "
                         f"{dtype}; fastlinear does not cast, convert one of them first")
@@ -76,6 +83,9 @@ def _check_tensor(name: str, t: Tensor, dtype: torch.dtype) -> None:
 
 def _check_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> None:
     """Raise unless x (..., in), weight (out, in) and bias (out,) fit fastlinear's kernels."""
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"fastlinear.torch: weight must be a torch.Tensor, got "
+                        f"{type(weight).__name__}")
     dtype = weight.dtype
     if dtype not in _ONE:
         raise TypeError(f"fastlinear.torch: weight has dtype {dtype}; fastlinear's kernels run "
@@ -121,12 +131,17 @@ def _np(t: Tensor) -> np.ndarray:
 
 def _fits(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> bool:
     """The checks of `_check_forward` as one cheap expression, for the common case."""
-    dtype = weight.dtype
-    return (dtype in _ONE and x.dtype is dtype and x.is_cpu and weight.is_cpu
-            and weight.dim() == 2 and x.dim() > 0 and x.shape[-1] == weight.shape[1]
-            and (bias is None or (bias.dtype is dtype and bias.is_cpu
-                                  and bias.shape == weight.shape[:1]))
-            and not torch.is_autocast_enabled("cpu"))
+    try:
+        dtype = weight.dtype
+        return (dtype in _ONE and x.dtype is dtype and x.is_cpu and weight.is_cpu
+                and x.layout is _STRIDED and weight.layout is _STRIDED
+                and weight.dim() == 2 and x.dim() > 0 and x.shape[-1] == weight.shape[1]
+                and (bias is None or (bias.dtype is dtype and bias.is_cpu
+                                      and bias.layout is _STRIDED
+                                      and bias.shape == weight.shape[:1]))
+                and not torch.is_autocast_enabled("cpu"))
+    except AttributeError:  # not a tensor: `_check_forward` says which
+        return False
 
 
 def _forward_impl(x: Tensor, weight: Tensor, bias: Optional[Tensor], act: int,
@@ -313,8 +328,10 @@ def _linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], act: int, backend
         # torch.compile and torch.func (vmap, grad) work on the operator; the private flag is
         # the one autograd.Function.apply itself consults
         return torch.ops.fastlinear.linear(x, weight, bias, act, backend)
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                    or (bias is not None and bias.requires_grad)):
+    # getattr: a non-tensor argument must reach the checks, which name it
+    if torch.is_grad_enabled() and (getattr(weight, "requires_grad", False)
+                                    or getattr(x, "requires_grad", False)
+                                    or getattr(bias, "requires_grad", False)):
         return _LinearFunction.apply(x, weight, bias, act, kernels)
     return _forward_impl(x, weight, bias, act, kernels)
 

@@ -191,3 +191,13 @@ def test_torch_func_grad_is_refused_by_torch():
     layer = flt.Linear(4, 3)
     with pytest.raises(RuntimeError, match="functorch transforms"):
         torch.func.grad(lambda x: layer(x).sum())(torch.ones(2, 4))
+
+
+def test_non_tensor_and_sparse_inputs_refused():
+    w = torch.ones(3, 4)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got list"):
+        flt.linear([[1.0] * 4], w)
+    with pytest.raises(TypeError, match="weight must be a torch.Tensor, got list"):
+        flt.linear(torch.ones(2, 4), [[1.0] * 4] * 3)
+    with pytest.raises(TypeError, match="x has layout torch.sparse_coo"):
+        flt.linear(torch.ones(2, 4).to_sparse(), w)
