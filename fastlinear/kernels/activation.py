@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import PARALLEL, SERIAL
-from ..activations import derivative
+from ..activations import grad
 
 _COLS = 64
 _SERIAL_MAX = 1 << 14
@@ -31,7 +31,7 @@ def _columns(g, db, dy, y, act, scale, accumulate, j0, j1):
         dyi = dy[i]
         yi = y[i]
         for j in range(j0, j1):
-            v = dyi[j] * derivative(yi[j], act, one)
+            v = grad(dyi[j], yi[j], act, one)
             gi[j] = v
             acc[j - j0] += v
     if db is not None:
