@@ -17,6 +17,12 @@ block by block, and the table gives the median samples/s over the blocks:
     python asv_benchmarks/scripts/torch_training.py --overhead       # per call, batch 1, 16 -> 16
     python asv_benchmarks/scripts/torch_training.py --profile fastlinear --net 784-1024-1024-10
 
+Run it on an otherwise idle machine. With other work on the cores, the two OpenMP runtimes in the
+process (torch's bundled libgomp, and the system's under Numba's ``omp`` layer) keep their idle
+threads spinning, and every parallel region waits for a thread that lost its core: on a shared
+2-core machine the 2-thread rows fell 10-50x below the 1-thread ones for every variant, torch's
+included, and ``OMP_WAIT_POLICY=PASSIVE`` gave most of it back.
+
 ``--profile VARIANT`` runs cProfile over that variant's steps and prints where the time goes;
 ``--ops`` times each layer's kernels alone (fastlinear's raw kernels on numpy arrays against the
 torch calls nn.Linear makes), to tell the kernels' share from the wrapper's.
