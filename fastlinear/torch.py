@@ -287,8 +287,8 @@ _linear_op.register_vmap(_linear_vmap)
 class _LinearFunction(torch.autograd.Function):
     """Eager-mode autograd node for `linear` (see the module docstring for why not the op).
 
-    ``forward`` takes the resolved `Backend` (kernels) and its name; the name is what the
-    operator takes (see `backward`)."""
+    ``forward`` takes the resolved `Backend` rather than its name, so that no call looks it up;
+    ``backward`` passes ``kernels.name`` when it goes through the operator."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor], act: int,
