@@ -123,8 +123,15 @@ def grad_numpy(g: np.ndarray, dy: np.ndarray, y: np.ndarray, act: int) -> None:
 
 def _grad_numpy(g: np.ndarray, dy: np.ndarray, y: np.ndarray, act: int) -> None:
     if act == RELU:
-        np.copyto(g, dy)
-        np.copyto(g, 0, where=y <= 0)  # a select: NaN y passes dy, y <= 0 gives 0 whatever dy is
+        # torch's select: 0 where y <= 0 whatever dy is, dy elsewhere (a NaN y passes dy). A masked
+        # copy costs about 1 ms for 256 x 1024 (a branch per element) against about 0.1 ms for
+        # dy * (y > 0), which differs from the select only where dy is Inf or NaN and y <= 0
+        # (Inf * 0 = NaN) or y is NaN: take the multiply and redo the select only if one occurs.
+        np.greater(y, 0, out=g)
+        np.multiply(g, dy, out=g)
+        if not np.isfinite(g).all() or np.isnan(y).any():
+            np.copyto(g, dy)
+            np.copyto(g, 0, where=y <= 0)
     elif act == SIGMOID:
         np.subtract(1, y, out=g)
         np.multiply(dy, g, out=g)
