@@ -80,9 +80,10 @@ def pack_cols(dst, off, src, r0, kc, c0, cols, width):
 
 
 @njit(**_OPTS)
-def pack_cols_scaled_sum(dst, off, src, r0, kc, c0, cols, width, scale, db, with_db):
-    """`pack_cols` of ``scale * src``; when ``with_db``, also db[c0 + j] += sum over the kc rows
-    of scale * src[., c0 + j], added in row order (the weight gradient's fused bias gradient)."""
+def pack_cols_scaled_sum(dst, off, src, r0, kc, c0, cols, width, scale, leaves, leaf, with_db):
+    """`pack_cols` of ``scale * src``; when ``with_db``, also leaves[leaf, c0 + j] = the sum over
+    the kc rows of scale * src[., c0 + j], added in row order (one leaf of the weight gradient's
+    fused bias gradient, see `fastlinear.kernels._sums`)."""
     # src is dy (n, out): the panel is `width` output features over kc batch rows
     zero = dst.dtype.type(0)
     for p in range(kc):
@@ -93,7 +94,10 @@ def pack_cols_scaled_sum(dst, off, src, r0, kc, c0, cols, width, scale, db, with
         for j in range(cols, width):
             dst[d + j] = zero
     if with_db:
+        acc = leaves[leaf]
+        for j in range(cols):
+            acc[c0 + j] = zero
         for p in range(kc):
             d = off + p * width
             for j in range(cols):
-                db[c0 + j] += dst[d + j]
+                acc[c0 + j] += dst[d + j]
