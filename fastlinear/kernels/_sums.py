@@ -22,8 +22,16 @@ from __future__ import annotations
 
 from numba import njit
 
-from .._config import SERIAL
+from .._config import FASTMATH
 from . import _scratch
+
+#: Options for every function that adds up a leaf or the tree: the package's fast-math flags less
+#: ``reassoc``. With reassociation allowed LLVM may fold "s2 += s1; s1 = 0" back into one running
+#: sum, and did: the tree compiled with it summed 2**20 rows of 0.1 with 1e-5 relative error, as
+#: in-order runs of 1024 would. Flags are per instruction, so this holds when LLVM inlines these
+#: functions into a caller compiled with ``reassoc``; callers keep their leaf loops in functions
+#: compiled with these options too.
+ORDERED: dict = dict(cache=True, nogil=True, fastmath=set(FASTMATH) - {"reassoc"})
 
 #: rows added in order into one leaf
 LEAF = 32
@@ -35,13 +43,13 @@ TASKS = 256
 MIN_COLS = 16
 
 
-@njit(**SERIAL)
+@njit(**ORDERED)
 def leaf_count(n):
     """Number of leaves of an n-row sum (at least 1, so that an empty batch gives zeros)."""
     return max((n + LEAF - 1) // LEAF, 1)
 
 
-@njit(**SERIAL)
+@njit(**ORDERED)
 def column_block(leaves, m, widest):
     """Columns per leaf task: ``widest``, halved while there are fewer than `TASKS` tasks and the
     block is wider than `MIN_COLS` (depends on the shape only)."""
@@ -51,7 +59,7 @@ def column_block(leaves, m, widest):
     return cols
 
 
-@njit(**SERIAL)
+@njit(**ORDERED)
 def combine(leaves, nleaves, j):
     """The sum of leaves[0:nleaves, j] in the fixed tree described in the module docstring."""
     z = leaves.dtype.type(0)
@@ -80,7 +88,7 @@ def leaf_buffer(dtype, n: int, m: int):
     return _scratch.buffer("leaves", dtype, count * m)[: count * m].reshape(count, m)
 
 
-@njit(**SERIAL)
+@njit(**ORDERED)
 def column_sum(a, j):
     """a[:, j].sum() in the same tree as `combine` over leaves of `LEAF` rows (for a few columns;
     the reads stride a whole row)."""

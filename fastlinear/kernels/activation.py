@@ -17,7 +17,7 @@ from numba import njit, prange
 
 from .._config import PARALLEL, SERIAL
 from ..activations import derivative
-from ._sums import LEAF, column_block, combine, leaf_buffer, leaf_count
+from ._sums import LEAF, ORDERED, column_block, combine, leaf_buffer, leaf_count
 
 #: widest column block of a task (64 float32 values: four cache lines per row segment)
 _COLS = 64
@@ -26,7 +26,7 @@ _SERIAL_MAX = 1 << 14
 _NO_LEAVES = {np.dtype(t): np.empty((0, 0), t) for t in (np.float32, np.float64)}
 
 
-@njit(**SERIAL)
+@njit(**ORDERED)
 def _leaf(g, leaves, dy, y, act, with_db, c, j0, j1):
     """Rows of leaf c, columns j0:j1: g = dy * act'(y), and their column sums into leaves[c]."""
     one = g.dtype.type(1)
@@ -44,7 +44,7 @@ def _leaf(g, leaves, dy, y, act, with_db, c, j0, j1):
                 acc[j - j0] += v
 
 
-@njit(**SERIAL)
+@njit(**ORDERED)
 def _store(db, leaves, nleaves, scale, accumulate, j):
     v = scale * combine(leaves, nleaves, j)
     if accumulate:

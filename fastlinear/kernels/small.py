@@ -24,7 +24,7 @@ from numba import njit, prange
 from .._config import PARALLEL as _PARALLEL
 from .._config import SERIAL as _SERIAL
 from ..activations import apply
-from ._sums import LEAF, column_block, combine, leaf_count
+from ._sums import LEAF, ORDERED, column_block, combine, leaf_count
 
 #: rows and columns of a forward block
 _R = 4
@@ -205,7 +205,7 @@ def forward_parallel(y, x, w, b, act):
         _forward_tile(y, x, w, b, act, t, col_tiles)
 
 
-@njit(**_SERIAL)
+@njit(**ORDERED)
 def _bias_leaf(leaves, dy, c, j0, j1):
     """leaves[c, j0:j1] = dy[rows of leaf c, j0:j1].sum(0), whole row segments added in order."""
     out = leaves[c, j0:j1]
@@ -216,7 +216,7 @@ def _bias_leaf(leaves, dy, c, j0, j1):
             out[q] += row[q]
 
 
-@njit(**_SERIAL)
+@njit(**ORDERED)
 def _bias_store(db, leaves, nleaves, scale, accumulate, j):
     """db[j] (+)= scale * (column j of the leaves, combined in the fixed tree of `_sums`)."""
     v = scale * combine(leaves, nleaves, j)

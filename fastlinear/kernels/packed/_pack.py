@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit
 
 from ..._config import FASTMATH
+from .._sums import ORDERED
 from ._prefetch import prefetch_read
 
 _OPTS = dict(cache=True, nogil=True, fastmath=set(FASTMATH))
@@ -94,10 +95,16 @@ def pack_cols_scaled_sum(dst, off, src, r0, kc, c0, cols, width, scale, leaves, 
         for j in range(cols, width):
             dst[d + j] = zero
     if with_db:
-        acc = leaves[leaf]
+        _leaf_sum(leaves[leaf], c0, dst, off, kc, cols, width)
+
+
+@njit(**ORDERED)
+def _leaf_sum(acc, c0, dst, off, kc, cols, width):
+    """acc[c0 + j] = sum over p < kc of dst[off + p * width + j], in order of p (no reassociation:
+    see `fastlinear.kernels._sums.ORDERED`)."""
+    for j in range(cols):
+        acc[c0 + j] = 0
+    for p in range(kc):
+        d = off + p * width
         for j in range(cols):
-            acc[c0 + j] = zero
-        for p in range(kc):
-            d = off + p * width
-            for j in range(cols):
-                acc[c0 + j] += dst[d + j]
+            acc[c0 + j] += dst[d + j]
