@@ -54,10 +54,22 @@ def buffer(name: str, dtype, size: int) -> np.ndarray:
     return buf
 
 
+def shaped(name: str, dtype, shape: tuple[int, int]) -> np.ndarray:
+    """Buffer ``name`` as a C-contiguous 2-D array of ``shape``; the view of the last shape asked
+    for is kept, so a loop over one shape builds no new array objects."""
+    dtype = np.dtype(dtype)
+    views = getattr(_local, "views", None)
+    if views is None:
+        views = _local.views = {}
+    key = (name, dtype)
+    last = views.get(key)
+    flat = buffer(name, dtype, shape[0] * shape[1])
+    if last is None or last.shape != shape or last.base is not flat.base:
+        last = views[key] = flat[: shape[0] * shape[1]].reshape(shape)
+    return last
+
+
 def per_thread(dtype) -> np.ndarray:
     """(NUMBA_NUM_THREADS, `THREAD_SLOT`) scratch rows for ``dtype``, one per Numba worker, each
     64-byte aligned (the row length is a whole number of cache lines for both dtypes)."""
-    dtype = np.dtype(dtype)
-    rows = numba.config.NUMBA_NUM_THREADS
-    flat = buffer("per_thread", dtype, rows * THREAD_SLOT)
-    return flat[: rows * THREAD_SLOT].reshape(rows, THREAD_SLOT)
+    return shaped("per_thread", dtype, (numba.config.NUMBA_NUM_THREADS, THREAD_SLOT))

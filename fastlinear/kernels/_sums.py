@@ -84,8 +84,7 @@ def combine(leaves, nleaves, j):
 def leaf_buffer(dtype, n: int, m: int):
     """Scratch for the leaves of an (n, m) column sum: a (leaf count, m) C-contiguous array from
     this Python thread's reused buffers (`fastlinear.kernels._scratch`)."""
-    count = max(-(-n // LEAF), 1)
-    return _scratch.buffer("leaves", dtype, count * m)[: count * m].reshape(count, m)
+    return _scratch.shaped("leaves", dtype, (max(-(-n // LEAF), 1), m))
 
 
 @njit(**ORDERED)
