@@ -307,25 +307,24 @@ def _dw_chunk_{sfx}(dw, dy, x, scale, add, j0, p0, r0, r1, acc):
 
 
 @slp_njit(**SERIAL)
-def _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, p0, ws):
+def _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, p0, acc):
     """The {MR} x {NR} block of dw at (j0, p0), or the part of it inside dw, summed over the batch
     in runs of DW_ROWS rows, each run's sum added to dw in batch order; the blocks of the first
-    column block also compute their rows of db. ``ws`` holds one scratch row per thread."""
+    column block also compute their rows of db. ``acc`` is this thread's scratch row."""
     if db is not None and p0 == 0:
         _db_rows_{sfx}(db, dy, j0, min(dy.shape[1] - j0, {MR}), scale, accumulate)
-    acc = ws[get_thread_id()]
     n = dy.shape[0]
     for r0 in range(0, max(n, 1), DW_ROWS):
         _dw_chunk_{sfx}(dw, dy, x, scale, accumulate or r0 > 0, j0, p0, r0, min(r0 + DW_ROWS, n), acc)
 
 
 @slp_njit(**SERIAL)
-def _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks, ws):
+def _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks, acc):
     """Task t: one row block of dw, a strip of column blocks."""
     j0 = (t // strips) * {MR}
     c0 = (t % strips) * strip
     for c in range(c0, min(c0 + strip, col_blocks)):
-        _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, c * {NR}, ws)
+        _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, c * {NR}, acc)
 
 
 @slp_njit(**SERIAL)
@@ -333,9 +332,12 @@ def grad_weight_serial_{sfx}(dw, db, dy, x, scale, accumulate, ws):
     """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0), on one thread."""
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None, ws is (threads, >= {NR})
     col_blocks = max((x.shape[1] + {NR} - 1) // {NR}, 1)
+    # row 0: get_thread_id() outside a parallel region crashes when the process has not started
+    # Numba's threads yet (a kernel loaded from the cache starts nothing at compile time)
+    acc = ws[0]
     for j0 in range(0, dy.shape[1], {MR}):
         for c in range(col_blocks):
-            _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, c * {NR}, ws)
+            _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, c * {NR}, acc)
 
 
 @slp_njit(**PARALLEL)
@@ -348,7 +350,8 @@ def grad_weight_parallel_{sfx}(dw, db, dy, x, scale, accumulate, ws):
     strip = _strip_{sfx}(row_blocks, col_blocks)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
-        _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks, ws)
+        _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks,
+                       ws[get_thread_id()])
 '''
 
 

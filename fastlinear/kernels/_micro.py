@@ -3804,25 +3804,24 @@ def _dw_chunk_f32(dw, dy, x, scale, add, j0, p0, r0, r1, acc):
 
 
 @slp_njit(**SERIAL)
-def _dw_tile_f32(dw, db, dy, x, scale, accumulate, j0, p0, ws):
+def _dw_tile_f32(dw, db, dy, x, scale, accumulate, j0, p0, acc):
     """The 8 x 32 block of dw at (j0, p0), or the part of it inside dw, summed over the batch
     in runs of DW_ROWS rows, each run's sum added to dw in batch order; the blocks of the first
-    column block also compute their rows of db. ``ws`` holds one scratch row per thread."""
+    column block also compute their rows of db. ``acc`` is this thread's scratch row."""
     if db is not None and p0 == 0:
         _db_rows_f32(db, dy, j0, min(dy.shape[1] - j0, 8), scale, accumulate)
-    acc = ws[get_thread_id()]
     n = dy.shape[0]
     for r0 in range(0, max(n, 1), DW_ROWS):
         _dw_chunk_f32(dw, dy, x, scale, accumulate or r0 > 0, j0, p0, r0, min(r0 + DW_ROWS, n), acc)
 
 
 @slp_njit(**SERIAL)
-def _dw_task_f32(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks, ws):
+def _dw_task_f32(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks, acc):
     """Task t: one row block of dw, a strip of column blocks."""
     j0 = (t // strips) * 8
     c0 = (t % strips) * strip
     for c in range(c0, min(c0 + strip, col_blocks)):
-        _dw_tile_f32(dw, db, dy, x, scale, accumulate, j0, c * 32, ws)
+        _dw_tile_f32(dw, db, dy, x, scale, accumulate, j0, c * 32, acc)
 
 
 @slp_njit(**SERIAL)
@@ -3830,9 +3829,12 @@ def grad_weight_serial_f32(dw, db, dy, x, scale, accumulate, ws):
     """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0), on one thread."""
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None, ws is (threads, >= 32)
     col_blocks = max((x.shape[1] + 32 - 1) // 32, 1)
+    # row 0: get_thread_id() outside a parallel region crashes when the process has not started
+    # Numba's threads yet (a kernel loaded from the cache starts nothing at compile time)
+    acc = ws[0]
     for j0 in range(0, dy.shape[1], 8):
         for c in range(col_blocks):
-            _dw_tile_f32(dw, db, dy, x, scale, accumulate, j0, c * 32, ws)
+            _dw_tile_f32(dw, db, dy, x, scale, accumulate, j0, c * 32, acc)
 
 
 @slp_njit(**PARALLEL)
@@ -3845,7 +3847,8 @@ def grad_weight_parallel_f32(dw, db, dy, x, scale, accumulate, ws):
     strip = _strip_f32(row_blocks, col_blocks)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
-        _dw_task_f32(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks, ws)
+        _dw_task_f32(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks,
+                       ws[get_thread_id()])
 
 
 @slp_njit(**SERIAL)
@@ -6010,25 +6013,24 @@ def _dw_chunk_f64(dw, dy, x, scale, add, j0, p0, r0, r1, acc):
 
 
 @slp_njit(**SERIAL)
-def _dw_tile_f64(dw, db, dy, x, scale, accumulate, j0, p0, ws):
+def _dw_tile_f64(dw, db, dy, x, scale, accumulate, j0, p0, acc):
     """The 8 x 16 block of dw at (j0, p0), or the part of it inside dw, summed over the batch
     in runs of DW_ROWS rows, each run's sum added to dw in batch order; the blocks of the first
-    column block also compute their rows of db. ``ws`` holds one scratch row per thread."""
+    column block also compute their rows of db. ``acc`` is this thread's scratch row."""
     if db is not None and p0 == 0:
         _db_rows_f64(db, dy, j0, min(dy.shape[1] - j0, 8), scale, accumulate)
-    acc = ws[get_thread_id()]
     n = dy.shape[0]
     for r0 in range(0, max(n, 1), DW_ROWS):
         _dw_chunk_f64(dw, dy, x, scale, accumulate or r0 > 0, j0, p0, r0, min(r0 + DW_ROWS, n), acc)
 
 
 @slp_njit(**SERIAL)
-def _dw_task_f64(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks, ws):
+def _dw_task_f64(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks, acc):
     """Task t: one row block of dw, a strip of column blocks."""
     j0 = (t // strips) * 8
     c0 = (t % strips) * strip
     for c in range(c0, min(c0 + strip, col_blocks)):
-        _dw_tile_f64(dw, db, dy, x, scale, accumulate, j0, c * 16, ws)
+        _dw_tile_f64(dw, db, dy, x, scale, accumulate, j0, c * 16, acc)
 
 
 @slp_njit(**SERIAL)
@@ -6036,9 +6038,12 @@ def grad_weight_serial_f64(dw, db, dy, x, scale, accumulate, ws):
     """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0), on one thread."""
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None, ws is (threads, >= 16)
     col_blocks = max((x.shape[1] + 16 - 1) // 16, 1)
+    # row 0: get_thread_id() outside a parallel region crashes when the process has not started
+    # Numba's threads yet (a kernel loaded from the cache starts nothing at compile time)
+    acc = ws[0]
     for j0 in range(0, dy.shape[1], 8):
         for c in range(col_blocks):
-            _dw_tile_f64(dw, db, dy, x, scale, accumulate, j0, c * 16, ws)
+            _dw_tile_f64(dw, db, dy, x, scale, accumulate, j0, c * 16, acc)
 
 
 @slp_njit(**PARALLEL)
@@ -6051,4 +6056,5 @@ def grad_weight_parallel_f64(dw, db, dy, x, scale, accumulate, ws):
     strip = _strip_f64(row_blocks, col_blocks)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
-        _dw_task_f64(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks, ws)
+        _dw_task_f64(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks,
+                       ws[get_thread_id()])
