@@ -54,7 +54,7 @@ from __future__ import annotations
 from numba import get_thread_id, prange
 
 from ._slp import PARALLEL, SERIAL, slp_njit
-from ._sums import FAN, LEAF, TASKS, column_sum, leaf_count
+from ._sums import FAN, LEAF, TASKS, column_sum_into, leaf_count
 
 #: batch rows summed in registers before the partial sum is added to dw (see above)
 DW_ROWS = 512
@@ -123,7 +123,7 @@ def _db_source(sfx: str, mr: int) -> str:
     lines = [
         "@slp_njit(**SERIAL)",
         f"def _db_block{mr}_{sfx}(db, dy, o0, scale, accumulate):",
-        f'    """db[o0:o0+{mr}] (+)= scale * dy[:, o0:o0+{mr}].sum(0), summed as `_sums.combine` does."""',
+        f'    """db[o0:o0+{mr}] (+)= scale * dy[:, o0:o0+{mr}].sum(0), summed as `_sums.combine_into` does."""',
         "    z = db.dtype.type(0)",
         "    n = dy.shape[0]",
     ]
@@ -279,11 +279,7 @@ def _db_rows_{sfx}(db, dy, j0, rows, scale, accumulate):
         _db_block{MR}_{sfx}(db, dy, j0, scale, accumulate)
         return
     for j in range(j0, j0 + rows):
-        s = column_sum(dy, j)
-        if accumulate:
-            db[j] += scale * s
-        else:
-            db[j] = scale * s
+        column_sum_into(db, j, dy, scale, accumulate)
 
 
 @slp_njit(**SERIAL)

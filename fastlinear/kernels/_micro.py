@@ -28,7 +28,7 @@ from __future__ import annotations
 from numba import get_thread_id, prange
 
 from ._slp import PARALLEL, SERIAL, slp_njit
-from ._sums import FAN, LEAF, TASKS, column_sum, leaf_count
+from ._sums import FAN, LEAF, TASKS, column_sum_into, leaf_count
 
 #: batch rows summed in registers before the partial sum is added to dw (see above)
 DW_ROWS = 512
@@ -3527,7 +3527,7 @@ def _dw_block8h_add_f32(out, dy, x, o0, p0, scale, r0, r1):
 
 @slp_njit(**SERIAL)
 def _db_block8_f32(db, dy, o0, scale, accumulate):
-    """db[o0:o0+8] (+)= scale * dy[:, o0:o0+8].sum(0), summed as `_sums.combine` does."""
+    """db[o0:o0+8] (+)= scale * dy[:, o0:o0+8].sum(0), summed as `_sums.combine_into` does."""
     z = db.dtype.type(0)
     n = dy.shape[0]
     s1_0 = s1_1 = s1_2 = s1_3 = s1_4 = s1_5 = s1_6 = s1_7 = z
@@ -3776,11 +3776,7 @@ def _db_rows_f32(db, dy, j0, rows, scale, accumulate):
         _db_block8_f32(db, dy, j0, scale, accumulate)
         return
     for j in range(j0, j0 + rows):
-        s = column_sum(dy, j)
-        if accumulate:
-            db[j] += scale * s
-        else:
-            db[j] = scale * s
+        column_sum_into(db, j, dy, scale, accumulate)
 
 
 @slp_njit(**SERIAL)
@@ -5736,7 +5732,7 @@ def _dw_block8h_add_f64(out, dy, x, o0, p0, scale, r0, r1):
 
 @slp_njit(**SERIAL)
 def _db_block8_f64(db, dy, o0, scale, accumulate):
-    """db[o0:o0+8] (+)= scale * dy[:, o0:o0+8].sum(0), summed as `_sums.combine` does."""
+    """db[o0:o0+8] (+)= scale * dy[:, o0:o0+8].sum(0), summed as `_sums.combine_into` does."""
     z = db.dtype.type(0)
     n = dy.shape[0]
     s1_0 = s1_1 = s1_2 = s1_3 = s1_4 = s1_5 = s1_6 = s1_7 = z
@@ -5985,11 +5981,7 @@ def _db_rows_f64(db, dy, j0, rows, scale, accumulate):
         _db_block8_f64(db, dy, j0, scale, accumulate)
         return
     for j in range(j0, j0 + rows):
-        s = column_sum(dy, j)
-        if accumulate:
-            db[j] += scale * s
-        else:
-            db[j] = scale * s
+        column_sum_into(db, j, dy, scale, accumulate)
 
 
 @slp_njit(**SERIAL)

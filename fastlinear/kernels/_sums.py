@@ -7,7 +7,7 @@ sum in two stages, both in an order fixed by the shape alone:
 
 1. leaves: each run of `LEAF` consecutive rows is summed in order (per column) into one partial sum;
    these are the parallel tasks, one (run of rows, block of columns) each;
-2. `combine`: the leaves of a column are added `FAN` at a time, in order, and the results again
+2. `combine_into`: the leaves of a column are added `FAN` at a time, in order, and the results again
    `FAN` at a time, over four levels; 32**5 = 2**25 rows before the top level holds more than one
    sum.
 
@@ -60,8 +60,9 @@ def column_block(leaves, m, widest):
 
 
 @njit(**ORDERED)
-def combine(leaves, nleaves, j):
-    """The sum of leaves[0:nleaves, j] in the fixed tree described in the module docstring."""
+def combine_into(db, j, leaves, nleaves, scale, accumulate):
+    """db[j] (+)= scale * (the sum of leaves[0:nleaves, j] in the fixed tree described in the module
+    docstring). Writes its result rather than returning it: no float32 value is boxed (widened)."""
     z = leaves.dtype.type(0)
     s1 = s2 = s3 = s4 = z
     for c in range(nleaves):
@@ -78,7 +79,10 @@ def combine(leaves, nleaves, j):
     s2 += s1
     s3 += s2
     s4 += s3
-    return s4
+    if accumulate:
+        db[j] += scale * s4
+    else:
+        db[j] = scale * s4
 
 
 def leaf_buffer(dtype, n: int, m: int):
@@ -88,9 +92,9 @@ def leaf_buffer(dtype, n: int, m: int):
 
 
 @njit(**ORDERED)
-def column_sum(a, j):
-    """a[:, j].sum() in the same tree as `combine` over leaves of `LEAF` rows (for a few columns;
-    the reads stride a whole row)."""
+def column_sum_into(db, j, a, scale, accumulate):
+    """db[j] (+)= scale * a[:, j].sum(), in the same tree as `combine_into` over leaves of `LEAF`
+    rows (for a few columns; the reads stride a whole row)."""
     z = a.dtype.type(0)
     n = a.shape[0]
     s1 = s2 = s3 = s4 = z
@@ -111,4 +115,7 @@ def column_sum(a, j):
     s2 += s1
     s3 += s2
     s4 += s3
-    return s4
+    if accumulate:
+        db[j] += scale * s4
+    else:
+        db[j] = scale * s4

@@ -17,7 +17,7 @@ from numba import njit, prange
 
 from .._config import PARALLEL, SERIAL
 from ..activations import derivative
-from ._sums import LEAF, ORDERED, column_block, combine, leaf_buffer, leaf_count
+from ._sums import LEAF, ORDERED, column_block, combine_into, leaf_buffer, leaf_count
 
 #: widest column block of a task (64 float32 values: four cache lines per row segment)
 _COLS = 64
@@ -44,15 +44,6 @@ def _leaf(g, leaves, dy, y, act, with_db, c, j0, j1):
                 acc[j - j0] += v
 
 
-@njit(**ORDERED)
-def _store(db, leaves, nleaves, scale, accumulate, j):
-    v = scale * combine(leaves, nleaves, j)
-    if accumulate:
-        db[j] += v
-    else:
-        db[j] = v
-
-
 @njit(**SERIAL)
 def _serial(g, db, dy, y, act, scale, accumulate, leaves):
     n, m = dy.shape
@@ -61,7 +52,7 @@ def _serial(g, db, dy, y, act, scale, accumulate, leaves):
         _leaf(g, leaves, dy, y, act, db is not None, c, 0, m)
     if db is not None:
         for j in range(m):
-            _store(db, leaves, nleaves, scale, accumulate, j)
+            combine_into(db, j, leaves, nleaves, scale, accumulate)
 
 
 @njit(**PARALLEL)
@@ -75,7 +66,7 @@ def _parallel(g, db, dy, y, act, scale, accumulate, leaves):
         _leaf(g, leaves, dy, y, act, db is not None, t // blocks, j0, min(j0 + cols, m))
     if db is not None:
         for j in prange(m):
-            _store(db, leaves, nleaves, scale, accumulate, j)
+            combine_into(db, j, leaves, nleaves, scale, accumulate)
 
 
 def activation_grad(g: np.ndarray, db: np.ndarray | None, dy: np.ndarray, y: np.ndarray, act: int,

@@ -24,7 +24,7 @@ from numba import njit, prange
 from .._config import PARALLEL as _PARALLEL
 from .._config import SERIAL as _SERIAL
 from ..activations import apply
-from ._sums import LEAF, ORDERED, column_block, combine, leaf_count
+from ._sums import LEAF, ORDERED, column_block, combine_into, leaf_count
 
 #: rows and columns of a forward block
 _R = 4
@@ -216,16 +216,6 @@ def _bias_leaf(leaves, dy, c, j0, j1):
             out[q] += row[q]
 
 
-@njit(**ORDERED)
-def _bias_store(db, leaves, nleaves, scale, accumulate, j):
-    """db[j] (+)= scale * (column j of the leaves, combined in the fixed tree of `_sums`)."""
-    v = scale * combine(leaves, nleaves, j)
-    if accumulate:
-        db[j] += v
-    else:
-        db[j] = v
-
-
 #: widest column block of a leaf task. A column-at-a-time sum reads dy with a whole row's stride
 #: and ran 20-45x slower than numpy; row segments of 16 or more values keep the reads unit-stride.
 _BIAS_COLS = 256
@@ -240,7 +230,7 @@ def grad_bias_serial(db, dy, scale, accumulate, leaves):
     for c in range(nleaves):
         _bias_leaf(leaves, dy, c, 0, m)
     for j in range(m):
-        _bias_store(db, leaves, nleaves, scale, accumulate, j)
+        combine_into(db, j, leaves, nleaves, scale, accumulate)
 
 
 @njit(**_PARALLEL)
@@ -258,4 +248,4 @@ def grad_bias_parallel(db, dy, scale, accumulate, leaves):
         j0 = (t % blocks) * cols
         _bias_leaf(leaves, dy, c, j0, min(j0 + cols, m))
     for j in prange(m):
-        _bias_store(db, leaves, nleaves, scale, accumulate, j)
+        combine_into(db, j, leaves, nleaves, scale, accumulate)

@@ -44,7 +44,7 @@ from numba import get_thread_id, njit, prange
 from ..._config import FASTMATH
 from ._act import apply_act
 from ._micro import micro
-from .._sums import LEAF, TASKS, combine
+from .._sums import LEAF, TASKS, combine_into
 from ._pack import pack_cols, pack_cols_scaled_sum, pack_rows
 from ._prefetch import prefetch_write
 
@@ -174,7 +174,8 @@ def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, leaves, with_db, bia
             for j in range(m):
                 db[j] = zero
         return
-    tr_, tc_ = tile_shape(int(mpanels), int(npanels), int(mr), int(nr))
+    # signed arguments: uint64 mixed with the int64 literals inside would compute in float64
+    tr_, tc_ = tile_shape((c.shape[0] + mr_ - 1) // mr_, (c.shape[1] + nr_ - 1) // nr_, mr_, nr_)
     tr = _U(tr_)
     tc = _U(tc_)
     trows = (mpanels + tr - one) // tr
@@ -207,10 +208,6 @@ def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, leaves, with_db, bia
                     micro(kc, apack, ip * mr * kc, bpack, jp * nr * kc, t)
                     _store(c, i0, rows, jj, cols, t, nr, add, last, bias, with_bias, act)
     if with_db:
-        nleaves = (k + PACK_STEPS - 1) // PACK_STEPS  # signed, as `combine` expects
-        for j in prange(m):
-            v = combine(leaves, nleaves, j)
-            if accumulate:
-                db[j] += v
-            else:
-                db[j] = v
+        nleaves = (k + PACK_STEPS - 1) // PACK_STEPS  # signed, as `combine_into` expects
+        for j in prange(c.shape[0]):
+            combine_into(db, j, leaves, nleaves, c.dtype.type(1), accumulate)
