@@ -6,12 +6,26 @@
     ('loops', 'naive', 'blas', 'auto')
 """
 
-from . import _cpu  # noqa: F401  (must run before any kernel compiles)
+import os as _os
+import sys as _sys
+
+if (
+    "numba" not in _sys.modules and "NUMBA_NUM_THREADS" not in _os.environ
+    and hasattr(_os, "sched_getaffinity")
+):
+    # Numba sizes its thread pool by the machine's core count when it is imported; a process
+    # confined by taskset, a container's cpuset or an MPI launcher may run on fewer cores, and
+    # more threads than cores only spin against each other (see fastlinear._threads).
+    _cores = len(_os.sched_getaffinity(0))
+    if 0 < _cores < (_os.cpu_count() or _cores):
+        _os.environ["NUMBA_NUM_THREADS"] = str(_cores)
+
+from . import _cpu  # noqa: F401, E402  (must run before any kernel compiles)
 from ._compile import warmup
 from .backends import Backend, available_backends, get_backend
 from .functional import Cache, backward, forward, linear, linear_backward
 from .layer import Linear
-from .threads import get_num_threads, set_num_threads
+from ._threads import get_num_threads, set_num_threads, threads
 
 __version__ = "0.1.0"
 
@@ -27,5 +41,6 @@ __all__ = [
     "linear",
     "linear_backward",
     "set_num_threads",
+    "threads",
     "warmup",
 ]

@@ -1,4 +1,5 @@
-"""Input checks shared by the functional API and the layer.
+"""Every input check of the package: the functional API, `Linear`, the `nn` layers and the
+optimizers all call these, so a given mistake raises the same error type and message everywhere.
 
 Everything is checked here, in Python, before any kernel runs: a kernel never sees an array of the
 wrong dtype, rank or shape, and an error leaves every array it was given untouched.
@@ -66,12 +67,23 @@ def same_dtype(name: str, a: np.ndarray, ref_name: str, ref: np.ndarray) -> None
 
 
 def features(name: str, value: object) -> int:
-    """Check a feature count: an integer (not a bool) of at least 1."""
+    """Check a feature count: an integer (not a bool) of at least 0.
+
+    Zero is allowed, as in ``torch.nn.Linear``: a layer with no inputs returns its bias for every
+    row, and one with no outputs returns an empty array."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
+    if value < 0:
+        raise ValueError(f"{name} must be at least 0, got {value}")
     return int(value)
+
+
+def flag(name: str, value: object) -> bool:
+    """Check a True/False argument; anything else (a string such as "no", 0, None) is refused
+    rather than read by its truth value."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
 
 
 def reduction(value: object) -> str:
@@ -106,6 +118,19 @@ def input_matches_weight(x_name: str, x: np.ndarray, w: np.ndarray) -> None:
             f"{x.shape[-1]} != in_features {w.shape[1]} (mat1 and mat2 shapes cannot be multiplied "
             f"({rows}x{x.shape[-1]} and {w.shape[1]}x{w.shape[0]}))"
         )
+
+
+def grad_output(dy: object, lead: tuple[int, ...], w: np.ndarray) -> np.ndarray:
+    """Check that dy, the gradient with respect to a forward output, is an array of the weight's
+    dtype with the output's shape ``(*lead, out_features)``; return it."""
+    dy = require_array("dy", dy)
+    same_dtype("dy", dy, "weight", w)
+    expected = tuple(lead) + (w.shape[0],)
+    if dy.shape != expected:
+        raise ValueError(
+            f"dy has shape {dy.shape} but the forward output has shape {expected}; dy must match it"
+        )
+    return dy
 
 
 def weight_and_bias(w: object, b: object) -> tuple[np.ndarray, np.ndarray | None]:

@@ -3,38 +3,21 @@ a cache between them.
 
 Inputs may have any number of leading dimensions: x is (..., in_features) and is treated as a
 2-D (rows, in_features) matrix. Arrays that are not C-contiguous (transposed, Fortran-ordered,
-strided) are copied to C order before a kernel sees them; the copy changes no value.
+strided) are copied to C order before a kernel sees them; the copy changes no value. Checking and
+dispatch are `fastlinear._dispatch`'s, shared with `Linear` and the `nn` layers.
 """
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 
+from . import _dispatch
 from . import _validate as check
+from ._dispatch import kernel_input
 from .activations import code as activation_code
-from .backends import Backend, get_backend
-
-
-def as_rows(a: np.ndarray) -> np.ndarray:
-    """View (..., f) as C-contiguous (rows, f), copying only if the layout requires it."""
-    if a.ndim == 2 and a.flags.c_contiguous:
-        return a
-    rows = math.prod(a.shape[:-1])
-    return np.ascontiguousarray(a.reshape(rows, a.shape[-1]))
-
-
-def reduction_scale(reduction: str, rows: int, dtype: np.dtype) -> np.generic:
-    """The factor applied to dw and db: 1 for "sum", 1/rows for "mean" (1 for an empty batch).
-
-    Returned as a scalar of the data's dtype so float32 kernels stay in float32."""
-    if reduction == "sum":
-        return dtype.type(1)
-    if check.reduction(reduction) == "mean" and rows > 0:
-        return dtype.type(1.0 / rows)
-    return dtype.type(1)
+from .backends import get_backend
 
 
 def linear(
@@ -67,23 +50,7 @@ def linear(
     be = get_backend(backend)
     act = activation_code(activation)
     w, b = check.weight_and_bias(w, b)
-    x = check.require_array("x", x)
-    check.same_dtype("x", x, "w", w)
-    check.input_matches_weight("x", x, w)
-    out_shape = x.shape[:-1] + (w.shape[0],)
-    if out is None:
-        y = np.empty(out_shape, dtype=w.dtype)
-    else:
-        y = check.output_array(out, out_shape, w.dtype, {"x": x, "w": w, "b": b})
-    _forward_into(be, y, x, w, b, act)
-    return y
-
-
-def _forward_into(be: Backend, y: np.ndarray, x: np.ndarray, w: np.ndarray, b, act: int) -> None:
-    """Run the forward kernel on checked arrays; ``y`` is C-contiguous (..., out_features)."""
-    wc = np.ascontiguousarray(w)
-    bc = None if b is None else np.ascontiguousarray(b)
-    be.forward(y.reshape(math.prod(y.shape[:-1]), w.shape[0]), as_rows(x), wc, bc, act)
+    return _dispatch.forward(be, x, kernel_input(w), None if b is None else kernel_input(b), act, out)
 
 
 def linear_backward(
@@ -120,17 +87,23 @@ def linear_backward(
     Returns:
         ``(dx, dw, db)``: dx (..., in_features) or None, dw (out_features, in_features),
         db (out_features,) or None.
+
+    Raises:
+        TypeError: an argument is not a numpy array, a dtype is unsupported or differs from w's,
+            or ``bias``/``need_input_grad`` is not a bool.
+        ValueError: shapes do not fit, y is missing with an activation, or an unknown
+            reduction, activation or backend is named.
     """
     be = get_backend(backend)
     act = activation_code(activation)
     check.reduction(reduction)
+    bias = check.flag("bias", bias)
+    need_input_grad = check.flag("need_input_grad", need_input_grad)
     w, _ = check.weight_and_bias(w, None)
     x = check.require_array("x", x)
-    dy = check.require_array("dy", dy)
     check.same_dtype("x", x, "w", w)
-    check.same_dtype("dy", dy, "w", w)
     check.input_matches_weight("x", x, w)
-    check_grad_output(dy, x.shape[:-1], w.shape[0])
+    dy = check.grad_output(dy, x.shape[:-1], w)
     if act:
         if y is None:
             raise ValueError(f"activation {activation!r} needs y, the forward's output")
@@ -138,40 +111,11 @@ def linear_backward(
         check.same_dtype("y", y, "w", w)
         if y.shape != dy.shape:
             raise ValueError(f"y has shape {y.shape} but dy has shape {dy.shape}; they must match")
-    dw = np.empty_like(w, order="C")
+    dw = np.empty(w.shape, dtype=w.dtype)
     db = np.empty(w.shape[0], dtype=w.dtype) if bias else None
-    dx = np.empty(x.shape, dtype=w.dtype) if need_input_grad else None
-    _backward_into(be, dy, x, w, dx, dw, db, reduction, False, y, act)
+    dx = _dispatch.backward(be, dy, x, kernel_input(w), dw, db, reduction=reduction, accumulate=False,
+                            need_input_grad=need_input_grad, y=y, act=act)
     return dx, dw, db
-
-
-def check_grad_output(dy: np.ndarray, lead: tuple[int, ...], out_features: int) -> None:
-    """Check that dy is (*lead, out_features), the shape of the forward output."""
-    expected = lead + (out_features,)
-    if dy.shape != expected:
-        raise ValueError(
-            f"dy has shape {dy.shape} but the forward output has shape {expected}; dy must match it"
-        )
-
-
-def _backward_into(
-    be: Backend, dy, x, w, dx, dw, db, reduction: str, accumulate: bool,
-    y=None, act: int = 0, g: np.ndarray | None = None,
-) -> None:
-    """Run the gradient kernels on checked arrays. dx (if any) is overwritten; dw and db (if any)
-    are overwritten or, with ``accumulate``, added to. With an activation, ``y`` is the forward
-    output and ``g`` an optional C-contiguous (rows, out_features) buffer for ``dy * act'(y)``."""
-    dy2 = as_rows(dy)
-    x2 = as_rows(x)
-    scale = reduction_scale(reduction, dy2.shape[0], w.dtype)
-    if act:
-        if g is None:
-            g = np.empty(dy2.shape, dtype=w.dtype)
-        be.activation_grad(g, db, dy2, as_rows(y), act, scale, accumulate)
-        dy2, db = g, None
-    be.grad_weight(dw, db, dy2, x2, scale, accumulate)
-    if dx is not None:
-        be.grad_input(dx.reshape(dy2.shape[0], w.shape[1]), dy2, np.ascontiguousarray(w))
 
 
 class Cache(NamedTuple):

@@ -64,11 +64,19 @@ def initial_parameters(
     """Draw float64 (weight, bias) for scheme ``name``.
 
     The bias is zero except under "torch", which draws it from U(-1/sqrt(in), 1/sqrt(in)) after
-    the weight, as torch.nn.Linear does."""
-    w = WEIGHT_INITS[check_init(name)](rng, out_features, in_features)
+    the weight, as torch.nn.Linear does.
+
+    A layer with no inputs or no outputs has an empty weight: nothing is drawn for it (every
+    scheme's scale would divide by a zero fan), and under "torch" its bias is drawn from
+    U(0, 0), i.e. zero, as torch.nn.Linear does for ``in_features == 0``."""
+    if out_features == 0 or in_features == 0:
+        check_init(name)
+        w = np.zeros((out_features, in_features))
+    else:
+        w = WEIGHT_INITS[check_init(name)](rng, out_features, in_features)
     if not bias:
         return w, None
     if name == "torch":
-        a = 1.0 / math.sqrt(in_features)
+        a = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
         return w, rng.uniform(-a, a, out_features)
     return w, np.zeros(out_features)

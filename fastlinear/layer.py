@@ -1,20 +1,22 @@
-"""The `Linear` layer: parameters, gradients and an input cache around the functional kernels."""
+"""The `Linear` layer: parameters, gradients and an input cache around `fastlinear._dispatch`."""
 
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import numpy.typing as npt
 
+from . import _dispatch
 from . import _validate as check
 from .activations import code as activation_code
 from .backends import get_backend
-from .functional import _backward_into, _forward_into, check_grad_output
 from .initializers import check_init, initial_parameters
+from .module import Module
 
 
-class Linear:
+class Linear(Module):
     r"""A fully connected layer, ``y = activation(x @ weight.T + bias)``, computed by a chosen
     backend, with the activation fused into the kernels.
 
@@ -75,8 +77,7 @@ class Linear:
     ) -> None:
         self.in_features = check.features("in_features", in_features)
         self.out_features = check.features("out_features", out_features)
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"bias must be True or False, got {bias!r}")
+        bias = check.flag("bias", bias)
         self.dtype = check.resolve_dtype(np.float32 if dtype is None else dtype)
         get_backend(backend)
         self._backend = backend
@@ -93,6 +94,8 @@ class Linear:
         self._x: np.ndarray | None = None
         self._y: np.ndarray | None = None
         self._g: np.ndarray | None = None  # buffer for dy * act'(y), reused across batches
+        self._owner: int | None = None  # thread that ran the cached forward
+        self._busy = threading.Lock()  # held by a running backward
         self._rng = np.random.default_rng(seed)
         self.reset_parameters()
 
@@ -151,36 +154,31 @@ class Linear:
                 held. Every forward replaces the previous cache; an uncached one leaves none, so
                 `backward` then raises.
             out: optional C-contiguous array of shape (..., out_features) to write into (reused
-                across steps, it saves an allocation); it must not overlap x or the parameters.
+                across steps, it saves an allocation); it must not overlap x, the parameters or
+                their gradients.
+
+        Returns:
+            y of shape (..., out_features) and the layer's dtype (``out`` itself when given).
+
+        Raises:
+            TypeError: x (or out) is not an ndarray, or its dtype is not the layer's.
+            ValueError: x's last dimension is not in_features, or ``out`` is unusable.
+            RuntimeError: a parameter or gradient attribute was replaced by an unusable array.
         """
-        be = get_backend(self._backend)
-        contiguous = self._check_parameters()
-        w = self.weight
-        if (
-            contiguous and out is None and type(x) is np.ndarray and x.ndim == 2
-            and x.dtype == self.dtype and x.shape[1] == self.in_features and x.flags.c_contiguous
-        ):
-            # The common case, checked above at a fraction of the general path's cost: a plain
-            # C-contiguous (rows, in_features) batch of the layer's dtype.
-            y = np.empty((x.shape[0], self.out_features), dtype=self.dtype)
-            be.forward(y, x, w, self.bias, self._act)
-        else:
-            x = check.require_array("x", x)
-            check.same_dtype("x", x, "weight", w)
-            check.input_matches_weight("x", x, w)
-            shape = x.shape[:-1] + (self.out_features,)
-            if out is None:
-                y = np.empty(shape, dtype=self.dtype)
-            else:
-                y = check.output_array(out, shape, self.dtype, {"x": x, "weight": w, "bias": self.bias})
-            _forward_into(be, y, x, w, self.bias, self._act)
+        ready = self._check_parameters()
+        w, b = (self.weight, self.bias) if ready else self._kernel_parameters()
+        y = _dispatch.forward(get_backend(self._backend), x, w, b, self._act, out,
+                              None if out is None else self._gradients())
         # Without caching, drop any older cache too, so a later backward cannot pair this
         # forward's dy with an earlier input.
         # Views of its own: reshaping the caller's arrays in place (x.shape = ...) cannot change
         # what backward reads, which the kernels index without bounds checks.
-        keep = self.training if cache is None else cache
-        self._x = x.view() if keep else None
-        self._y = y.view() if keep and self._act else None
+        if self.training if cache is None else cache:
+            self._x = x.view()
+            self._y = y.view() if self._act else None
+            self._owner = threading.get_ident()
+        else:
+            self._x = self._y = None
         return y
 
     __call__ = forward
@@ -200,58 +198,80 @@ class Linear:
             dx of shape (..., in_features), or None.
 
         Raises:
-            RuntimeError: no cached forward input (no forward yet, or it ran with cache=False).
+            RuntimeError: no cached forward input (no forward yet, or it ran with cache=False),
+                or the forward ran in another thread, or another thread is inside backward.
+            TypeError: dy is not an ndarray of the layer's dtype; need_input_grad is not a bool.
+            ValueError: dy's shape differs from the forward output's; ``out`` is unusable.
         """
-        if self._x is None:
+        x = self._x
+        if x is None:
             raise RuntimeError(
                 "backward() needs the input of a preceding forward(); call forward(x) first "
                 "(with cache=True, or in training mode)"
             )
-        be = get_backend(self._backend)
-        self._check_parameters()
-        x = self._x
-        dy = check.require_array("dy", dy)
-        check.same_dtype("dy", dy, "weight", self.weight)
-        check_grad_output(dy, x.shape[:-1], self.out_features)
-        dx = None
-        if need_input_grad:
-            if out is None:
-                dx = np.empty(x.shape, dtype=self.dtype)
-            else:
-                dx = check.output_array(out, x.shape, self.dtype,
-                                        {"dy": dy, "x": x, "weight": self.weight, "bias": self.bias})
-        g = None
-        if self._act:
-            # One buffer, grown to the largest batch seen; a smaller batch (say, the last of an
-            # epoch) uses its leading rows, which are C-contiguous too.
-            rows = dy.size // self.out_features
-            if self._g is None or self._g.shape[0] < rows:
-                self._g = np.empty((rows, self.out_features), dtype=self.dtype)
-            g = self._g[:rows]
-        _backward_into(be, dy, x, self.weight, dx, self.grad_weight, self.grad_bias,
-                       self._reduction, True, self._y, self._act, g)
-        return dx
+        if self._owner != threading.get_ident():
+            raise RuntimeError(
+                "backward() was called from another thread than the forward() it belongs to; a "
+                "layer trains in one thread at a time (inference with cache=False or eval() may "
+                "be shared between threads)"
+            )
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(
+                "backward() is already running on this layer in another thread; a layer trains "
+                "in one thread at a time"
+            )
+        try:
+            w = self.weight if self._check_parameters() else self._kernel_parameters()[0]
+            if need_input_grad is not True and need_input_grad is not False:
+                need_input_grad = check.flag("need_input_grad", need_input_grad)
+            g = None
+            if self._act:
+                # One buffer, grown to the largest batch seen; a smaller batch (say, the last of
+                # an epoch) uses its leading rows, which are C-contiguous too.
+                rows = math.prod(x.shape[:-1])
+                if self._g is None or self._g.shape[0] < rows:
+                    self._g = np.empty((rows, self.out_features), dtype=self.dtype)
+                g = self._g[:rows]
+            return _dispatch.backward(
+                get_backend(self._backend), dy, x, w, self.grad_weight, self.grad_bias,
+                reduction=self._reduction, accumulate=True, need_input_grad=need_input_grad,
+                y=self._y, act=self._act, g=g, out=out,
+                protect=None if out is None else {**self._gradients(), "bias": self.bias},
+            )
+        finally:
+            self._busy.release()
+
+    def _gradients(self) -> dict:
+        """Arrays an ``out=`` must not overlap besides the inputs: the layer's own gradients."""
+        return {"grad_weight": self.grad_weight, "grad_bias": self.grad_bias}
+
+    def _kernel_parameters(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The weight and bias as the kernels take them (see `fastlinear._dispatch.kernel_input`)."""
+        b = self.bias
+        return _dispatch.kernel_input(self.weight), None if b is None else _dispatch.kernel_input(b)
 
     def _check_parameters(self) -> bool:
         """Refuse to run if a parameter or gradient attribute was replaced by an array the kernels
         cannot use (they index without bounds checks, so a wrong shape would corrupt memory).
 
-        Returns whether the weight and bias are plain C-contiguous arrays that the kernels can
-        take as they are (the common case, checked first and cheaply)."""
+        Returns whether the weight and bias are plain writeable C-contiguous arrays that the
+        kernels can take as they are (the common case, checked first and cheaply); otherwise
+        they go through `_kernel_parameters`."""
         w, gw, b, gb, dt = self.weight, self.grad_weight, self.bias, self.grad_bias, self.dtype
         if type(w) is np.ndarray and type(gw) is np.ndarray and w.dtype == dt and gw.dtype == dt:
             flags = gw.flags
             if (w.shape == gw.shape == (self.out_features, self.in_features)
-                    and flags.c_contiguous and flags.writeable and w.flags.c_contiguous):
+                    and flags.c_contiguous and flags.writeable and w.flags.c_contiguous
+                    and w.flags.writeable):
                 if b is None and gb is None:
                     return True
                 if type(b) is np.ndarray and type(gb) is np.ndarray and b.dtype == dt and gb.dtype == dt:
                     flags = gb.flags
                     if (b.shape == gb.shape == (self.out_features,) and flags.c_contiguous
-                            and flags.writeable and b.flags.c_contiguous):
+                            and flags.writeable and b.flags.c_contiguous and b.flags.writeable):
                         return True
         self._refuse_parameters()
-        return False
+        return False  # usable, but read-only or not C-contiguous
 
     def _refuse_parameters(self) -> None:
         """Raise the error `_check_parameters` found, naming the attribute and what it holds."""
@@ -274,12 +294,6 @@ class Linear:
                     f"(layer.{name}[...] = value) instead of replacing it"
                 )
 
-    def zero_grad(self) -> None:
-        """Set ``grad_weight`` and ``grad_bias`` to zero (in place)."""
-        self.grad_weight.fill(0)
-        if self.grad_bias is not None:
-            self.grad_bias.fill(0)
-
     def step(self, lr: float) -> None:
         """Plain SGD: ``weight -= lr * grad_weight`` and ``bias -= lr * grad_bias``, in place.
 
@@ -287,62 +301,22 @@ class Linear:
         Inf, or a value that overflows the dtype raise ValueError."""
         lr = check.learning_rate(lr, self.dtype)
         self._check_parameters()
-        for name, param, _ in self._named_parameters():
+        for name, param, _ in self.named_parameters():
             if not param.flags.writeable:
                 raise ValueError(f"layer.{name} is read-only; step() updates it in place")
         self.weight -= lr * self.grad_weight
         if self.bias is not None:
             self.bias -= lr * self.grad_bias
 
-    def train(self, mode: bool = True) -> "Linear":
-        """Set training mode (forward keeps its input) and return the layer."""
-        self.training = bool(mode)
-        if not self.training:
-            self._x = self._y = None
-        return self
+    def _drop_cache(self) -> None:
+        self._x = self._y = None
 
-    def eval(self) -> "Linear":
-        """Set evaluation mode (forward keeps nothing) and return the layer."""
-        return self.train(False)
-
-    def _named_parameters(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    def named_parameters(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """("weight", weight, grad_weight), then ("bias", bias, grad_bias) if there is a bias."""
         named = [("weight", self.weight, self.grad_weight)]
         if self.bias is not None:
             named.append(("bias", self.bias, self.grad_bias))
         return named
-
-    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(parameter, gradient) pairs: the weight, then the bias if there is one."""
-        return [(param, grad) for _, param, grad in self._named_parameters()]
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the parameters: {"weight": ..., "bias": ...} ("bias" only if present)."""
-        state = {"weight": self.weight.copy()}
-        if self.bias is not None:
-            state["bias"] = self.bias.copy()
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        """Copy parameters in from a dict made by `state_dict`.
-
-        Keys, shapes and dtypes must match exactly (no casting); everything is checked before
-        anything is written, so a failed load leaves the layer unchanged."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        expected = {"weight": self.weight}
-        if self.bias is not None:
-            expected["bias"] = self.bias
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise KeyError(f"state_dict keys do not match: missing {missing}, unexpected {unexpected}")
-        for name, param in expected.items():
-            value = check.require_array(name, state[name])
-            if value.shape != param.shape:
-                raise ValueError(f"{name} has shape {value.shape}, expected {param.shape}")
-            check.same_dtype(name, value, "the layer", param)
-        for name, param in expected.items():
-            np.copyto(param, state[name])
 
     def __repr__(self) -> str:
         return (

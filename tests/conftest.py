@@ -21,6 +21,21 @@ settings.register_profile(
 settings.load_profile("fastlinear")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run the tests marked slow (start-up, compile, multi-process)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Leave out the tests marked slow unless --run-slow is given (CI gives it)."""
+    if config.getoption("--run-slow"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
 @pytest.fixture
 def rng(request) -> np.random.Generator:
     """A generator seeded from the test's id: every test gets its own fixed data."""

@@ -6,35 +6,23 @@ Fixtures live in ``conftest.py``.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 import fastlinear as fl
+
+# The rounding-error allowance (TOL_FACTOR) and the elementwise `tolerance` are defined once, in
+# fastlinear/cli/problems.py, beside the shape classes and FLOP counts that `fastlinear compare`
+# and the asv suite use.
+from fastlinear.cli.problems import TOL_FACTOR, tolerance  # noqa: F401
 
 BACKENDS = fl.available_backends()
 DTYPES = (np.float32, np.float64)
 DTYPE_IDS = ("float32", "float64")
 REDUCTIONS = ("sum", "mean")
 
-#: Rounding-error allowance, in units of eps(dtype) * sqrt(reduction length) * magnitude. Random
-#: rounding errors of a length-k dot product are about eps * |x| @ |w| (they grow like sqrt(k) in
-#: the sum but so does nothing else in the bound); the worst case is k * eps. A factor of 8 with
-#: sqrt(k) leaves ample room for blocked / fused / reassociated sums while staying ~1e3 times below
-#: the error of dropping a single term of a 300-term float32 sum (tested in test_reference.py).
-TOL_FACTOR = 8.0
-
-
 def randn(rng: np.random.Generator, shape, dtype) -> np.ndarray:
     """Standard normal values, drawn in float64 and rounded once to ``dtype``."""
     return rng.standard_normal(shape).astype(dtype)
-
-
-def tolerance(dtype, k: int, mag: np.ndarray) -> np.ndarray:
-    """Elementwise allowed error for a reduction of length ``k`` whose terms have absolute sum
-    ``mag`` (see ``reference.magnitude_*``), computed in ``dtype``."""
-    eps = float(np.finfo(dtype).eps)
-    return TOL_FACTOR * eps * math.sqrt(max(k, 1)) * np.asarray(mag, dtype=np.float64)
 
 
 def assert_close(got, ref, mag, k: int, dtype, what: str = "result") -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastlinear as fl
+from fastlinear import nn
 from helpers import is_cached
 
 
@@ -120,12 +121,12 @@ def test_backward_after_eval_raises(layer):
 
 # --- constructor --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value", [0, -1, np.int64(0)], ids=["0", "-1", "np0"])
+@pytest.mark.parametrize("value", [-1, np.int64(-5)], ids=["-1", "np-5"])
 @pytest.mark.parametrize("arg", ["in_features", "out_features"])
 def test_features_too_small(arg, value):
     kwargs = dict(in_features=3, out_features=2)
     kwargs[arg] = value
-    with pytest.raises(ValueError, match=f"{arg} must be at least 1"):
+    with pytest.raises(ValueError, match=f"{arg} must be at least 0"):
         fl.Linear(**kwargs)
 
 
@@ -434,7 +435,7 @@ def test_reduction_attribute_is_validated(layer):
 
 
 def test_raw_reduction_scale_rejects_unknown_names():
-    from fastlinear.functional import reduction_scale
+    from fastlinear._dispatch import reduction_scale
 
     with pytest.raises(ValueError, match="unknown reduction"):
         reduction_scale("avg", 4, np.dtype(np.float32))
@@ -476,3 +477,56 @@ def test_unhashable_or_non_string_init(init):
 def test_array_subclasses_with_other_semantics_rejected(layer, make):
     expect_error(layer, TypeError, "plain numpy.ndarray", layer.forward,
                  make(np.ones((4, 3), np.float32)))
+
+
+# --- flags are bools, never truth values; out= never aliases a layer's own state -------------------
+
+@pytest.mark.parametrize("value", ["no", "False", 0, 1, None, np.float64(1.0)], ids=repr)
+@pytest.mark.parametrize("flag", ["bias", "need_input_grad"])
+def test_boolean_arguments_refuse_non_bools(flag, value):
+    x, w, dy = np.ones((2, 3), np.float32), np.ones((4, 3), np.float32), np.ones((2, 4), np.float32)
+    with pytest.raises(TypeError, match=f"{flag} must be True or False"):
+        fl.linear_backward(dy, x, w, **{flag: value})
+    if flag == "bias":
+        with pytest.raises(TypeError, match="bias must be True or False"):
+            fl.Linear(3, 4, bias=value)
+    else:
+        layer = fl.Linear(3, 4, seed=0)
+        layer(x)
+        before = layer.grad_weight.copy()
+        with pytest.raises(TypeError, match="need_input_grad must be True or False"):
+            layer.backward(dy, need_input_grad=value)
+        assert np.array_equal(layer.grad_weight, before)
+        model = nn.mlp([3, 4], seed=0)
+        model(x)
+        with pytest.raises(TypeError, match="need_input_grad must be True or False"):
+            model.backward(dy, need_input_grad=value)
+
+
+@pytest.mark.parametrize("target", ["grad_weight", "grad_bias"])
+def test_out_may_not_alias_the_layers_own_gradients(target):
+    layer = fl.Linear(4, 4, seed=0)
+    x = np.ones((4, 4), np.float32)
+    y = layer(x)
+    layer.backward(np.ones_like(y))
+    alias = getattr(layer, target)
+    before = alias.copy()
+    with pytest.raises(ValueError, match=f"out overlaps {target}"):
+        if target == "grad_weight":
+            layer(x, out=alias)
+        else:
+            layer(x[:1], out=alias.reshape(1, 4))
+    with pytest.raises(ValueError, match=f"out overlaps {target}"):
+        if target == "grad_weight":
+            layer.backward(np.ones_like(y), out=alias)
+        else:
+            layer(x[:1])
+            layer.backward(np.ones((1, 4), np.float32), out=alias.reshape(1, 4))
+    assert np.array_equal(getattr(layer, target), before)
+
+
+@pytest.mark.parametrize("bad", [[[1.0] * 8], (1.0,) * 8, "x"], ids=["list", "tuple", "str"])
+def test_predict_refuses_non_arrays_with_a_type_error(bad):
+    model = nn.mlp([8, 3], seed=0)
+    with pytest.raises(TypeError, match="x must be a numpy.ndarray"):
+        model.predict(bad)

@@ -31,3 +31,18 @@ def test_readme_error_message_example_is_current():
     except ValueError as exc:
         message = str(exc)
     assert f"`{message}`" in text
+
+
+def test_readme_headings_are_unique():
+    headings = re.findall(r"^#+ .*$", README.read_text(), flags=re.M)
+    repeated = sorted({h for h in headings if headings.count(h) > 1})
+    assert not repeated, f"repeated headings: {repeated}"
+
+
+def test_readme_paths_exist():
+    """Every repository path the README names (in backticks) exists."""
+    root = README.parent
+    paths = re.findall(r"`((?:fastlinear|tests|asv_benchmarks)/[\w./-]*)`", README.read_text())
+    assert paths
+    missing = sorted({p for p in paths if not (root / p.rstrip("/")).exists()})
+    assert not missing, f"README names paths that do not exist: {missing}"

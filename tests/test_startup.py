@@ -14,12 +14,15 @@ import textwrap
 
 import pytest
 
+pytestmark = pytest.mark.slow  # fresh interpreters compiling every kernel: minutes
+
 SCRIPT = textwrap.dedent(
     """
     import hashlib, json
     import numpy as np
     import fastlinear as fl
     from fastlinear._compile import compile_count
+
 
     digest = hashlib.sha256()
     for n, k, m in [(1, 16, 16), (70, 300, 130)]:

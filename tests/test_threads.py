@@ -110,3 +110,63 @@ def test_set_num_threads_also_limits_blas(restore_threads):
     if numba.config.NUMBA_NUM_THREADS >= 2:
         fl.set_num_threads(2)
         assert blas_threads() == {2} and fl.get_num_threads() == 2
+
+
+def _blas_threads() -> set:
+    import threadpoolctl
+
+    return {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+
+
+def test_set_num_threads_also_sets_torch_when_imported(restore_threads):
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    try:
+        for n in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            fl.set_num_threads(n)
+            assert torch.get_num_threads() == n and fl.get_num_threads() == n
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_block_sets_every_pool_and_restores_them_after_an_error(restore_threads):
+    torch = pytest.importorskip("torch")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs a Numba pool of at least 2 threads")
+    fl.set_num_threads(2)
+    torch_before = torch.get_num_threads()
+    blas_before = _blas_threads()
+    with pytest.raises(KeyError):
+        with fl.threads(1) as n:
+            assert n == 1
+            assert fl.get_num_threads() == 1 and torch.get_num_threads() == 1
+            assert _blas_threads() in (set(), {1})
+            raise KeyError("inside the block")
+    assert fl.get_num_threads() == 2
+    assert torch.get_num_threads() == torch_before
+    assert _blas_threads() == blas_before
+
+
+@pytest.mark.parametrize("bad, exc", [(0, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_threads_block_refuses_bad_counts_before_changing_anything(bad, exc, restore_threads):
+    before = fl.get_num_threads()
+    with pytest.raises(exc):
+        with fl.threads(bad):
+            pass
+    assert fl.get_num_threads() == before
+
+
+def test_default_thread_count_is_the_cores_the_process_may_use():
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("taskset") is None or not hasattr(os, "sched_getaffinity"):
+        pytest.skip("needs taskset and sched_getaffinity")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    code = ("import fastlinear as fl, numba; "
+            "print(numba.config.NUMBA_NUM_THREADS, fl.get_num_threads(), fl._threads.pools()['cores available'])")
+    out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], env=env,
+                         capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    assert out == ["1", "1", "1"]

@@ -17,7 +17,7 @@ The choice depends only on shape and dtype. Below ``BLAS_WORK`` results are ther
 same for any thread count, as for the loop backend; above it BLAS makes no such promise (OpenBLAS
 gave different bits with 1 and 2 threads at 257 x 256 x 256). Mixing
 BLAS calls and Numba parallel kernels in one step lets their idle thread pools spin against each
-other on a small machine (see ``fastlinear.threads``); with a single shape class per layer that
+other on a small machine (see ``fastlinear._threads``); with a single shape class per layer that
 happens only at layer boundaries.
 """
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..activations import RELU, SIGMOID, TANH, apply_numpy
+from ..activations import apply_numpy, grad_numpy
 
 
 def forward(y, x, w, b, act):
@@ -48,18 +48,8 @@ def grad_input(dx, dy, w):
 
 
 def activation_grad(g, db, dy, y, act, scale, accumulate):
-    """g = dy * act'(y) from the forward output ``y``; db (+)= scale * g.sum(axis=0) unless None.
-    Written into ``g`` in place, with no temporary arrays."""
-    if act == RELU:
-        np.greater(y, 0, out=g)  # writes 1 or 0 in g's dtype; NaN > 0 is False, as in the kernels
-    elif act == SIGMOID:
-        np.subtract(1, y, out=g)
-        np.multiply(g, y, out=g)
-    elif act == TANH:
-        np.multiply(y, y, out=g)
-        np.subtract(1, g, out=g)
-    else:
-        g.fill(1)
-    np.multiply(g, dy, out=g)
+    """g = dy * act'(y) from the forward output ``y`` (torch's NaN/Inf semantics, see
+    `fastlinear.activations`); db (+)= scale * g.sum(axis=0) unless None. Written into ``g``."""
+    grad_numpy(g, dy, y, act)
     if db is not None:
         grad_bias(db, g, scale, accumulate)

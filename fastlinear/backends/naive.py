@@ -17,7 +17,7 @@ from __future__ import annotations
 from numba import njit, prange
 
 from .._config import NAIVE
-from ..activations import apply, derivative
+from ..activations import apply, grad
 
 
 @njit(**NAIVE)
@@ -99,7 +99,7 @@ def activation_grad(g, db, dy, y, act, scale, accumulate):
     for j in prange(m):
         acc = g.dtype.type(0)
         for i in range(n):
-            g[i, j] = dy[i, j] * derivative(y[i, j], act, one)
+            g[i, j] = grad(dy[i, j], y[i, j], act, one)
             acc += g[i, j]
         if db is not None:
             if accumulate:

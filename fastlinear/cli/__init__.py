@@ -1,57 +1,101 @@
-"""The ``fastlinear`` command. Each subcommand lives in its own module, which registers its parser
-(``add_parser(sub)``) and sets ``run``, the function ``main`` calls with the parsed arguments:
+"""The ``fastlinear`` command.
 
-- ``compare``: validate, then time every backend (and PyTorch) over shapes, ops, dtypes, threads;
-- ``demo``: ``compare`` with the original demo's defaults (four kernels; loops, naive, blas);
-- ``info``: versions, threads, BLAS, CPU features and Numba's cache;
-- ``train``: see `fastlinear.cli.train` (its parser sets ``handler`` rather than ``run``).
+Each subcommand is a module with ``add_parser(subparsers)``, which registers its options, and
+``run(args) -> int``, which turns the parsed options into plain arguments for library functions and
+returns the exit status. `main` parses, calls ``run``, and turns every expected failure into one
+line on standard error and one of these exit statuses:
+
+====  ==========================================================================================
+0     success
+1     ``compare``: a backend gave a wrong result (reported, never timed)
+2     a usage or data problem: a bad option, a bad data file, an output path that cannot be
+      written (checked before long work starts), training that diverged, a shape too large for
+      memory, or an optional package an option needs (matplotlib, torch) not installed
+3     an internal error (a bug): the traceback is printed so that it can be reported
+130   interrupted (Ctrl-C)
+141   standard output was closed early (``fastlinear train | head``); nothing more is printed
+====  ==========================================================================================
+
+No output file is ever left half-written: files are written through `fastlinear._io.atomic_write`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 
-from . import compare, info
-from .plot import MissingDependency
+from . import compare, info, predict, train
+from ._common import HelpFormatter, MissingDependency
 
-DEMO_SHAPES = "32x128x128,8x784x128,256x512x512,4096x256x10"
+#: name -> module with add_parser(subparsers) and run(args) -> int.
+COMMANDS = {"train": train, "predict": predict, "compare": compare, "info": info}
 
+EXIT_OK, EXIT_WRONG, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPT, EXIT_PIPE = 0, 1, 2, 3, 130, 141
 
-def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="compare with the original defaults: the four kernels of "
-                       "loops, naive and blas")
-    compare.add_arguments(p, shapes=DEMO_SHAPES, backends="loops,naive,blas",
-                          ops="forward,grad_weight,grad_bias,grad_input")
-    p.set_defaults(run=compare.run)
+#: Exceptions that mean the user's input, data, environment or options are at fault.
+USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, MemoryError, MissingDependency)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fastlinear", description="The linear layer as Numba loop kernels: compare backends, "
-        "inspect the set-up, train a small model.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    compare.add_parser(sub)
-    _add_demo(sub)
-    info.add_parser(sub)
-    from .train import add_parser as add_train_parser
+def _version() -> str:
+    from .. import __version__
 
-    add_train_parser(sub)
-    return parser
+    return __version__
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``fastlinear`` argument parser with every subcommand registered."""
+    p = argparse.ArgumentParser(
+        prog="fastlinear", formatter_class=HelpFormatter,
+        description="The neural-network linear layer as Numba loop kernels: train a small model, "
+                    "compare the backends, inspect the set-up.",
+        epilog="exit status: 0 success, 1 compare found a wrong result, 2 usage or data problem, "
+               "3 internal error, 130 interrupted, 141 output closed early")
+    p.add_argument("--version", action="version", version=f"fastlinear {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS.values():
+        module.add_parser(sub)
+    return p
+
+
+def _message(exc: BaseException) -> str:
+    """One line: the exception's text, or its type where the text is empty."""
+    if isinstance(exc, MemoryError):
+        return f"not enough memory{': ' + str(exc) if str(exc) else ''}"
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null so that the interpreter's final flush of the
+    buffered output does not raise a second BrokenPipeError at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``fastlinear`` console script: 0 on success, 1 when a compared kernel
-    gave a wrong result, 2 on a usage error (with a message on stderr)."""
-    args = _parser().parse_args(argv)
-    if hasattr(args, "handler"):
-        return args.handler(args)
+    """Entry point of the ``fastlinear`` console script; returns the exit status (see the module
+    docstring). Argument errors exit through argparse with status 2."""
+    name = "fastlinear"
     try:
-        return args.run(args)
-    except (ValueError, TypeError, MissingDependency) as exc:
-        print(f"fastlinear {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        args = parser().parse_args(argv)
+        name = f"fastlinear {args.command}"
+        return COMMANDS[args.command].run(args)
+    except KeyboardInterrupt:
+        print(f"\n{name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPT
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_PIPE
+    except USER_ERRORS as exc:
+        print(f"{name}: error: {_message(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:  # noqa: BLE001 - a bug: show where, then exit with its own status
+        traceback.print_exc()
+        print(f"{name}: internal error (a bug in fastlinear; please report it with the traceback "
+              "above)", file=sys.stderr)
+        return EXIT_BUG

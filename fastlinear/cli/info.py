@@ -12,6 +12,7 @@ import os
 import platform
 
 from ..activations import NONE as ACT_NONE
+from ._common import HelpFormatter
 
 # The SIMD flags worth reporting, in LLVM's spelling (llvmlite.binding.get_host_cpu_features).
 SIMD_FLAGS = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl",
@@ -67,10 +68,28 @@ def blas_pools() -> list[str]:
     ]
 
 
+def vector_width_512() -> bool:
+    """Whether the code Numba generates in this process prefers 512-bit vectors: its code
+    generator targets AVX-512 with LLVM's 256-bit preference turned off. Read from the live code
+    generator, because Numba fixes its target on the first compilation of a process: if other
+    code compiled before fastlinear was imported, fastlinear's setting had no effect."""
+    from numba.core.registry import cpu_target
+
+    from .. import _cpu
+
+    # The code generator keeps its feature string in a private attribute; without it, report
+    # what fastlinear asked for.
+    features = getattr(cpu_target.target_context.codegen(), "_tm_features", None)
+    if not isinstance(features, str):
+        return bool(_cpu.vector_width_applied)
+    flags = features.split(",")
+    return "+avx512f" in flags and "-prefer-256-bit" in flags
+
+
 def kernel_cache() -> dict:
     """Where Numba caches fastlinear's kernels and which of them already have machine code there
     for this CPU and source (a warm cache: no compilation on first call). Counts every cached
-    Numba function in the kernel modules the backends import, helpers included."""
+    Numba function in the kernel and backend modules, helpers included."""
     import sys
 
     from numba.core.caching import FunctionCache
@@ -78,10 +97,11 @@ def kernel_cache() -> dict:
 
     from .. import backends  # noqa: F401  (imports the kernel modules)
 
+    packages = ("fastlinear.kernels.", "fastlinear.backends.")  # naive's kernels live in backends
     kernels = {
-        f"{mod_name.removeprefix('fastlinear.kernels.')}.{name}": fn
+        f"{mod_name.split('.', 2)[2]}.{name}": fn
         for mod_name, mod in sorted(sys.modules.items())
-        if mod_name.startswith("fastlinear.kernels.") and mod is not None
+        if mod_name.startswith(packages) and mod is not None
         for name, fn in vars(mod).items()
         if isinstance(fn, CPUDispatcher) and fn.__module__ == mod_name
         and isinstance(getattr(fn, "_cache", None), FunctionCache)
@@ -114,7 +134,7 @@ def summary(run_kernel: bool = False) -> dict:
     import numba
 
     from .. import _cpu
-    from ..threads import get_num_threads
+    from .._threads import get_num_threads
 
     cache = kernel_cache()
     if run_kernel:
@@ -133,7 +153,8 @@ def summary(run_kernel: bool = False) -> dict:
         "cpus": os.cpu_count(),
         "cpu": cpu_model(),
         "simd": simd_flags(),
-        "vector_width_512": bool(_cpu.vector_width_applied),
+        "vector_width_512": vector_width_512(),
+        "vector_width_requested": bool(_cpu.vector_width_applied),
         "numba_cpu_name": numba.config.CPU_NAME,
         "cache": cache,
         "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")},
@@ -155,7 +176,9 @@ def format_summary(s: dict) -> str:
         f"CPU: {s['cpu']} ({s['cpus']} logical CPUs)",
         f"SIMD: {' '.join(s['simd']) or 'none detected'}",
         f"512-bit vectors: {'on' if s['vector_width_512'] else 'off'}"
-        f" (Numba CPU name: {s['numba_cpu_name'] or 'default'})",
+        f" (Numba CPU name: {s['numba_cpu_name'] or 'default'})"
+        + (" (requested, but Numba compiled code before fastlinear was imported)"
+           if s.get("vector_width_requested") and not s["vector_width_512"] else ""),
         f"Numba cache: {', '.join(cache['dirs']) or 'unknown'}",
         f"cache warm: {len(cache['warm'])} of {cache['kernels']} Numba kernel functions have cached "
         "code"
@@ -168,7 +191,7 @@ def format_summary(s: dict) -> str:
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register ``fastlinear info``."""
-    p = sub.add_parser("info", help="versions, threads, BLAS, CPU features and Numba's cache",
+    p = sub.add_parser("info", formatter_class=HelpFormatter, help="versions, threads, BLAS, CPU features and Numba's cache",
                        description="Print what fastlinear's kernels run on: versions, threads, "
                                    "BLAS, CPU and SIMD flags, vector width, Numba's cache.")
     p.add_argument("--json", action="store_true", help="print the same as JSON")
@@ -177,6 +200,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``fastlinear info``: print `summary` (one tiny kernel runs first); returns 0."""
     s = summary(run_kernel=True)
     print(json.dumps(s, indent=1) if args.json else format_summary(s))
     return 0

@@ -27,7 +27,7 @@ def rows(results: list[Result]) -> list[tuple[str, ...]]:
         shape = "x".join(map(str, r.shape))
         head = (str(r.threads), r.dtype, shape, r.op, r.backend)
         if r.status == "wrong":
-            out.append(head + (f"WRONG (error {r.error:.1e})", "not timed", "-", "-"))
+            out.append(head + (f"WRONG (error {r.error:.1e}x tolerance)", "not timed", "-", "-"))
             continue
         if r.status == "skipped":
             out.append(head + ("skipped", "too slow", "-", "-"))
@@ -36,7 +36,7 @@ def rows(results: list[Result]) -> list[tuple[str, ...]]:
         for ref in ("blas", "torch"):
             t = times.get((r.threads, r.dtype, r.shape, r.op, ref))
             ratios.append(f"{t / r.median_s:.2f}x" if t else "-")
-        out.append(head + (_time(r.median_s), f"{r.gflops:.1f}", *ratios))
+        out.append(head + (_time(r.median_s), _gflops(r.gflops), *ratios))
     return out
 
 
@@ -54,12 +54,59 @@ def plain(results: list[Result]) -> str:
     return "\n".join([fmt(COLUMNS), fmt("-" * w for w in widths)] + [fmt(r) for r in body])
 
 
+def _gflops(value: float) -> str:
+    """One decimal from 10 up, two significant digits below (0.016, not 0.0)."""
+    return f"{value:.1f}" if value >= 10 else f"{value:.2g}"
+
+
+def _groups(results: list[Result]) -> dict:
+    """Results by (threads, dtype), in the order they first appear."""
+    groups: dict = {}
+    for r in results:
+        groups.setdefault((r.threads, r.dtype), []).append(r)
+    return groups
+
+
+def markdown(results: list[Result], env: dict) -> str:
+    """The results as Markdown: one table per (dtype, thread count) with a row per (shape, op),
+    GFLOP/s per backend, then each other fastlinear backend's speed ratio to blas and to torch
+    (their time divided by its time: > 1 means it is faster). Wrong results read "WRONG", naive
+    skipped as too slow "-". Headed by the environment the numbers were measured in."""
+    lines = [f"Measured on {header(env).replace(chr(10), '; ')}.", ""] if env else []
+    refs = ("blas", "torch")
+    for (threads, dtype), rs in _groups(results).items():
+        backends = list(dict.fromkeys(r.backend for r in rs))
+        present = [b for b in refs if b in backends]
+        others = [b for b in backends if b not in refs]
+        by = {(r.shape, r.op, r.backend): r for r in rs}
+        ratios = [(b, ref) for b in others for ref in present]
+        cols = ["batch x in x out", "op", *backends, *(f"{b} vs {ref}" for b, ref in ratios)]
+        lines += [f"{dtype}, {threads} thread{'s' if threads != 1 else ''}: GFLOP/s per backend"
+                  + ("; 'X vs Y' is Y's time divided by X's (> 1: X is faster)" if ratios else ""),
+                  "", "| " + " | ".join(cols) + " |",
+                  "|" + "---|" * 2 + "---:|" * (len(cols) - 2)]
+        for shape, op in dict.fromkeys((r.shape, r.op) for r in rs):
+            cells = ["x".join(map(str, shape)), op]
+            for b in backends:
+                r = by.get((shape, op, b))
+                cells.append("-" if r is None or r.status == "skipped"
+                             else "WRONG" if r.status == "wrong" else _gflops(r.gflops))
+            for b, ref in ratios:
+                mine, theirs = by.get((shape, op, b)), by.get((shape, op, ref))
+                ok = mine is not None and theirs is not None and mine.ok and theirs.ok
+                cells.append(f"{theirs.median_s / mine.median_s:.2f}x" if ok else "-")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def header(env: dict) -> str:
     """Two lines describing what the numbers were measured with."""
     blas = "; ".join(env.get("blas", [])) or "none found"
     torch = f", torch {env['torch']}" if env.get("torch") else ""
-    return (f"{env['cpu']} ({env['cpus']} CPUs); numpy {env['numpy']}, numba {env['numba']}"
-            f"{torch}; threading layer {env['threading_layer']}\nBLAS: {blas}")
+    return (f"{env.get('cpu', 'unknown CPU')} ({env.get('cpus', '?')} CPUs); numpy "
+            f"{env.get('numpy', '?')}, numba {env.get('numba', '?')}{torch}; threading layer "
+            f"{env.get('threading_layer', '?')}\nBLAS: {blas}")
 
 
 def print_table(results: list[Result], env: dict, rich_ok: bool) -> None:

@@ -7,7 +7,8 @@
 """
 
 from .digits import load_digits
-from .files import load_arrays
-from .split import Split, split_and_scale, train_test_split
+from .files import load_arrays, load_features
+from .split import Split, Standardize, encode_labels, split_and_scale, split_and_standardize, train_test_split
 
-__all__ = ["Split", "load_arrays", "load_digits", "split_and_scale", "train_test_split"]
+__all__ = ["Split", "Standardize", "encode_labels", "load_arrays", "load_digits", "load_features",
+           "split_and_scale", "split_and_standardize", "train_test_split"]

@@ -35,16 +35,53 @@ def load_arrays(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return _checked(path, X, y)
 
 
-def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
+def load_features(path: str | os.PathLike, n_features: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return ``(X, y)`` for prediction: float64 features (n, n_features) and int64 labels (n,), or
+    None for ``y`` when the file holds none.
+
+    ``.npz``: an array ``X`` and optionally ``y``. ``.csv``: ``n_features`` columns (no labels) or
+    ``n_features + 1`` (the label in the last column), with an optional header line.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: as `load_arrays`, or a number of features other than ``n_features``.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"data file {path!r} does not exist")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".npz":
+        X, y = _read_npz(path, need_y=False)
+    elif ext == ".csv":
+        table = _read_table(path)
+        if table.shape[1] == n_features:
+            X, y = table, None
+        elif table.shape[1] == n_features + 1:
+            X, y = table[:, :-1], table[:, -1]
+        else:
+            raise ValueError(f"data file {path!r} has {table.shape[1]} columns; the model takes "
+                             f"{n_features} features (and optionally a label in one more column)")
+    else:
+        raise ValueError(f"data file {path!r}: unknown extension {ext!r}; use .npz (array X, optional y) or .csv")
+    if y is None:
+        X = _checked_features(path, X)
+    else:
+        X, y = _checked(path, X, y)
+    if X.shape[1] != n_features:
+        raise ValueError(f"data file {path!r}: X has {X.shape[1]} features; the model takes {n_features}")
+    return X, y
+
+
+def _read_npz(path: str, need_y: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in ("X", "y") if k not in data.files]
+            missing = [k for k in (("X", "y") if need_y else ("X",)) if k not in data.files]
             if missing:
                 raise ValueError(
                     f"data file {path!r} has no array named {' or '.join(map(repr, missing))} "
                     f"(it has {sorted(data.files)}); save with np.savez(path, X=features, y=labels)"
                 )
-            return data["X"], data["y"]
+            return data["X"], data["y"] if "y" in data.files else None
     except ValueError as exc:
         if "no array named" in str(exc):
             raise
@@ -64,6 +101,16 @@ def _is_number(text: str) -> bool:
 
 
 def _read_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
+    table = _read_table(path)
+    if table.shape[1] < 2:
+        raise ValueError(
+            f"data file {path!r} has {table.shape[1]} column(s); need at least one feature column "
+            f"and the label in the last column"
+        )
+    return table[:, :-1], table[:, -1]
+
+
+def _read_table(path: str) -> np.ndarray:
     with open(path, encoding="utf-8", errors="replace") as fh:
         first = fh.readline()
     header = bool(first.strip()) and not any(_is_number(f) for f in first.split(","))
@@ -75,12 +122,20 @@ def _read_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"data file {path!r}: non-numeric or ragged data: {exc}") from None
     if table.shape[0] == 0:
         raise ValueError(f"data file {path!r} has no data rows")
-    if table.shape[1] < 2:
-        raise ValueError(
-            f"data file {path!r} has {table.shape[1]} column(s); need at least one feature column "
-            f"and the label in the last column"
-        )
-    return table[:, :-1], table[:, -1]
+    return table
+
+
+def _checked_features(path: str, X: np.ndarray) -> np.ndarray:
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_) or np.iscomplexobj(X):
+        raise ValueError(f"data file {path!r}: X has non-numeric dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"data file {path!r}: X must be 2-D (samples, features), got shape {X.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"data file {path!r}: X of shape {X.shape} is empty")
+    X = X.astype(np.float64)
+    if not np.isfinite(X).all():
+        raise ValueError(f"data file {path!r}: X contains NaN or Inf")
+    return X
 
 
 def _checked(path: str, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

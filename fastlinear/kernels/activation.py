@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import PARALLEL, SERIAL
-from ..activations import derivative
+from ..activations import grad
 from ._sums import LEAF, ORDERED, column_block, combine_into, leaf_buffer, leaf_count
 
 #: widest column block of a task (64 float32 values: four cache lines per row segment)
@@ -28,7 +28,8 @@ _NO_LEAVES = {np.dtype(t): np.empty((0, 0), t) for t in (np.float32, np.float64)
 
 @njit(**ORDERED)
 def _leaf(g, leaves, dy, y, act, with_db, c, j0, j1):
-    """Rows of leaf c, columns j0:j1: g = dy * act'(y), and their column sums into leaves[c]."""
+    """Rows of leaf c, columns j0:j1: g = dy * act'(y) (`activations.grad`), and their column
+    sums into leaves[c]."""
     one = g.dtype.type(1)
     if with_db:
         acc = leaves[c, j0:j1]
@@ -38,7 +39,7 @@ def _leaf(g, leaves, dy, y, act, with_db, c, j0, j1):
         dyi = dy[i]
         yi = y[i]
         for j in range(j0, j1):
-            v = dyi[j] * derivative(yi[j], act, one)
+            v = grad(dyi[j], yi[j], act, one)
             gi[j] = v
             if with_db:
                 acc[j - j0] += v

@@ -21,8 +21,12 @@ SERIAL_MAX = 1 << 15
 # No fastmath: an element-wise update needs no reassociation to vectorize, and without "contract"
 # LLVM cannot fuse multiply-adds differently in the serial and the parallel build (it did: 1-ulp
 # differences in ~6% of elements), so both give the same bits.
-PARALLEL = NAIVE
-SERIAL = {k: v for k, v in NAIVE.items() if k != "parallel"}
+# error_model="numpy": a float division by zero gives Inf or NaN, as in numpy and torch (Adam with
+# eps = 0 and a zero gradient divides 0 by 0 and torch's parameter becomes NaN). Numba's default,
+# "python", raises ZeroDivisionError instead, from the middle of the loop, after some elements
+# (and earlier parameters) were already updated.
+PARALLEL = dict(NAIVE, error_model="numpy")
+SERIAL = {k: v for k, v in PARALLEL.items() if k != "parallel"}
 
 
 @njit(inline="always")
@@ -58,9 +62,10 @@ def _sgd_parallel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, fi
 
 
 def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first, parallel=True):
-    """SGD with momentum, as torch.optim.SGD: d = g + wd p; buf = d on the first step, else
-    momentum buf + (1 - dampening) d; step along d + momentum buf (Nesterov) or buf."""
-    # p, g, buf are 1-D of equal length (buf unused when momentum == 0)
+    """SGD with momentum, as torch.optim.SGD: d = g + wd p; buf = d on the step that creates the
+    buffer (``first``), else momentum buf + (1 - dampening) d; step along d + momentum buf
+    (Nesterov) or buf."""
+    # p, g are 1-D of equal length; buf too when momentum != 0, else never read (may be empty)
     kernel = _sgd_parallel if parallel and p.shape[0] >= SERIAL_MAX else _sgd_serial
     kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first)
 

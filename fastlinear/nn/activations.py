@@ -1,10 +1,12 @@
 """Element-wise activations ReLU, Sigmoid and Tanh as modules, for an activation that does not
 directly follow a Linear layer (one that does is fused into the layer's kernels by `Sequential`).
 
-The maths is `fastlinear.activations`'; the derivative is written in terms of the activation's
-OUTPUT y (relu: 1 where y > 0; sigmoid: y (1 - y); tanh: 1 - y^2), so backward needs only what
+The maths is `fastlinear.activations`', with torch's results at NaN, Inf, signed zeros and huge
+values; the backward is written in terms of the activation's OUTPUT y (relu: 0 where y <= 0 and
+dy elsewhere, NaN included; sigmoid: dy (1 - y) y; tanh: dy (1 - y^2)), so it needs only what
 forward produced. Both directions run as numpy ufuncs with ``out=`` (the blas backend's own
-functions): no temporary arrays, and float32 stays float32.
+functions): float32 stays float32, and the only temporary is relu's boolean mask (one byte per
+element).
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _dispatch
+from .. import _validate as check
 from ..activations import code as activation_code
 from ..backends import get_backend
-from ..functional import _backward_into, _forward_into
 from ..layer import Linear
 from .buffers import RowBuffer
 
@@ -48,9 +49,10 @@ class Dense:
 
         Returns the output buffer's view (batch, out_features); the next forward overwrites it."""
         layer = self.layer
-        layer._check_parameters()
+        ready = layer._check_parameters()
+        w, b = (layer.weight, layer.bias) if ready else layer._kernel_parameters()
         y = self._y.rows(x.shape[0])
-        _forward_into(get_backend(layer.backend), y, x, layer.weight, layer.bias, self._act)
+        _dispatch.run_forward(get_backend(layer.backend), y, x, w, b, self._act)
         self._x, self._out = (x, y) if cache else (None, None)
         return y
 
@@ -64,16 +66,13 @@ class Dense:
             )
         layer = self.layer
         layer._check_parameters()
+        w, _ = layer._kernel_parameters()
         x, y = self._x, self._out
-        if dy.shape != y.shape or dy.dtype != y.dtype:
-            raise ValueError(
-                f"dy is {dy.shape} {dy.dtype} but the output it is the gradient of is "
-                f"{y.shape} {y.dtype}; they must match"
-            )
+        dy = check.grad_output(dy, x.shape[:-1], w)
         g = self._g.rows(dy.shape[0])
         dx = self._dx.rows(x.shape[0]) if need_input_grad else None
-        _backward_into(get_backend(layer.backend), dy, x, layer.weight, dx, layer.grad_weight,
-                       layer.grad_bias, layer.reduction, not self.grads_zero, y, self._act, g)
+        _dispatch.run_backward(get_backend(layer.backend), dy, x, w, dx, layer.grad_weight,
+                               layer.grad_bias, layer.reduction, not self.grads_zero, y, self._act, g)
         self.grads_zero = False
         return dx
 

@@ -8,6 +8,10 @@ returned gradient already carries the 1/N factor, so the linear layers keep thei
 ``reduction="sum"`` for the gradient of the summed loss.
 
 The gradient array is a buffer owned by the loss object and overwritten by its next call.
+
+NaN, Inf and huge values give torch's loss and gradient, element by element (a NaN or +Inf logit
+makes its row's loss and gradient NaN; a -Inf logit has probability 0; a difference that
+overflows in MSE gives Inf), silently: numpy's floating-point warnings are off inside the calls.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ class CrossEntropyLoss:
         self._row: RowBuffer | None = None
 
     def __call__(self, logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            return self._call(logits, labels)
+
+    def _call(self, logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
         logits = check.require_array("logits", logits)
         check.float_dtype("logits", logits)
         labels = check.require_array("labels", labels)
@@ -91,6 +99,10 @@ class MSELoss:
         self._grad: RowBuffer | None = None
 
     def __call__(self, y: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+        with np.errstate(invalid="ignore", over="ignore"):
+            return self._call(y, target)
+
+    def _call(self, y: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
         y = check.require_array("y", y)
         check.float_dtype("y", y)
         target = check.require_array("target", target)

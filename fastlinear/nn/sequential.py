@@ -3,9 +3,15 @@ fused into one step, and every intermediate array kept in a buffer reused across
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
+from .. import _dispatch
 from .. import _validate as check
+from ..activations import apply_numpy
+from ..activations import code as activation_code
+from ..backends import get_backend
 from ..layer import Linear
 from .activations import _Activation
 from .dense import Dense
@@ -33,6 +39,12 @@ class Sequential(Module):
     size is seen and reused for every batch of that size or smaller, so a training step in steady
     state allocates no large arrays.
 
+    Threads: inference (`predict`, or `forward` in evaluation mode) allocates its own arrays and
+    touches no shared state, so one model may serve several threads at once. Training calls
+    (`forward` in training mode, `backward`) belong to one thread at a time: a second thread
+    entering while one is inside, or a `backward` from another thread than its forward, raises
+    RuntimeError instead of mixing the two threads' buffers and gradients.
+
     Gradients accumulate in the layers' ``grad_weight``/``grad_bias`` until `zero_grad`. With the
     layers' default ``reduction="sum"`` they are gradients of a loss whose own gradient already
     includes the 1/batch of a mean (as `CrossEntropyLoss` and `MSELoss` return by default).
@@ -59,6 +71,7 @@ class Sequential(Module):
         if len({id(m) for m in modules}) != len(modules):
             raise ValueError("a module appears twice in Sequential; use separate instances")
         self.modules = list(modules)
+        self._first = linears[0]
         self.dtype = linears[0].dtype
         self.in_features = linears[0].in_features
         self.out_features = linears[-1].out_features
@@ -77,6 +90,8 @@ class Sequential(Module):
             prev = (i, m)
         self._stages = self._fuse()
         self.training = True
+        self._busy = threading.Lock()  # held by a training forward or a backward
+        self._owner: int | None = None  # thread of the last training forward
 
     def _fuse(self) -> list[tuple[Dense | Module, list[int]]]:
         """Run plan: (step, indices of the modules it covers); Linear + activation -> one Dense."""
@@ -111,18 +126,57 @@ class Sequential(Module):
         """The Linear layers, in order."""
         return [m for m in self.modules if isinstance(m, Linear)]
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """Run every step on x of shape (batch, in_features); return the last output (a buffer)."""
+    def _check_input(self, x: object) -> np.ndarray:
         x = check.require_array("x", x)
-        if x.dtype != self.dtype:
-            raise TypeError(f"x has dtype {x.dtype} but the model's layers have dtype {self.dtype}; "
-                            f"cast explicitly (x.astype(np.{self.dtype})), fastlinear never casts")
-        if x.ndim != 2 or x.shape[1] != self.in_features:
+        first = self._first.weight
+        check.same_dtype("x", x, "weight", first)
+        check.input_matches_weight("x", x, first)
+        if x.ndim != 2:
             raise ValueError(f"x has shape {x.shape}; the model expects (batch, {self.in_features})")
-        x = np.ascontiguousarray(x)
+        return x
+
+    def _enter(self, what: str) -> None:
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(
+                f"{what} while another thread is training this model; training calls belong to "
+                f"one thread at a time (inference in eval mode or through predict() may be shared)"
+            )
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Run every step on x of shape (batch, in_features); return the last output.
+
+        In training mode the output is a buffer that the next call overwrites; in evaluation
+        mode it is a new array and nothing shared is written (see "Threads" above)."""
+        x = self._check_input(x)
+        if not self.training:
+            return self._infer(x)
+        self._enter("forward() in training mode")
+        try:
+            x = _dispatch.kernel_input(x)
+            for step, _ in self._stages:
+                if isinstance(step, Dense):
+                    x = step.forward(x, cache=True)
+                else:
+                    x = step.forward(x)
+            self._owner = threading.get_ident()
+            return x
+        finally:
+            self._busy.release()
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        """The forward pass into fresh arrays, reading only the parameters."""
+        x = _dispatch.kernel_input(x)
         for step, _ in self._stages:
             if isinstance(step, Dense):
-                x = step.forward(x, cache=self.training)
+                layer = step.layer
+                ready = layer._check_parameters()
+                w, b = (layer.weight, layer.bias) if ready else layer._kernel_parameters()
+                y = np.empty((x.shape[0], layer.out_features), dtype=self.dtype)
+                _dispatch.run_forward(get_backend(layer.backend), y, x, w, b, step._act)
+                x = y
+            elif isinstance(step, _Activation):
+                x = x.copy()
+                apply_numpy(x, activation_code(step.name))
             else:
                 x = step.forward(x)
         return x
@@ -133,24 +187,36 @@ class Sequential(Module):
         Args:
             dy: gradient of the loss with respect to the last forward's output.
             need_input_grad: False skips the first layer's input gradient (training needs none).
+
+        Raises:
+            RuntimeError: no training forward to differentiate, or another thread's.
         """
         dy = check.require_array("dy", dy)
-        last = len(self._stages) - 1
-        for k in range(last, -1, -1):
-            step, _ = self._stages[k]
-            want_dx = need_input_grad or k > 0
-            if isinstance(step, Dense):
-                dy = step.backward(dy, want_dx)
-            else:
-                dy = step.backward(dy, need_input_grad=want_dx)
-        return dy
+        need_input_grad = check.flag("need_input_grad", need_input_grad)
+        self._enter("backward()")
+        try:
+            if self._owner is not None and self._owner != threading.get_ident():
+                raise RuntimeError(
+                    "backward() was called from another thread than the forward() it belongs "
+                    "to; training calls belong to one thread at a time"
+                )
+            last = len(self._stages) - 1
+            for k in range(last, -1, -1):
+                step, _ = self._stages[k]
+                want_dx = need_input_grad or k > 0
+                if isinstance(step, Dense):
+                    dy = step.backward(dy, want_dx)
+                else:
+                    dy = step.backward(dy, need_input_grad=want_dx)
+            return dy
+        finally:
+            self._busy.release()
 
     def named_parameters(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """("<index>.weight", weight, grad_weight), ("<index>.bias", ...), as torch names them."""
         named = []
         for i, m in enumerate(self.modules):
-            pairs = m._named_parameters() if isinstance(m, Linear) else m.named_parameters()
-            named.extend((f"{i}.{name}", p, g) for name, p, g in pairs)
+            named.extend((f"{i}.{name}", p, g) for name, p, g in m.named_parameters())
         return named
 
     def zero_grad(self) -> None:
@@ -176,16 +242,23 @@ class Sequential(Module):
                 step.drop_cache()
 
     def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """Class indices (argmax of the output) for every row of x, in evaluation mode; the model
-        is put back in the mode it was in."""
-        was = self.training
-        self.eval()
-        try:
-            out = np.empty(x.shape[0], dtype=np.int64)
-            for i in range(0, x.shape[0], batch_size):
-                np.argmax(self.forward(x[i : i + batch_size]), axis=1, out=out[i : i + batch_size])
-        finally:
-            self.train(was)
+        """Class indices (argmax of the output) for every row of x (batch, in_features).
+
+        Runs the inference path (fresh arrays, no mode change, no cache touched), so it may be
+        called from several threads at once and leaves a pending training forward intact.
+
+        Raises:
+            TypeError, ValueError: as `forward`; ValueError for a batch_size below 1.
+        """
+        x = self._check_input(x)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        out = np.empty(x.shape[0], dtype=np.int64)
+        for i in range(0, x.shape[0], batch_size):
+            logits = self._infer(x[i : i + batch_size])
+            if logits.shape[1] == 0:
+                raise ValueError("the model has no outputs, so there is no class to predict")
+            np.argmax(logits, axis=1, out=out[i : i + batch_size])
         return out
 
     def __repr__(self) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -47,19 +46,11 @@ def test_bad_values_exit_2_before_anything_runs(argv, fragment, capsys):
     assert fragment in capsys.readouterr().err
 
 
-def test_plot_without_matplotlib_exits_2(monkeypatch, capsys, tmp_path):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
-    code = cli.main(["compare", "--quick", "--plot", str(tmp_path / "g.png")])
-    assert code == 2
-    assert "--plot needs matplotlib" in capsys.readouterr().err
-    assert not (tmp_path / "g.png").exists()
-
-
-def test_quick_run_writes_valid_json_and_png(tmp_path, capsys, restore_threads):
+def test_quick_run_writes_valid_json_markdown_and_png(tmp_path, capsys, restore_threads):
     pytest.importorskip("matplotlib")
-    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+    out_json, out_png, out_md = tmp_path / "r.json", tmp_path / "r.png", tmp_path / "r.md"
     code = cli.main(["compare", "--quick", "--dtype", "both", "--threads", "1", "--plain",
-                     "--json", str(out_json), "--plot", str(out_png)])
+                     "--json", str(out_json), "--plot", str(out_png), "--markdown", str(out_md)])
     text = capsys.readouterr().out
     assert code == 0, text
     doc = json.loads(out_json.read_text())
@@ -73,6 +64,15 @@ def test_quick_run_writes_valid_json_and_png(tmp_path, capsys, restore_threads):
     assert doc["environment"]["numpy"] == np.__version__
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "vs blas" in text and "vs torch" in text
+    md = out_md.read_text()
+    assert md.count("| batch x in x out | op |") == 2  # one table per dtype
+    assert "| 3x5x7 | grad_input |" in md
+
+    # The same tables again from the JSON file alone, without measuring.
+    again = tmp_path / "again.md"
+    assert cli.main(["compare", "--from-json", str(out_json), "--markdown", str(again),
+                     "--plain"]) == 0
+    assert again.read_text() == md
 
 
 def _wrong_forward(y, x, w, b, *act):
@@ -89,7 +89,7 @@ def test_a_wrong_kernel_is_reported_and_not_timed(monkeypatch):
     assert by_name["blas"].status == "ok" and by_name["blas"].median_s > 0
     bad = by_name["wrong"]
     assert bad.status == "wrong" and bad.median_s is None and bad.samples_s == []
-    assert bad.error > harness.tolerance(np.float64, 6)
+    assert bad.error > 1  # in multiples of the tolerance
     assert "WRONG" in table.plain(results)
 
 
@@ -107,8 +107,8 @@ def test_naive_is_skipped_where_too_slow():
     assert rows[0][0].status == "skipped" and rows[0][1] is None
 
 
-def test_shape_classes_resolve():
-    from fastlinear.cli.compare import SHAPE_CLASSES, parse_shapes
+def test_shape_classes_resolve_with_underscore_or_hyphen():
+    from fastlinear.cli.compare import parse_shapes
 
     assert parse_shapes("tiny,wide, 2x3x4") == [(1, 16, 16), (64, 4096, 4096), (2, 3, 4)]
-    assert SHAPE_CLASSES["skinny-out"] == (4096, 256, 10)
+    assert parse_shapes("skinny_out,skinny-out,Skinny-In") == [(4096, 256, 10)] * 2 + [(8, 784, 128)]

@@ -11,10 +11,6 @@ from fastlinear.datasets import load_digits, split_and_scale
 from fastlinear.cli.train import fit
 
 
-def _args(*argv: str):
-    return cli._parser().parse_args(["train", *argv])
-
-
 def test_default_settings_reach_97_percent_on_digits(capsys):
     # Default settings; one thread only keeps the run short on a busy machine: the loss curve does
     # not depend on the thread count (test_loss_curve_does_not_depend_on_the_thread_count).
@@ -29,8 +25,8 @@ def test_default_settings_reach_97_percent_on_digits(capsys):
 
 
 def test_same_seed_and_threads_give_identical_loss_curves(restore_threads):
-    runs = [fit(_args("--epochs", "3", "--threads", "1", "--seed", "5")) for _ in range(2)]
-    other = fit(_args("--epochs", "3", "--threads", "1", "--seed", "6"))
+    runs = [fit(epochs=3, threads=1, seed=5) for _ in range(2)]
+    other = fit(epochs=3, threads=1, seed=6)
     curves = [[e.loss for e in r.history] for r in runs]
     assert curves[0] == curves[1]  # bit for bit
     assert [e.accuracy for e in runs[0].history] == [e.accuracy for e in runs[1].history]
@@ -38,16 +34,16 @@ def test_same_seed_and_threads_give_identical_loss_curves(restore_threads):
 
 
 def test_loss_curve_does_not_depend_on_the_thread_count(restore_threads):
-    one = fit(_args("--epochs", "2", "--threads", "1", "--hidden", "64"))
-    two = fit(_args("--epochs", "2", "--threads", "2", "--hidden", "64"))
+    one = fit(epochs=2, threads=1, hidden=[64])
+    two = fit(epochs=2, threads=2, hidden=[64])
     assert [e.loss for e in one.history] == [e.loss for e in two.history]
 
 
 def test_torch_backend_starts_from_the_same_weights_and_tracks_loops(restore_threads):
     pytest.importorskip("torch")
-    argv = ("--epochs", "2", "--dtype", "float64", "--threads", "1", "--hidden", "32")
-    ours = fit(_args(*argv))
-    theirs = fit(_args(*argv, "--backend", "torch"))
+    settings = dict(epochs=2, dtype="float64", threads=1, hidden=[32])
+    ours = fit(**settings)
+    theirs = fit(**settings, backend="torch")
     np.testing.assert_allclose([e.loss for e in ours.history], [e.loss for e in theirs.history], rtol=1e-6)
 
 
@@ -78,8 +74,11 @@ def test_user_data_csv(tmp_path, capsys, rng):
     [
         (["--hidden", "64,x"], "comma-separated list of integers"),
         (["--hidden", "0"], ">= 1"),
+        (["--hidden", ""], "'none' for no hidden layer"),
         (["--epochs", "0"], "must be > 0"),
         (["--lr", "-1"], "must be > 0"),
+        (["--test-fraction", "1.5"], "between 0 and 1"),
+        (["--momentum", "-0.5"], "must be >= 0"),
         (["--batch-size", "ten"], "not a valid int"),
         (["--backend", "fortran"], "invalid choice"),
         (["--optimizer", "lbfgs"], "invalid choice"),
@@ -99,8 +98,7 @@ def test_runtime_errors_exit_2(tmp_path, capsys):
         (["--data", str(tmp_path / "missing.npz")], "does not exist"),
         (["--data", str(tmp_path / "bad.npz")], "X has 4 rows"),
         (["--threads", "99999"], "threads"),
-        (["--test-fraction", "1.5"], "test-fraction"),
-        (["--save", str(tmp_path / "no" / "dir" / "m.npz")], "directory does not exist"),
+        (["--save", str(tmp_path / "no" / "dir" / "m.npz")], "does not exist"),
         (["--backend", "torch", "--save", str(tmp_path / "m.npz")], "--save needs"),
     ]
     for argv, fragment in cases:
@@ -111,7 +109,7 @@ def test_runtime_errors_exit_2(tmp_path, capsys):
 def test_torch_backend_without_torch_exits_2(monkeypatch, capsys):
     monkeypatch.setitem(__import__("sys").modules, "torch", None)  # makes `import torch` fail
     assert cli.main(["train", "--backend", "torch", "--epochs", "1"]) == 2
-    assert "needs PyTorch" in capsys.readouterr().err
+    assert "--backend torch needs torch, which is not installed" in capsys.readouterr().err
 
 
 def test_progress_bar_on_a_terminal_and_plain_lines_otherwise(monkeypatch, capsys):

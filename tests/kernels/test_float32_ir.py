@@ -20,9 +20,12 @@ import numba
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # fresh interpreters compiling every kernel: minutes
+
 # An fpext widens a float to double, and double arithmetic follows it. (Unboxing arguments may
 # narrow a double with fptrunc, which is harmless and not matched.)
 WIDENING = re.compile(r"fpext float .* to double|f(add|sub|mul|div)( [a-z]+)* double ")
+
 
 # (batch, in_features, out_features): from a single element to shapes past every block size.
 SHAPES = [(1, 1, 1), (1, 16, 16), (5, 3, 4), (33, 70, 129), (300, 257, 520), (8, 784, 128),

@@ -1,0 +1,100 @@
+"""What one library's thread pool costs the next: each call timed right after a call of another
+library, against the same call after a call of its own library.
+
+For every shape and dtype it times, as medians over many samples:
+
+- the loops forward right after numpy's BLAS matmul of the same shape, and right after torch's
+  ``F.linear`` (when torch is installed), against the loops forward right after another one;
+- numpy's matmul and torch's ``F.linear`` right after a loops forward, against each right after
+  itself.
+
+A ratio of 1.0 means the previous call's pool costs nothing; the spinning described in the README's
+"Threads" section shows as ratios far above 1. Run from the repository root with the thread count
+pinned for every pool:
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python asv_benchmarks/scripts/mixed_pools.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import fastlinear as fl
+
+SHAPES = [(32, 128, 128), (8, 784, 128), (4096, 256, 10), (256, 512, 512), (1024, 1024, 1024)]
+
+
+def _median_after(before, timed, samples: int) -> float:
+    """Median seconds of ``timed()`` called right after ``before()``."""
+    times = []
+    for _ in range(samples):
+        before()
+        t0 = time.perf_counter()
+        timed()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2, help="threads for every pool (default 2)")
+    parser.add_argument("--samples", type=int, default=40, help="samples per median (default 40)")
+    parser.add_argument("--dtype", choices=["float32", "float64"], nargs="+",
+                        default=["float32", "float64"], help="dtypes (default both)")
+    args = parser.parse_args(argv)
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        torch = None
+    fl.set_num_threads(args.threads)
+    from fastlinear._threads import pools
+
+    rows = []
+    for dtype_name in args.dtype:
+        dtype = np.dtype(dtype_name)
+        for n, k, m in SHAPES:
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal((n, k)).astype(dtype)
+            w = rng.standard_normal((m, k)).astype(dtype)
+            y = np.empty((n, m), dtype)
+            be = fl.get_backend("loops")
+
+            def loops():
+                be.forward(y, x, w, None, 0)
+
+            def blas():
+                np.matmul(x, w.T)
+
+            calls = {"loops": loops, "blas": blas}
+            if torch is not None:
+                xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+                calls["torch"] = lambda: F.linear(xt, wt)
+            for fn in calls.values():  # compile, load, and start every pool
+                for _ in range(3):
+                    fn()
+            s = args.samples
+            alone = {name: _median_after(fn, fn, s) for name, fn in calls.items()}
+            row = [f"{dtype_name} {n}x{k}x{m}"]
+            for other in [c for c in calls if c != "loops"]:
+                row.append(_median_after(calls[other], loops, s) / alone["loops"])
+                row.append(_median_after(loops, calls[other], s) / alone[other])
+            rows.append(row)
+    info = pools()
+    print(f"threads {args.threads}; Numba layer {info['numba']['layer']}; BLAS {info['blas']}; "
+          f"medians of {args.samples} samples")
+    header = ["shape", "loops after blas", "blas after loops"]
+    if torch is not None:
+        header += ["loops after torch", "torch after loops"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join([row[0]] + [f"{r:.2f}x" for r in row[1:]]) + " |")
+
+
+if __name__ == "__main__":
+    main()
