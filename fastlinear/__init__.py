@@ -20,8 +20,17 @@ if (
     if 0 < _cores < (_os.cpu_count() or _cores):
         _os.environ["NUMBA_NUM_THREADS"] = str(_cores)
 
-from . import _cpu  # noqa: F401, E402  (must run before any kernel compiles)
+# Set-up that must precede the import of any kernel module: the 512-bit preference for
+# fastlinear's own kernels (_cpu), where their machine code is cached (_cache), and the fork
+# guard (_fork).
+from . import _cpu  # noqa: E402
+from . import _cache  # noqa: E402
+from . import _fork  # noqa: E402, F401
+
+_cache.install("" if _cpu.enabled else "-nopref")
+
 from ._compile import warmup
+from ._fork import ForkedThreadPoolError
 from .backends import Backend, available_backends, get_backend
 from .functional import Cache, backward, forward, linear, linear_backward
 from .layer import Linear
@@ -32,6 +41,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend",
     "Cache",
+    "ForkedThreadPoolError",
     "Linear",
     "available_backends",
     "backward",

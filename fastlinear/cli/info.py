@@ -68,22 +68,13 @@ def blas_pools() -> list[str]:
     ]
 
 
-def vector_width_512() -> bool:
-    """Whether the code Numba generates in this process prefers 512-bit vectors: its code
-    generator targets AVX-512 with LLVM's 256-bit preference turned off. Read from the live code
-    generator, because Numba fixes its target on the first compilation of a process: if other
-    code compiled before fastlinear was imported, fastlinear's setting had no effect."""
-    from numba.core.registry import cpu_target
-
-    from .. import _cpu
-
-    # The code generator keeps its feature string in a private attribute; without it, report
-    # what fastlinear asked for.
-    features = getattr(cpu_target.target_context.codegen(), "_tm_features", None)
-    if not isinstance(features, str):
-        return bool(_cpu.vector_width_applied)
-    flags = features.split(",")
-    return "+avx512f" in flags and "-prefer-256-bit" in flags
+def torch_threads() -> int | None:
+    """torch's intra-op thread count (imports torch when it is installed), or None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.get_num_threads()
 
 
 def kernel_cache() -> dict:
@@ -97,11 +88,11 @@ def kernel_cache() -> dict:
 
     from .. import backends  # noqa: F401  (imports the kernel modules)
 
-    packages = ("fastlinear.kernels.", "fastlinear.backends.")  # naive's kernels live in backends
+    prefixes = ("fastlinear.kernels.", "fastlinear.backends.")
     kernels = {
-        f"{mod_name.split('.', 2)[2]}.{name}": fn
+        f"{mod_name.removeprefix(prefixes[0]).removeprefix(prefixes[1])}.{name}": fn
         for mod_name, mod in sorted(sys.modules.items())
-        if mod_name.startswith(packages) and mod is not None
+        if mod_name.startswith(prefixes) and mod is not None
         for name, fn in vars(mod).items()
         if isinstance(fn, CPUDispatcher) and fn.__module__ == mod_name
         and isinstance(getattr(fn, "_cache", None), FunctionCache)
@@ -109,11 +100,19 @@ def kernel_cache() -> dict:
     dirs, warm = set(), []
     for name, fn in kernels.items():
         # Numba's cache object has no public API; _load_index() returns {} when the index is
-        # missing or was written for another version of the source file.
-        dirs.add(fn._cache._cache_path)
-        if fn._cache._cache_file._load_index():
+        # missing or was written for another version of the source file. fastlinear's cache
+        # (fastlinear._cache) may read a read-only directory before the writable one.
+        files = getattr(fn._cache, "_read_files", None) or [fn._cache._cache_file]
+        dirs.update(f._cache_path for f in files)
+        if any(f._load_index() for f in files):
             warm.append(name)
-    return {"dirs": sorted(dirs), "warm": warm, "kernels": len(kernels), "names": list(kernels)}
+    from .. import _cache
+
+    location = _cache.describe()
+    return {"dirs": sorted(dirs), "warm": warm, "kernels": len(kernels), "names": list(kernels),
+            "fell_back": any(d["fell_back"] for d in location["dirs"].values()),
+            "writable": all(d["write"] for d in location["dirs"].values()),
+            "writes_failed": location["writes_failed"]}
 
 
 def _run_one_kernel() -> None:
@@ -134,7 +133,7 @@ def summary(run_kernel: bool = False) -> dict:
     import numba
 
     from .. import _cpu
-    from .._threads import get_num_threads
+    from .._threads import available_cores, get_num_threads
 
     cache = kernel_cache()
     if run_kernel:
@@ -149,16 +148,29 @@ def summary(run_kernel: bool = False) -> dict:
         "threading_layer": threading_layer(),
         "numba_threads": get_num_threads(),
         "numba_pool": numba.config.NUMBA_NUM_THREADS,
+        "cores_available": available_cores(),
+        "torch_threads": torch_threads(),
         "blas": blas_pools(),
         "cpus": os.cpu_count(),
         "cpu": cpu_model(),
         "simd": simd_flags(),
-        "vector_width_512": vector_width_512(),
-        "vector_width_requested": bool(_cpu.vector_width_applied),
-        "numba_cpu_name": numba.config.CPU_NAME,
+        "vector_width_512": _cpu.vectors_512(),
+        "vector_target": _cpu.live_target(),
+        "numba_cpu_name": _cpu.live_target()["cpu_name"],
         "cache": cache,
         "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")},
     }
+
+
+def _vector_line(s: dict) -> str:
+    """What the live code generator does about vector width, for fastlinear's kernels."""
+    t = s["vector_target"]
+    where = f"code generator CPU: {t['cpu_name']}"
+    if s["vector_width_512"]:
+        return f"on for fastlinear's kernels only ({where}; a per-function preference)"
+    if not t["avx512f"]:
+        return f"off (the code generator's CPU has no AVX-512F; {where})"
+    return f"LLVM's default for this CPU (fastlinear's preference is off; {where})"
 
 
 def format_summary(s: dict) -> str:
@@ -171,15 +183,17 @@ def format_summary(s: dict) -> str:
         f"numba: {s['numba']} (llvmlite {s['llvmlite']})",
         f"torch: {s['torch'] or 'not installed'}",
         f"Numba threading layer: {s['threading_layer']}",
-        f"Numba threads: {s['numba_threads']} of a pool of {s['numba_pool']}",
+        f"Numba threads: {s['numba_threads']} of a pool of {s['numba_pool']} "
+        f"({s['cores_available']} cores available to this process)",
+        "torch threads: " + ("torch not installed" if s["torch_threads"] is None
+                             else str(s["torch_threads"])),
         f"BLAS: {'; '.join(s['blas']) or 'none found'}",
         f"CPU: {s['cpu']} ({s['cpus']} logical CPUs)",
         f"SIMD: {' '.join(s['simd']) or 'none detected'}",
-        f"512-bit vectors: {'on' if s['vector_width_512'] else 'off'}"
-        f" (Numba CPU name: {s['numba_cpu_name'] or 'default'})"
-        + (" (requested, but Numba compiled code before fastlinear was imported)"
-           if s.get("vector_width_requested") and not s["vector_width_512"] else ""),
-        f"Numba cache: {', '.join(cache['dirs']) or 'unknown'}",
+        f"512-bit vectors: {_vector_line(s)}",
+        f"Numba cache: {', '.join(cache['dirs']) or 'unknown'}"
+        + (" (not writable: kernels compile in every process)" if not cache["writable"]
+           else " (a fallback: set NUMBA_CACHE_DIR to choose)" if cache["fell_back"] else ""),
         f"cache warm: {len(cache['warm'])} of {cache['kernels']} Numba kernel functions have cached "
         "code"
         + ("" if len(cache["warm"]) == cache["kernels"] else " (the rest compile on first call)"),

@@ -78,58 +78,6 @@ def plot(results: list[Result], path: str, title: str = "") -> None:
     shapes = list(dict.fromkeys(r.shape for r in results))
     backends = list(dict.fromkeys(r.backend for r in results if r.backend != REFERENCE))
     colors = {b: f"C{i}" for i, b in enumerate(backends)}
-    fmt = os.path.splitext(path)[1].lstrip(".").lower()
-    if fmt not in FORMATS:
-        raise ValueError(f"--plot {path!r}: the name must end in {', '.join('.' + f for f in FORMATS)}")
-
-
-def _ratio_label(t: float, _pos=None) -> str:
-    """Powers of two as 4x, 1x, 1/4x."""
-    return f"{t:g}x" if t >= 1 else f"1/{1 / t:g}x"
-
-
-def speedups(results: list[Result]) -> dict:
-    """{(op, dtype, threads): {backend: {shape: ratio or "wrong" or "skip"}}}: blas's median time
-    divided by each other backend's, for every result whose blas counterpart was timed."""
-    ref = {(r.op, r.dtype, r.threads, r.shape): r.median_s
-           for r in results if r.backend == REFERENCE and r.ok}
-    out: dict = {}
-    for r in results:
-        if r.backend == REFERENCE:
-            continue
-        key = (r.op, r.dtype, r.threads)
-        cell = out.setdefault(key, {}).setdefault(r.backend, {})
-        base = ref.get((r.op, r.dtype, r.threads, r.shape))
-        if r.status == "wrong":
-            cell[r.shape] = "wrong"
-        elif r.status == "skipped" or base is None:
-            cell[r.shape] = "skip"
-        else:
-            cell[r.shape] = base / r.median_s
-    return out
-
-
-def plot(results: list[Result], path: str, title: str = "") -> None:
-    """Write the figure to ``path`` (format from its extension: .png, .svg, .pdf).
-
-    Raises ValueError when blas was not among the compared backends (nothing to be relative to)."""
-    check_path(path)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
-
-    from .._io import atomic_write
-
-    if not any(r.backend == REFERENCE and r.ok for r in results):
-        raise ValueError("--plot shows speed relative to blas, but blas has no timed result")
-    data = speedups(results)
-    ops = list(dict.fromkeys(r.op for r in results))
-    columns = list(dict.fromkeys((r.dtype, r.threads) for r in results))
-    shapes = list(dict.fromkeys(r.shape for r in results))
-    backends = list(dict.fromkeys(r.backend for r in results if r.backend != REFERENCE))
-    colors = {b: f"C{i}" for i, b in enumerate(backends)}
     ratios = [v for per_b in data.values() for per_s in per_b.values() for v in per_s.values()
               if isinstance(v, float)]
     # A log axis in powers of two, wide enough for every bar and never narrower than 1/2..2.

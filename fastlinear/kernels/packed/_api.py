@@ -14,7 +14,7 @@ from .. import _scratch
 from .._sums import leaf_buffer
 from ._act import ACT_NONE
 from ._driver import gemm
-from ._workspace import workspace
+from ._workspace import row_blocks, workspace
 
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 _NO_LEAVES = {dt: np.empty((0, 0), dt) for dt in _EMPTY}
@@ -39,9 +39,12 @@ def packed_forward(y: np.ndarray, x: np.ndarray, w: np.ndarray, b: np.ndarray | 
     dt = y.dtype
     ws = _prepare(dt)
     empty = _EMPTY[dt]
-    gemm(y, x, True, w, True, x.shape[1], dt.type(1), empty, _NO_LEAVES[dt], False,
-         empty if b is None else b, b is not None, int(act), False,
-         ws.mr, ws.nr, ws.kc, ws.packed_a(y.shape[0]), _packed_b(ws, dt, y.shape[1]), ws.tiles)
+    n = y.shape[0]
+    bpack = _packed_b(ws, dt, y.shape[1])
+    for rows in row_blocks(n):  # bounded packing memory, same result (see _workspace.MC)
+        gemm(y[rows], x[rows], True, w, True, x.shape[1], dt.type(1), empty, _NO_LEAVES[dt], False,
+             empty if b is None else b, b is not None, int(act), False,
+             ws.mr, ws.nr, ws.kc, ws.packed_a(rows.stop - rows.start), bpack, ws.tiles)
 
 
 def packed_grad_weight(dw: np.ndarray, db: np.ndarray | None, dy: np.ndarray, x: np.ndarray,
@@ -64,9 +67,12 @@ def packed_grad_input(dx: np.ndarray, dy: np.ndarray, w: np.ndarray) -> None:
     dt = dx.dtype
     ws = _prepare(dt)
     empty = _EMPTY[dt]
-    gemm(dx, dy, True, w, False, w.shape[0], dt.type(1), empty, _NO_LEAVES[dt], False, empty,
-         False, ACT_NONE, False, ws.mr, ws.nr, ws.kc, ws.packed_a(dx.shape[0]),
-         _packed_b(ws, dt, dx.shape[1]), ws.tiles)
+    n = dx.shape[0]
+    bpack = _packed_b(ws, dt, dx.shape[1])
+    for rows in row_blocks(n):  # bounded packing memory, same result (see _workspace.MC)
+        gemm(dx[rows], dy[rows], True, w, False, w.shape[0], dt.type(1), empty, _NO_LEAVES[dt],
+             False, empty, False, ACT_NONE, False, ws.mr, ws.nr, ws.kc,
+             ws.packed_a(rows.stop - rows.start), bpack, ws.tiles)
 
 
 def compile_packed(dtype) -> None:

@@ -1,11 +1,19 @@
-"""Packing buffers, allocated once per size class and reused across calls.
+"""Packing buffers, allocated once per size class and reused across calls, with a bounded size.
 
 Allocating the packing buffers on every call was a large loss in the measurements behind this
 package, so each Python thread keeps its own buffers per dtype (`threading.local`: two Python
 threads calling a kernel at once never share a buffer). The per-thread B buffers and result
-tiles have a fixed size (one row per Numba worker, indexed by ``numba.get_thread_id()``); the
-packed A buffer grows to the next power of two of what a call needs and is then kept, so a
-training loop over fixed shapes allocates nothing after its first step.
+tiles have a fixed size (one row per Numba worker, indexed by ``numba.get_thread_id()``): KC * NC
+elements = 1 MiB per Numba thread for either dtype. The packed A buffer grows to the next power
+of two of what a call needs and is kept, up to `KEEP_BYTES`; a call that needs more gets a buffer
+of its own, freed when the call returns, so one large batch does not pin memory for good (a 1 GiB
+forward used to keep 1 GiB here).
+
+What a packed call needs for A is bounded too: the forward and input-gradient products pack at
+most `MC` rows at a time (``MC * KC`` elements, 8 MiB for either dtype; see `row_blocks`), so
+their peak is their inputs and outputs plus at most 8 MiB + 1 MiB per Numba thread. The weight
+gradient packs all ``out_features`` rows of dy.T for one k-block: ``out_features * KC`` elements,
+4 KiB per output feature (16 MiB for 4096 outputs), on top of its inputs and outputs.
 """
 
 from __future__ import annotations
@@ -23,6 +31,18 @@ from ._compile import MICRO
 KC = {np.dtype(np.float32): 1024, np.dtype(np.float64): 512}
 #: Column block of C handled by one thread per k-block (a multiple of both NR).
 NC = 256
+#: Rows of C (and of A) per driver call in the row-blocked products: a multiple of every MR (8),
+#: so the row panels, hence every result bit, are the same as in one call over all rows. Packing
+#: B again for each block costs 1 / MC of the multiply-adds (0.05%).
+MC = 2048
+#: The largest packed A buffer kept between calls (bytes): MC * KC elements of either dtype, so
+#: the row-blocked products always reuse it.
+KEEP_BYTES = 8 << 20
+
+
+def row_blocks(m: int) -> list[slice]:
+    """Consecutive slices of at most `MC` rows that cover ``m`` rows."""
+    return [slice(i, min(m, i + MC)) for i in range(0, m, MC)]
 
 
 @dataclass
@@ -38,10 +58,15 @@ class Workspace:
     tiles: np.ndarray  # (threads, mr * nr)
 
     def packed_a(self, m: int) -> np.ndarray:
-        """The A buffer, grown (to a power of two) if ``m`` rows need more than it holds."""
+        """An A buffer for ``m`` rows: the kept one, grown (to a power of two, at most
+        `KEEP_BYTES`) if needed, or, beyond `KEEP_BYTES`, a new one that is not kept."""
         need = -(-m // self.mr) * self.mr * self.kc
+        itemsize = self.apack.dtype.itemsize
+        if need * itemsize > KEEP_BYTES:
+            return np.empty(need, dtype=self.apack.dtype)
         if self.apack.size < need:
-            self.apack = np.empty(1 << (need - 1).bit_length(), dtype=self.apack.dtype)
+            size = min(1 << (need - 1).bit_length(), KEEP_BYTES // itemsize)
+            self.apack = np.empty(size, dtype=self.apack.dtype)
         return self.apack
 
 
