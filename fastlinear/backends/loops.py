@@ -27,13 +27,15 @@ AVX-512 AMD EPYC, znver5 (medians, microseconds per call, 2 threads; serial / pa
 * grad_weight: 16x64x64 (2**16) float32 2.3 / 4.3 (1 thread: 2.4 / 2.6), float64 3.7 / 5.4
   (1 thread: 3.6 / 3.4); 8x128x128 float32 5.5 / 7.2 (1 thread: 5.9 / 4.4), float64 10.5 / 9.1
                                                                              -> serial up to 2**16.
-* grad_bias: a block of 256 columns per thread; serial up to 2**16 elements of dy
-  (32x128: 0.8 / 3.2).
+* grad_bias: serial up to 2**16 elements of dy (32x128: 0.8 / 3.2), measured when the parallel
+  kernel split the work into blocks of 256 columns; it now splits into (32 rows, up to 256
+  columns) tasks (see ``small``), not re-measured.
 """
 
 from __future__ import annotations
 
-from ..kernels import _micro, small
+from ..kernels import _micro, _scratch, small
+from ..kernels._sums import leaf_buffer
 
 try:  # packed large-shape kernels, when present in this build
     from ..kernels.packed import packed_forward, packed_grad_input, packed_grad_weight
@@ -53,10 +55,10 @@ GRAD_BIAS_SERIAL = 1 << 16
 #: 256x512x512 forward 1018 / 938, grad_weight 891 / 981, grad_input 1147 / 877.
 FORWARD_PACKED = 1 << 24
 PACKED = 1 << 26
-#: ... and only when every dimension is at least this: the packed driver splits work over
-#: 256-column blocks and packs along the reduction, so a narrow side leaves threads idle or makes
-#: packing dominate. At 8192x1024x10 float32, 2 threads: forward packed 7.12 ms, direct 1.14 ms;
-#: grad_input packed 2.51 ms, direct 0.75 ms.
+#: ... and only when every dimension is at least this: the packed driver packs along the
+#: reduction, so a narrow side makes packing dominate (and, when it split work over 256-column
+#: blocks only, left threads idle). At 8192x1024x10 float32, 2 threads, measured with that older
+#: driver: forward packed 7.12 ms, direct 1.14 ms; grad_input packed 2.51 ms, direct 0.75 ms.
 PACKED_MIN_DIM = 64
 
 _FORWARD = (small.forward_serial, small.forward_parallel)
@@ -96,19 +98,20 @@ def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
     work = n * k * m
     size = dw.dtype.itemsize
     if work <= GRAD_WEIGHT_SERIAL[size]:
-        _GRAD_WEIGHT[size][0](dw, db, dy, x, scale, accumulate)
+        _GRAD_WEIGHT[size][0](dw, db, dy, x, scale, accumulate, _scratch.per_thread(dw.dtype))
     elif work <= PACKED or packed_grad_weight is None or min(n, k, m) < PACKED_MIN_DIM:
-        _GRAD_WEIGHT[size][1](dw, db, dy, x, scale, accumulate)
+        _GRAD_WEIGHT[size][1](dw, db, dy, x, scale, accumulate, _scratch.per_thread(dw.dtype))
     else:
         packed_grad_weight(dw, db, dy, x, scale, accumulate)
 
 
 def grad_bias(db, dy, scale, accumulate) -> None:
     """db (+)= scale * dy.sum(0); ``+=`` when ``accumulate``."""
+    leaves = leaf_buffer(dy.dtype, *dy.shape)
     if dy.size <= GRAD_BIAS_SERIAL:
-        small.grad_bias_serial(db, dy, scale, accumulate)
+        small.grad_bias_serial(db, dy, scale, accumulate, leaves)
     else:
-        small.grad_bias_parallel(db, dy, scale, accumulate)
+        small.grad_bias_parallel(db, dy, scale, accumulate, leaves)
 
 
 def grad_input(dx, dy, w) -> None:

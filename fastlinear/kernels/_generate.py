@@ -29,15 +29,21 @@ edit by hand, edit the generator and rerun ``python -m fastlinear.kernels._gener
 
 grad_input: dx = dy @ w ("NN"). grad_weight: dw (+)= scale * dy.T @ x ("TN"), with db (+)=
 scale * dy.sum(0) fused when db is not None. Both are outer-product kernels: each 8 x NR block of
-the output is summed over the whole reduction axis, in order, by one thread, reading w or x rows
+the output is summed over the whole reduction axis by one thread, reading w or x rows
 directly (no packing: at these shapes the operands fit in cache and packing cost more than it
 saved). Blocks are the same for every thread count, so results do not depend on it. A block cut
 by the last column uses a half-width block and then a plain loop; rows left over at the bottom use
 1-row blocks. Each output element is summed in the same order (fused multiply-adds along the
-reduction axis) whichever of these computes it.
+reduction axis) whichever of these computes it. The weight gradient sums the batch in runs of
+DW_ROWS rows, adding each run's sum to dw in batch order: at 2**20 float32 rows that keeps dw
+near OpenBLAS's error (about 1e-6 relative) where one run over the whole batch was 20-200x worse,
+and it changes nothing for batches of DW_ROWS or fewer. The fused db is summed in the fixed tree
+of ``_sums``. Edge blocks narrower than NR take their scratch row from ``ws`` (one row per
+thread, allocated by the caller): nothing is allocated inside a parallel task.
 
-Several blocks in a row form one parallel task when there are many (``_strip_*``), which saves
-index arithmetic and calls; it depends only on the shape.
+Several blocks in a row form one parallel task when there are more than TASKS (``_strip_*``),
+which saves index arithmetic and calls; it depends only on the shape, and leaves at least TASKS
+tasks (4 per thread at 64 threads) whenever there are that many blocks.
 
 Variants: ``_f32`` (NR = 32) and ``_f64`` (NR = 16), each serial (``_serial``) and parallel over
 output blocks (``_parallel``).
@@ -45,10 +51,13 @@ output blocks (``_parallel``).
 
 from __future__ import annotations
 
-import numpy as np
-from numba import prange
+from numba import get_thread_id, prange
 
 from ._slp import PARALLEL, SERIAL, slp_njit
+from ._sums import FAN, LEAF, TASKS, column_sum_into, leaf_count
+
+#: batch rows summed in registers before the partial sum is added to dw (see above)
+DW_ROWS = 512
 '''
 
 
@@ -92,12 +101,12 @@ def _dw_source(sfx: str, mr: int, nr: int, mode: str, tag: str = "") -> str:
     factor = "scale * "  # a variant without it for scale == 1 was no faster (18.7 vs 18.5 us)
     lines = [
         "@slp_njit(**SERIAL)",
-        f"def _dw_block{mr}{tag}_{mode}_{sfx}(out, dy, x, o0, p0, scale):",
-        f'    """out[o0:o0+{mr}, p0:p0+{nr}] {op} {factor}dy[:, o0:o0+{mr}].T @ x[:, p0:p0+{nr}]  '
+        f"def _dw_block{mr}{tag}_{mode}_{sfx}(out, dy, x, o0, p0, scale, r0, r1):",
+        f'    """out[o0:o0+{mr}, p0:p0+{nr}] {op} {factor}dy[r0:r1, o0:o0+{mr}].T @ x[r0:r1, p0:p0+{nr}]  '
         '(out is dw)."""',
     ]
     lines += _zero(acc)
-    lines += [f"    for kk in range(x.shape[0]):", f"        a = dy[kk, o0:o0 + {mr}]",
+    lines += [f"    for kk in range(r0, r1):", f"        a = dy[kk, o0:o0 + {mr}]",
               f"        b = x[kk, p0:p0 + {nr}]"]
     lines += [f"        a{r} = a[{r}]" for r in range(mr)]
     lines += _fma(acc)
@@ -108,22 +117,38 @@ def _dw_source(sfx: str, mr: int, nr: int, mode: str, tag: str = "") -> str:
 
 
 def _db_source(sfx: str, mr: int) -> str:
-    """db[o0:o0+mr] (+)= scale * dy[:, o0:o0+mr].sum(0) with the sums in registers."""
-    s = [f"s{r}" for r in range(mr)]
+    """db[o0:o0+mr] (+)= scale * dy[:, o0:o0+mr].sum(0), summed in the fixed tree of ``_sums``
+    (runs of LEAF rows in order, then FAN partial sums at a time) with every sum in registers."""
+    cols = range(mr)
     lines = [
         "@slp_njit(**SERIAL)",
         f"def _db_block{mr}_{sfx}(db, dy, o0, scale, accumulate):",
-        f'    """db[o0:o0+{mr}] (+)= scale * dy[:, o0:o0+{mr}].sum(0), each column in batch order."""',
+        f'    """db[o0:o0+{mr}] (+)= scale * dy[:, o0:o0+{mr}].sum(0), summed as `_sums.combine_into` does."""',
         "    z = db.dtype.type(0)",
-        "    " + " = ".join(s) + " = z",
-        "    for i in range(dy.shape[0]):",
-        f"        a = dy[i, o0:o0 + {mr}]",
+        "    n = dy.shape[0]",
     ]
-    lines += [f"        {v} += a[{r}]" for r, v in enumerate(s)]
+    for level in range(1, 5):
+        lines.append("    " + " = ".join(f"s{level}_{r}" for r in cols) + " = z")
+    lines += [
+        "    for c in range(leaf_count(n)):",
+        "        " + " = ".join(f"s0_{r}" for r in cols) + " = z",
+        "        for i in range(c * LEAF, min(c * LEAF + LEAF, n)):",
+        f"            a = dy[i, o0:o0 + {mr}]",
+    ]
+    lines += [f"            s0_{r} += a[{r}]" for r in cols]
+    lines += [f"        s1_{r} += s0_{r}" for r in cols]
+    indent = "        "
+    for level, period in ((1, "FAN"), (2, "(FAN * FAN)"), (3, "(FAN * FAN * FAN)")):
+        lines.append(f"{indent}if (c + 1) % {period} == 0:")
+        indent += "    "
+        for r in cols:
+            lines += [f"{indent}s{level + 1}_{r} += s{level}_{r}", f"{indent}s{level}_{r} = z"]
+    for level in range(1, 4):
+        lines += [f"    s{level + 1}_{r} += s{level}_{r}" for r in cols]
     lines += [f"    o = db[o0:o0 + {mr}]", "    if accumulate:"]
-    lines += [f"        o[{r}] += scale * {v}" for r, v in enumerate(s)]
+    lines += [f"        o[{r}] += scale * s4_{r}" for r in cols]
     lines += ["    else:"]
-    lines += [f"        o[{r}] = scale * {v}" for r, v in enumerate(s)]
+    lines += [f"        o[{r}] = scale * s4_{r}" for r in cols]
     return "\n".join(lines) + "\n"
 
 
@@ -170,9 +195,9 @@ def _dx_tile_{sfx}(dx, dy, w, i0, p0):
 
 @slp_njit(**SERIAL)
 def _strip_{sfx}(row_blocks, col_blocks):
-    """Column blocks per task: 1, or more when there are many blocks (fewer divisions and calls).
-    Depends only on the shape."""
-    return max(1, min(col_blocks, (row_blocks * col_blocks) // 32))
+    """Column blocks per task: 1, or more when there are over TASKS blocks (fewer divisions and
+    calls), leaving at least TASKS tasks (4 per thread at 64 threads). Depends only on the shape."""
+    return max(1, min(col_blocks, (row_blocks * col_blocks) // TASKS))
 
 
 @slp_njit(**SERIAL)
@@ -207,36 +232,38 @@ def grad_input_parallel_{sfx}(dx, dy, w):
 
 
 @slp_njit(**SERIAL)
-def _dw_rows_{sfx}(dw, dy, x, j0, rows, p0, scale, accumulate):
-    """rows (< {MR}) rows of dw from j0, columns p0:p0+{NR}, as 2-row blocks and a 1-row block."""
+def _dw_rows_{sfx}(dw, dy, x, j0, rows, p0, scale, add, r0, r1):
+    """rows (< {MR}) rows of dw from j0, columns p0:p0+{NR}, batch rows r0:r1, as 2-row blocks and
+    a 1-row block."""
     for j in range(j0, j0 + rows - 1, 2):
-        if accumulate:
-            _dw_block2_add_{sfx}(dw, dy, x, j, p0, scale)
+        if add:
+            _dw_block2_add_{sfx}(dw, dy, x, j, p0, scale, r0, r1)
         else:
-            _dw_block2_set_{sfx}(dw, dy, x, j, p0, scale)
+            _dw_block2_set_{sfx}(dw, dy, x, j, p0, scale, r0, r1)
     if rows & 1:
-        if accumulate:
-            _dw_block1_add_{sfx}(dw, dy, x, j0 + rows - 1, p0, scale)
+        if add:
+            _dw_block1_add_{sfx}(dw, dy, x, j0 + rows - 1, p0, scale, r0, r1)
         else:
-            _dw_block1_set_{sfx}(dw, dy, x, j0 + rows - 1, p0, scale)
+            _dw_block1_set_{sfx}(dw, dy, x, j0 + rows - 1, p0, scale, r0, r1)
 
 
 @slp_njit(**SERIAL)
-def _dw_edge_{sfx}(dw, dy, x, j0, p0, scale, accumulate):
-    """The part of the {MR} x {NR} block at (j0, p0) inside dw when it is cut by the last column."""
-    n, k = x.shape
+def _dw_edge_{sfx}(dw, dy, x, j0, p0, scale, add, r0, r1, acc):
+    """The part of the {MR} x {NR} block at (j0, p0) inside dw when it is cut by the last column,
+    batch rows r0:r1; ``acc`` is this thread's scratch row (at least {NR} elements)."""
+    k = x.shape[1]
     m = dy.shape[1]
     cols = k - p0
-    acc = np.empty(cols, dtype=dw.dtype)
     for j in range(j0, min(j0 + {MR}, m)):
-        acc[:] = 0
-        for i in range(n):
+        for q in range(cols):
+            acc[q] = 0
+        for i in range(r0, r1):
             c = dy[i, j]
             xrow = x[i, p0:k]
             for q in range(cols):
                 acc[q] += c * xrow[q]
         o = dw[j, p0:k]
-        if accumulate:
+        if add:
             for q in range(cols):
                 o[q] += scale * acc[q]
         else:
@@ -246,73 +273,81 @@ def _dw_edge_{sfx}(dw, dy, x, j0, p0, scale, accumulate):
 
 @slp_njit(**SERIAL)
 def _db_rows_{sfx}(db, dy, j0, rows, scale, accumulate):
-    """db[j0:j0+rows] (+)= scale * dy[:, j0:j0+rows].sum(0), each column in batch order."""
+    """db[j0:j0+rows] (+)= scale * dy[:, j0:j0+rows].sum(0), each column summed in the fixed tree
+    of ``_sums``."""
     if rows == {MR}:
         _db_block{MR}_{sfx}(db, dy, j0, scale, accumulate)
         return
     for j in range(j0, j0 + rows):
-        s = db.dtype.type(0)
-        for i in range(dy.shape[0]):
-            s += dy[i, j]
-        if accumulate:
-            db[j] += scale * s
-        else:
-            db[j] = scale * s
+        column_sum_into(db, j, dy, scale, accumulate)
 
 
 @slp_njit(**SERIAL)
-def _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, p0):
-    """The {MR} x {NR} block of dw at (j0, p0), or the part of it inside dw; the blocks of the first
-    column block also compute their rows of db."""
+def _dw_chunk_{sfx}(dw, dy, x, scale, add, j0, p0, r0, r1, acc):
+    """Batch rows r0:r1 of the {MR} x {NR} block of dw at (j0, p0), or of the part of it inside dw."""
     rows = min(dy.shape[1] - j0, {MR})
-    if db is not None and p0 == 0:
-        _db_rows_{sfx}(db, dy, j0, rows, scale, accumulate)
     if p0 + {NR} > x.shape[1]:
         if rows == {MR} and p0 + {NH} <= x.shape[1]:
-            if accumulate:
-                _dw_block{MR}h_add_{sfx}(dw, dy, x, j0, p0, scale)
+            if add:
+                _dw_block{MR}h_add_{sfx}(dw, dy, x, j0, p0, scale, r0, r1)
             else:
-                _dw_block{MR}h_set_{sfx}(dw, dy, x, j0, p0, scale)
+                _dw_block{MR}h_set_{sfx}(dw, dy, x, j0, p0, scale, r0, r1)
             p0 += {NH}
-        _dw_edge_{sfx}(dw, dy, x, j0, p0, scale, accumulate)
+        _dw_edge_{sfx}(dw, dy, x, j0, p0, scale, add, r0, r1, acc)
     elif rows < {MR}:
-        _dw_rows_{sfx}(dw, dy, x, j0, rows, p0, scale, accumulate)
-    elif accumulate:
-        _dw_block{MR}_add_{sfx}(dw, dy, x, j0, p0, scale)
+        _dw_rows_{sfx}(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
+    elif add:
+        _dw_block{MR}_add_{sfx}(dw, dy, x, j0, p0, scale, r0, r1)
     else:
-        _dw_block{MR}_set_{sfx}(dw, dy, x, j0, p0, scale)
+        _dw_block{MR}_set_{sfx}(dw, dy, x, j0, p0, scale, r0, r1)
 
 
 @slp_njit(**SERIAL)
-def _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks):
+def _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, p0, acc):
+    """The {MR} x {NR} block of dw at (j0, p0), or the part of it inside dw, summed over the batch
+    in runs of DW_ROWS rows, each run's sum added to dw in batch order; the blocks of the first
+    column block also compute their rows of db. ``acc`` is this thread's scratch row."""
+    if db is not None and p0 == 0:
+        _db_rows_{sfx}(db, dy, j0, min(dy.shape[1] - j0, {MR}), scale, accumulate)
+    n = dy.shape[0]
+    for r0 in range(0, max(n, 1), DW_ROWS):
+        _dw_chunk_{sfx}(dw, dy, x, scale, accumulate or r0 > 0, j0, p0, r0, min(r0 + DW_ROWS, n), acc)
+
+
+@slp_njit(**SERIAL)
+def _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks, acc):
     """Task t: one row block of dw, a strip of column blocks."""
     j0 = (t // strips) * {MR}
     c0 = (t % strips) * strip
     for c in range(c0, min(c0 + strip, col_blocks)):
-        _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, c * {NR})
+        _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, c * {NR}, acc)
 
 
 @slp_njit(**SERIAL)
-def grad_weight_serial_{sfx}(dw, db, dy, x, scale, accumulate):
+def grad_weight_serial_{sfx}(dw, db, dy, x, scale, accumulate, ws):
     """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0), on one thread."""
-    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None, ws is (threads, >= {NR})
     col_blocks = max((x.shape[1] + {NR} - 1) // {NR}, 1)
+    # row 0: get_thread_id() outside a parallel region crashes when the process has not started
+    # Numba's threads yet (a kernel loaded from the cache starts nothing at compile time)
+    acc = ws[0]
     for j0 in range(0, dy.shape[1], {MR}):
         for c in range(col_blocks):
-            _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, c * {NR})
+            _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, c * {NR}, acc)
 
 
 @slp_njit(**PARALLEL)
-def grad_weight_parallel_{sfx}(dw, db, dy, x, scale, accumulate):
+def grad_weight_parallel_{sfx}(dw, db, dy, x, scale, accumulate, ws):
     """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0); strips of output
     blocks spread over threads, each block summed over the whole batch by one thread."""
-    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None, ws is (threads, >= {NR})
     col_blocks = max((x.shape[1] + {NR} - 1) // {NR}, 1)
     row_blocks = (dy.shape[1] + {MR} - 1) // {MR}
     strip = _strip_{sfx}(row_blocks, col_blocks)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
-        _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks)
+        _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks,
+                       ws[get_thread_id()])
 '''
 
 

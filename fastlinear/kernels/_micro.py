@@ -3,15 +3,21 @@ edit by hand, edit the generator and rerun ``python -m fastlinear.kernels._gener
 
 grad_input: dx = dy @ w ("NN"). grad_weight: dw (+)= scale * dy.T @ x ("TN"), with db (+)=
 scale * dy.sum(0) fused when db is not None. Both are outer-product kernels: each 8 x NR block of
-the output is summed over the whole reduction axis, in order, by one thread, reading w or x rows
+the output is summed over the whole reduction axis by one thread, reading w or x rows
 directly (no packing: at these shapes the operands fit in cache and packing cost more than it
 saved). Blocks are the same for every thread count, so results do not depend on it. A block cut
 by the last column uses a half-width block and then a plain loop; rows left over at the bottom use
 1-row blocks. Each output element is summed in the same order (fused multiply-adds along the
-reduction axis) whichever of these computes it.
+reduction axis) whichever of these computes it. The weight gradient sums the batch in runs of
+DW_ROWS rows, adding each run's sum to dw in batch order: at 2**20 float32 rows that keeps dw
+near OpenBLAS's error (about 1e-6 relative) where one run over the whole batch was 20-200x worse,
+and it changes nothing for batches of DW_ROWS or fewer. The fused db is summed in the fixed tree
+of ``_sums``. Edge blocks narrower than NR take their scratch row from ``ws`` (one row per
+thread, allocated by the caller): nothing is allocated inside a parallel task.
 
-Several blocks in a row form one parallel task when there are many (``_strip_*``), which saves
-index arithmetic and calls; it depends only on the shape.
+Several blocks in a row form one parallel task when there are more than TASKS (``_strip_*``),
+which saves index arithmetic and calls; it depends only on the shape, and leaves at least TASKS
+tasks (4 per thread at 64 threads) whenever there are that many blocks.
 
 Variants: ``_f32`` (NR = 32) and ``_f64`` (NR = 16), each serial (``_serial``) and parallel over
 output blocks (``_parallel``).
@@ -19,10 +25,13 @@ output blocks (``_parallel``).
 
 from __future__ import annotations
 
-import numpy as np
-from numba import prange
+from numba import get_thread_id, prange
 
 from ._slp import PARALLEL, SERIAL, slp_njit
+from ._sums import FAN, LEAF, TASKS, column_sum_into, leaf_count
+
+#: batch rows summed in registers before the partial sum is added to dw (see above)
+DW_ROWS = 512
 
 
 @slp_njit(**SERIAL)
@@ -602,8 +611,8 @@ def _dx_block8_f32(out, dy, w, o0, p0):
 
 
 @slp_njit(**SERIAL)
-def _dw_block8_set_f32(out, dy, x, o0, p0, scale):
-    """out[o0:o0+8, p0:p0+32] = scale * dy[:, o0:o0+8].T @ x[:, p0:p0+32]  (out is dw)."""
+def _dw_block8_set_f32(out, dy, x, o0, p0, scale, r0, r1):
+    """out[o0:o0+8, p0:p0+32] = scale * dy[r0:r1, o0:o0+8].T @ x[r0:r1, p0:p0+32]  (out is dw)."""
     z = out.dtype.type(0)
     c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = c0_16 = c0_17 = c0_18 = c0_19 = c0_20 = c0_21 = c0_22 = c0_23 = c0_24 = c0_25 = c0_26 = c0_27 = c0_28 = c0_29 = c0_30 = c0_31 = z
     c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = c1_10 = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = c1_16 = c1_17 = c1_18 = c1_19 = c1_20 = c1_21 = c1_22 = c1_23 = c1_24 = c1_25 = c1_26 = c1_27 = c1_28 = c1_29 = c1_30 = c1_31 = z
@@ -613,7 +622,7 @@ def _dw_block8_set_f32(out, dy, x, o0, p0, scale):
     c5_0 = c5_1 = c5_2 = c5_3 = c5_4 = c5_5 = c5_6 = c5_7 = c5_8 = c5_9 = c5_10 = c5_11 = c5_12 = c5_13 = c5_14 = c5_15 = c5_16 = c5_17 = c5_18 = c5_19 = c5_20 = c5_21 = c5_22 = c5_23 = c5_24 = c5_25 = c5_26 = c5_27 = c5_28 = c5_29 = c5_30 = c5_31 = z
     c6_0 = c6_1 = c6_2 = c6_3 = c6_4 = c6_5 = c6_6 = c6_7 = c6_8 = c6_9 = c6_10 = c6_11 = c6_12 = c6_13 = c6_14 = c6_15 = c6_16 = c6_17 = c6_18 = c6_19 = c6_20 = c6_21 = c6_22 = c6_23 = c6_24 = c6_25 = c6_26 = c6_27 = c6_28 = c6_29 = c6_30 = c6_31 = z
     c7_0 = c7_1 = c7_2 = c7_3 = c7_4 = c7_5 = c7_6 = c7_7 = c7_8 = c7_9 = c7_10 = c7_11 = c7_12 = c7_13 = c7_14 = c7_15 = c7_16 = c7_17 = c7_18 = c7_19 = c7_20 = c7_21 = c7_22 = c7_23 = c7_24 = c7_25 = c7_26 = c7_27 = c7_28 = c7_29 = c7_30 = c7_31 = z
-    for kk in range(x.shape[0]):
+    for kk in range(r0, r1):
         a = dy[kk, o0:o0 + 8]
         b = x[kk, p0:p0 + 32]
         a0 = a[0]
@@ -1179,8 +1188,8 @@ def _dw_block8_set_f32(out, dy, x, o0, p0, scale):
 
 
 @slp_njit(**SERIAL)
-def _dw_block8_add_f32(out, dy, x, o0, p0, scale):
-    """out[o0:o0+8, p0:p0+32] += scale * dy[:, o0:o0+8].T @ x[:, p0:p0+32]  (out is dw)."""
+def _dw_block8_add_f32(out, dy, x, o0, p0, scale, r0, r1):
+    """out[o0:o0+8, p0:p0+32] += scale * dy[r0:r1, o0:o0+8].T @ x[r0:r1, p0:p0+32]  (out is dw)."""
     z = out.dtype.type(0)
     c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = c0_16 = c0_17 = c0_18 = c0_19 = c0_20 = c0_21 = c0_22 = c0_23 = c0_24 = c0_25 = c0_26 = c0_27 = c0_28 = c0_29 = c0_30 = c0_31 = z
     c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = c1_10 = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = c1_16 = c1_17 = c1_18 = c1_19 = c1_20 = c1_21 = c1_22 = c1_23 = c1_24 = c1_25 = c1_26 = c1_27 = c1_28 = c1_29 = c1_30 = c1_31 = z
@@ -1190,7 +1199,7 @@ def _dw_block8_add_f32(out, dy, x, o0, p0, scale):
     c5_0 = c5_1 = c5_2 = c5_3 = c5_4 = c5_5 = c5_6 = c5_7 = c5_8 = c5_9 = c5_10 = c5_11 = c5_12 = c5_13 = c5_14 = c5_15 = c5_16 = c5_17 = c5_18 = c5_19 = c5_20 = c5_21 = c5_22 = c5_23 = c5_24 = c5_25 = c5_26 = c5_27 = c5_28 = c5_29 = c5_30 = c5_31 = z
     c6_0 = c6_1 = c6_2 = c6_3 = c6_4 = c6_5 = c6_6 = c6_7 = c6_8 = c6_9 = c6_10 = c6_11 = c6_12 = c6_13 = c6_14 = c6_15 = c6_16 = c6_17 = c6_18 = c6_19 = c6_20 = c6_21 = c6_22 = c6_23 = c6_24 = c6_25 = c6_26 = c6_27 = c6_28 = c6_29 = c6_30 = c6_31 = z
     c7_0 = c7_1 = c7_2 = c7_3 = c7_4 = c7_5 = c7_6 = c7_7 = c7_8 = c7_9 = c7_10 = c7_11 = c7_12 = c7_13 = c7_14 = c7_15 = c7_16 = c7_17 = c7_18 = c7_19 = c7_20 = c7_21 = c7_22 = c7_23 = c7_24 = c7_25 = c7_26 = c7_27 = c7_28 = c7_29 = c7_30 = c7_31 = z
-    for kk in range(x.shape[0]):
+    for kk in range(r0, r1):
         a = dy[kk, o0:o0 + 8]
         b = x[kk, p0:p0 + 32]
         a0 = a[0]
@@ -1930,12 +1939,12 @@ def _dx_block2_f32(out, dy, w, o0, p0):
 
 
 @slp_njit(**SERIAL)
-def _dw_block2_set_f32(out, dy, x, o0, p0, scale):
-    """out[o0:o0+2, p0:p0+32] = scale * dy[:, o0:o0+2].T @ x[:, p0:p0+32]  (out is dw)."""
+def _dw_block2_set_f32(out, dy, x, o0, p0, scale, r0, r1):
+    """out[o0:o0+2, p0:p0+32] = scale * dy[r0:r1, o0:o0+2].T @ x[r0:r1, p0:p0+32]  (out is dw)."""
     z = out.dtype.type(0)
     c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = c0_16 = c0_17 = c0_18 = c0_19 = c0_20 = c0_21 = c0_22 = c0_23 = c0_24 = c0_25 = c0_26 = c0_27 = c0_28 = c0_29 = c0_30 = c0_31 = z
     c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = c1_10 = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = c1_16 = c1_17 = c1_18 = c1_19 = c1_20 = c1_21 = c1_22 = c1_23 = c1_24 = c1_25 = c1_26 = c1_27 = c1_28 = c1_29 = c1_30 = c1_31 = z
-    for kk in range(x.shape[0]):
+    for kk in range(r0, r1):
         a = dy[kk, o0:o0 + 2]
         b = x[kk, p0:p0 + 32]
         a0 = a[0]
@@ -2105,12 +2114,12 @@ def _dw_block2_set_f32(out, dy, x, o0, p0, scale):
 
 
 @slp_njit(**SERIAL)
-def _dw_block2_add_f32(out, dy, x, o0, p0, scale):
-    """out[o0:o0+2, p0:p0+32] += scale * dy[:, o0:o0+2].T @ x[:, p0:p0+32]  (out is dw)."""
+def _dw_block2_add_f32(out, dy, x, o0, p0, scale, r0, r1):
+    """out[o0:o0+2, p0:p0+32] += scale * dy[r0:r1, o0:o0+2].T @ x[r0:r1, p0:p0+32]  (out is dw)."""
     z = out.dtype.type(0)
     c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = c0_16 = c0_17 = c0_18 = c0_19 = c0_20 = c0_21 = c0_22 = c0_23 = c0_24 = c0_25 = c0_26 = c0_27 = c0_28 = c0_29 = c0_30 = c0_31 = z
     c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = c1_10 = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = c1_16 = c1_17 = c1_18 = c1_19 = c1_20 = c1_21 = c1_22 = c1_23 = c1_24 = c1_25 = c1_26 = c1_27 = c1_28 = c1_29 = c1_30 = c1_31 = z
-    for kk in range(x.shape[0]):
+    for kk in range(r0, r1):
         a = dy[kk, o0:o0 + 2]
         b = x[kk, p0:p0 + 32]
         a0 = a[0]
@@ -2387,11 +2396,11 @@ def _dx_block1_f32(out, dy, w, o0, p0):
 
 
 @slp_njit(**SERIAL)
-def _dw_block1_set_f32(out, dy, x, o0, p0, scale):
-    """out[o0:o0+1, p0:p0+32] = scale * dy[:, o0:o0+1].T @ x[:, p0:p0+32]  (out is dw)."""
+def _dw_block1_set_f32(out, dy, x, o0, p0, scale, r0, r1):
+    """out[o0:o0+1, p0:p0+32] = scale * dy[r0:r1, o0:o0+1].T @ x[r0:r1, p0:p0+32]  (out is dw)."""
     z = out.dtype.type(0)
     c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = c0_16 = c0_17 = c0_18 = c0_19 = c0_20 = c0_21 = c0_22 = c0_23 = c0_24 = c0_25 = c0_26 = c0_27 = c0_28 = c0_29 = c0_30 = c0_31 = z
-    for kk in range(x.shape[0]):
+    for kk in range(r0, r1):
         a = dy[kk, o0:o0 + 1]
         b = x[kk, p0:p0 + 32]
         a0 = a[0]
@@ -2495,11 +2504,11 @@ def _dw_block1_set_f32(out, dy, x, o0, p0, scale):
 
 
 @slp_njit(**SERIAL)
-def _dw_block1_add_f32(out, dy, x, o0, p0, scale):
-    """out[o0:o0+1, p0:p0+32] += scale * dy[:, o0:o0+1].T @ x[:, p0:p0+32]  (out is dw)."""
+def _dw_block1_add_f32(out, dy, x, o0, p0, scale, r0, r1):
+    """out[o0:o0+1, p0:p0+32] += scale * dy[r0:r1, o0:o0+1].T @ x[r0:r1, p0:p0+32]  (out is dw)."""
     z = out.dtype.type(0)
     c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = c0_16 = c0_17 = c0_18 = c0_19 = c0_20 = c0_21 = c0_22 = c0_23 = c0_24 = c0_25 = c0_26 = c0_27 = c0_28 = c0_29 = c0_30 = c0_31 = z
-    for kk in range(x.shape[0]):
+    for kk in range(r0, r1):
         a = dy[kk, o0:o0 + 1]
         b = x[kk, p0:p0 + 32]
         a0 = a[0]
@@ -2907,8 +2916,8 @@ def _dx_block8h_f32(out, dy, w, o0, p0):
 
 
 @slp_njit(**SERIAL)
-def _dw_block8h_set_f32(out, dy, x, o0, p0, scale):
-    """out[o0:o0+8, p0:p0+16] = scale * dy[:, o0:o0+8].T @ x[:, p0:p0+16]  (out is dw)."""
+def _dw_block8h_set_f32(out, dy, x, o0, p0, scale, r0, r1):
+    """out[o0:o0+8, p0:p0+16] = scale * dy[r0:r1, o0:o0+8].T @ x[r0:r1, p0:p0+16]  (out is dw)."""
     z = out.dtype.type(0)
     c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = z
     c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = c1_10 = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = z
@@ -2918,7 +2927,7 @@ def _dw_block8h_set_f32(out, dy, x, o0, p0, scale):
     c5_0 = c5_1 = c5_2 = c5_3 = c5_4 = c5_5 = c5_6 = c5_7 = c5_8 = c5_9 = c5_10 = c5_11 = c5_12 = c5_13 = c5_14 = c5_15 = z
     c6_0 = c6_1 = c6_2 = c6_3 = c6_4 = c6_5 = c6_6 = c6_7 = c6_8 = c6_9 = c6_10 = c6_11 = c6_12 = c6_13 = c6_14 = c6_15 = z
     c7_0 = c7_1 = c7_2 = c7_3 = c7_4 = c7_5 = c7_6 = c7_7 = c7_8 = c7_9 = c7_10 = c7_11 = c7_12 = c7_13 = c7_14 = c7_15 = z
-    for kk in range(x.shape[0]):
+    for kk in range(r0, r1):
         a = dy[kk, o0:o0 + 8]
         b = x[kk, p0:p0 + 16]
         a0 = a[0]
@@ -3212,8 +3221,8 @@ def _dw_block8h_set_f32(out, dy, x, o0, p0, scale):
 
 
 @slp_njit(**SERIAL)
-def _dw_block8h_add_f32(out, dy, x, o0, p0, scale):
-    """out[o0:o0+8, p0:p0+16] += scale * dy[:, o0:o0+8].T @ x[:, p0:p0+16]  (out is dw)."""
+def _dw_block8h_add_f32(out, dy, x, o0, p0, scale, r0, r1):
+    """out[o0:o0+8, p0:p0+16] += scale * dy[r0:r1, o0:o0+8].T @ x[r0:r1, p0:p0+16]  (out is dw)."""
     z = out.dtype.type(0)
     c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = z
     c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = c1_10 = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = z
@@ -3223,7 +3232,7 @@ def _dw_block8h_add_f32(out, dy, x, o0, p0, scale):
     c5_0 = c5_1 = c5_2 = c5_3 = c5_4 = c5_5 = c5_6 = c5_7 = c5_8 = c5_9 = c5_10 = c5_11 = c5_12 = c5_13 = c5_14 = c5_15 = z
     c6_0 = c6_1 = c6_2 = c6_3 = c6_4 = c6_5 = c6_6 = c6_7 = c6_8 = c6_9 = c6_10 = c6_11 = c6_12 = c6_13 = c6_14 = c6_15 = z
     c7_0 = c7_1 = c7_2 = c7_3 = c7_4 = c7_5 = c7_6 = c7_7 = c7_8 = c7_9 = c7_10 = c7_11 = c7_12 = c7_13 = c7_14 = c7_15 = z
-    for kk in range(x.shape[0]):
+    for kk in range(r0, r1):
         a = dy[kk, o0:o0 + 8]
         b = x[kk, p0:p0 + 16]
         a0 = a[0]
@@ -3518,38 +3527,127 @@ def _dw_block8h_add_f32(out, dy, x, o0, p0, scale):
 
 @slp_njit(**SERIAL)
 def _db_block8_f32(db, dy, o0, scale, accumulate):
-    """db[o0:o0+8] (+)= scale * dy[:, o0:o0+8].sum(0), each column in batch order."""
+    """db[o0:o0+8] (+)= scale * dy[:, o0:o0+8].sum(0), summed as `_sums.combine_into` does."""
     z = db.dtype.type(0)
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
-    for i in range(dy.shape[0]):
-        a = dy[i, o0:o0 + 8]
-        s0 += a[0]
-        s1 += a[1]
-        s2 += a[2]
-        s3 += a[3]
-        s4 += a[4]
-        s5 += a[5]
-        s6 += a[6]
-        s7 += a[7]
+    n = dy.shape[0]
+    s1_0 = s1_1 = s1_2 = s1_3 = s1_4 = s1_5 = s1_6 = s1_7 = z
+    s2_0 = s2_1 = s2_2 = s2_3 = s2_4 = s2_5 = s2_6 = s2_7 = z
+    s3_0 = s3_1 = s3_2 = s3_3 = s3_4 = s3_5 = s3_6 = s3_7 = z
+    s4_0 = s4_1 = s4_2 = s4_3 = s4_4 = s4_5 = s4_6 = s4_7 = z
+    for c in range(leaf_count(n)):
+        s0_0 = s0_1 = s0_2 = s0_3 = s0_4 = s0_5 = s0_6 = s0_7 = z
+        for i in range(c * LEAF, min(c * LEAF + LEAF, n)):
+            a = dy[i, o0:o0 + 8]
+            s0_0 += a[0]
+            s0_1 += a[1]
+            s0_2 += a[2]
+            s0_3 += a[3]
+            s0_4 += a[4]
+            s0_5 += a[5]
+            s0_6 += a[6]
+            s0_7 += a[7]
+        s1_0 += s0_0
+        s1_1 += s0_1
+        s1_2 += s0_2
+        s1_3 += s0_3
+        s1_4 += s0_4
+        s1_5 += s0_5
+        s1_6 += s0_6
+        s1_7 += s0_7
+        if (c + 1) % FAN == 0:
+            s2_0 += s1_0
+            s1_0 = z
+            s2_1 += s1_1
+            s1_1 = z
+            s2_2 += s1_2
+            s1_2 = z
+            s2_3 += s1_3
+            s1_3 = z
+            s2_4 += s1_4
+            s1_4 = z
+            s2_5 += s1_5
+            s1_5 = z
+            s2_6 += s1_6
+            s1_6 = z
+            s2_7 += s1_7
+            s1_7 = z
+            if (c + 1) % (FAN * FAN) == 0:
+                s3_0 += s2_0
+                s2_0 = z
+                s3_1 += s2_1
+                s2_1 = z
+                s3_2 += s2_2
+                s2_2 = z
+                s3_3 += s2_3
+                s2_3 = z
+                s3_4 += s2_4
+                s2_4 = z
+                s3_5 += s2_5
+                s2_5 = z
+                s3_6 += s2_6
+                s2_6 = z
+                s3_7 += s2_7
+                s2_7 = z
+                if (c + 1) % (FAN * FAN * FAN) == 0:
+                    s4_0 += s3_0
+                    s3_0 = z
+                    s4_1 += s3_1
+                    s3_1 = z
+                    s4_2 += s3_2
+                    s3_2 = z
+                    s4_3 += s3_3
+                    s3_3 = z
+                    s4_4 += s3_4
+                    s3_4 = z
+                    s4_5 += s3_5
+                    s3_5 = z
+                    s4_6 += s3_6
+                    s3_6 = z
+                    s4_7 += s3_7
+                    s3_7 = z
+    s2_0 += s1_0
+    s2_1 += s1_1
+    s2_2 += s1_2
+    s2_3 += s1_3
+    s2_4 += s1_4
+    s2_5 += s1_5
+    s2_6 += s1_6
+    s2_7 += s1_7
+    s3_0 += s2_0
+    s3_1 += s2_1
+    s3_2 += s2_2
+    s3_3 += s2_3
+    s3_4 += s2_4
+    s3_5 += s2_5
+    s3_6 += s2_6
+    s3_7 += s2_7
+    s4_0 += s3_0
+    s4_1 += s3_1
+    s4_2 += s3_2
+    s4_3 += s3_3
+    s4_4 += s3_4
+    s4_5 += s3_5
+    s4_6 += s3_6
+    s4_7 += s3_7
     o = db[o0:o0 + 8]
     if accumulate:
-        o[0] += scale * s0
-        o[1] += scale * s1
-        o[2] += scale * s2
-        o[3] += scale * s3
-        o[4] += scale * s4
-        o[5] += scale * s5
-        o[6] += scale * s6
-        o[7] += scale * s7
+        o[0] += scale * s4_0
+        o[1] += scale * s4_1
+        o[2] += scale * s4_2
+        o[3] += scale * s4_3
+        o[4] += scale * s4_4
+        o[5] += scale * s4_5
+        o[6] += scale * s4_6
+        o[7] += scale * s4_7
     else:
-        o[0] = scale * s0
-        o[1] = scale * s1
-        o[2] = scale * s2
-        o[3] = scale * s3
-        o[4] = scale * s4
-        o[5] = scale * s5
-        o[6] = scale * s6
-        o[7] = scale * s7
+        o[0] = scale * s4_0
+        o[1] = scale * s4_1
+        o[2] = scale * s4_2
+        o[3] = scale * s4_3
+        o[4] = scale * s4_4
+        o[5] = scale * s4_5
+        o[6] = scale * s4_6
+        o[7] = scale * s4_7
 
 
 @slp_njit(**SERIAL)
@@ -3594,9 +3692,9 @@ def _dx_tile_f32(dx, dy, w, i0, p0):
 
 @slp_njit(**SERIAL)
 def _strip_f32(row_blocks, col_blocks):
-    """Column blocks per task: 1, or more when there are many blocks (fewer divisions and calls).
-    Depends only on the shape."""
-    return max(1, min(col_blocks, (row_blocks * col_blocks) // 32))
+    """Column blocks per task: 1, or more when there are over TASKS blocks (fewer divisions and
+    calls), leaving at least TASKS tasks (4 per thread at 64 threads). Depends only on the shape."""
+    return max(1, min(col_blocks, (row_blocks * col_blocks) // TASKS))
 
 
 @slp_njit(**SERIAL)
@@ -3631,36 +3729,38 @@ def grad_input_parallel_f32(dx, dy, w):
 
 
 @slp_njit(**SERIAL)
-def _dw_rows_f32(dw, dy, x, j0, rows, p0, scale, accumulate):
-    """rows (< 8) rows of dw from j0, columns p0:p0+32, as 2-row blocks and a 1-row block."""
+def _dw_rows_f32(dw, dy, x, j0, rows, p0, scale, add, r0, r1):
+    """rows (< 8) rows of dw from j0, columns p0:p0+32, batch rows r0:r1, as 2-row blocks and
+    a 1-row block."""
     for j in range(j0, j0 + rows - 1, 2):
-        if accumulate:
-            _dw_block2_add_f32(dw, dy, x, j, p0, scale)
+        if add:
+            _dw_block2_add_f32(dw, dy, x, j, p0, scale, r0, r1)
         else:
-            _dw_block2_set_f32(dw, dy, x, j, p0, scale)
+            _dw_block2_set_f32(dw, dy, x, j, p0, scale, r0, r1)
     if rows & 1:
-        if accumulate:
-            _dw_block1_add_f32(dw, dy, x, j0 + rows - 1, p0, scale)
+        if add:
+            _dw_block1_add_f32(dw, dy, x, j0 + rows - 1, p0, scale, r0, r1)
         else:
-            _dw_block1_set_f32(dw, dy, x, j0 + rows - 1, p0, scale)
+            _dw_block1_set_f32(dw, dy, x, j0 + rows - 1, p0, scale, r0, r1)
 
 
 @slp_njit(**SERIAL)
-def _dw_edge_f32(dw, dy, x, j0, p0, scale, accumulate):
-    """The part of the 8 x 32 block at (j0, p0) inside dw when it is cut by the last column."""
-    n, k = x.shape
+def _dw_edge_f32(dw, dy, x, j0, p0, scale, add, r0, r1, acc):
+    """The part of the 8 x 32 block at (j0, p0) inside dw when it is cut by the last column,
+    batch rows r0:r1; ``acc`` is this thread's scratch row (at least 32 elements)."""
+    k = x.shape[1]
     m = dy.shape[1]
     cols = k - p0
-    acc = np.empty(cols, dtype=dw.dtype)
     for j in range(j0, min(j0 + 8, m)):
-        acc[:] = 0
-        for i in range(n):
+        for q in range(cols):
+            acc[q] = 0
+        for i in range(r0, r1):
             c = dy[i, j]
             xrow = x[i, p0:k]
             for q in range(cols):
                 acc[q] += c * xrow[q]
         o = dw[j, p0:k]
-        if accumulate:
+        if add:
             for q in range(cols):
                 o[q] += scale * acc[q]
         else:
@@ -3670,73 +3770,81 @@ def _dw_edge_f32(dw, dy, x, j0, p0, scale, accumulate):
 
 @slp_njit(**SERIAL)
 def _db_rows_f32(db, dy, j0, rows, scale, accumulate):
-    """db[j0:j0+rows] (+)= scale * dy[:, j0:j0+rows].sum(0), each column in batch order."""
+    """db[j0:j0+rows] (+)= scale * dy[:, j0:j0+rows].sum(0), each column summed in the fixed tree
+    of ``_sums``."""
     if rows == 8:
         _db_block8_f32(db, dy, j0, scale, accumulate)
         return
     for j in range(j0, j0 + rows):
-        s = db.dtype.type(0)
-        for i in range(dy.shape[0]):
-            s += dy[i, j]
-        if accumulate:
-            db[j] += scale * s
-        else:
-            db[j] = scale * s
+        column_sum_into(db, j, dy, scale, accumulate)
 
 
 @slp_njit(**SERIAL)
-def _dw_tile_f32(dw, db, dy, x, scale, accumulate, j0, p0):
-    """The 8 x 32 block of dw at (j0, p0), or the part of it inside dw; the blocks of the first
-    column block also compute their rows of db."""
+def _dw_chunk_f32(dw, dy, x, scale, add, j0, p0, r0, r1, acc):
+    """Batch rows r0:r1 of the 8 x 32 block of dw at (j0, p0), or of the part of it inside dw."""
     rows = min(dy.shape[1] - j0, 8)
-    if db is not None and p0 == 0:
-        _db_rows_f32(db, dy, j0, rows, scale, accumulate)
     if p0 + 32 > x.shape[1]:
         if rows == 8 and p0 + 16 <= x.shape[1]:
-            if accumulate:
-                _dw_block8h_add_f32(dw, dy, x, j0, p0, scale)
+            if add:
+                _dw_block8h_add_f32(dw, dy, x, j0, p0, scale, r0, r1)
             else:
-                _dw_block8h_set_f32(dw, dy, x, j0, p0, scale)
+                _dw_block8h_set_f32(dw, dy, x, j0, p0, scale, r0, r1)
             p0 += 16
-        _dw_edge_f32(dw, dy, x, j0, p0, scale, accumulate)
+        _dw_edge_f32(dw, dy, x, j0, p0, scale, add, r0, r1, acc)
     elif rows < 8:
-        _dw_rows_f32(dw, dy, x, j0, rows, p0, scale, accumulate)
-    elif accumulate:
-        _dw_block8_add_f32(dw, dy, x, j0, p0, scale)
+        _dw_rows_f32(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
+    elif add:
+        _dw_block8_add_f32(dw, dy, x, j0, p0, scale, r0, r1)
     else:
-        _dw_block8_set_f32(dw, dy, x, j0, p0, scale)
+        _dw_block8_set_f32(dw, dy, x, j0, p0, scale, r0, r1)
 
 
 @slp_njit(**SERIAL)
-def _dw_task_f32(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks):
+def _dw_tile_f32(dw, db, dy, x, scale, accumulate, j0, p0, acc):
+    """The 8 x 32 block of dw at (j0, p0), or the part of it inside dw, summed over the batch
+    in runs of DW_ROWS rows, each run's sum added to dw in batch order; the blocks of the first
+    column block also compute their rows of db. ``acc`` is this thread's scratch row."""
+    if db is not None and p0 == 0:
+        _db_rows_f32(db, dy, j0, min(dy.shape[1] - j0, 8), scale, accumulate)
+    n = dy.shape[0]
+    for r0 in range(0, max(n, 1), DW_ROWS):
+        _dw_chunk_f32(dw, dy, x, scale, accumulate or r0 > 0, j0, p0, r0, min(r0 + DW_ROWS, n), acc)
+
+
+@slp_njit(**SERIAL)
+def _dw_task_f32(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks, acc):
     """Task t: one row block of dw, a strip of column blocks."""
     j0 = (t // strips) * 8
     c0 = (t % strips) * strip
     for c in range(c0, min(c0 + strip, col_blocks)):
-        _dw_tile_f32(dw, db, dy, x, scale, accumulate, j0, c * 32)
+        _dw_tile_f32(dw, db, dy, x, scale, accumulate, j0, c * 32, acc)
 
 
 @slp_njit(**SERIAL)
-def grad_weight_serial_f32(dw, db, dy, x, scale, accumulate):
+def grad_weight_serial_f32(dw, db, dy, x, scale, accumulate, ws):
     """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0), on one thread."""
-    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None, ws is (threads, >= 32)
     col_blocks = max((x.shape[1] + 32 - 1) // 32, 1)
+    # row 0: get_thread_id() outside a parallel region crashes when the process has not started
+    # Numba's threads yet (a kernel loaded from the cache starts nothing at compile time)
+    acc = ws[0]
     for j0 in range(0, dy.shape[1], 8):
         for c in range(col_blocks):
-            _dw_tile_f32(dw, db, dy, x, scale, accumulate, j0, c * 32)
+            _dw_tile_f32(dw, db, dy, x, scale, accumulate, j0, c * 32, acc)
 
 
 @slp_njit(**PARALLEL)
-def grad_weight_parallel_f32(dw, db, dy, x, scale, accumulate):
+def grad_weight_parallel_f32(dw, db, dy, x, scale, accumulate, ws):
     """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0); strips of output
     blocks spread over threads, each block summed over the whole batch by one thread."""
-    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None, ws is (threads, >= 32)
     col_blocks = max((x.shape[1] + 32 - 1) // 32, 1)
     row_blocks = (dy.shape[1] + 8 - 1) // 8
     strip = _strip_f32(row_blocks, col_blocks)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
-        _dw_task_f32(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks)
+        _dw_task_f32(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks,
+                       ws[get_thread_id()])
 
 
 @slp_njit(**SERIAL)
@@ -4044,8 +4152,8 @@ def _dx_block8_f64(out, dy, w, o0, p0):
 
 
 @slp_njit(**SERIAL)
-def _dw_block8_set_f64(out, dy, x, o0, p0, scale):
-    """out[o0:o0+8, p0:p0+16] = scale * dy[:, o0:o0+8].T @ x[:, p0:p0+16]  (out is dw)."""
+def _dw_block8_set_f64(out, dy, x, o0, p0, scale, r0, r1):
+    """out[o0:o0+8, p0:p0+16] = scale * dy[r0:r1, o0:o0+8].T @ x[r0:r1, p0:p0+16]  (out is dw)."""
     z = out.dtype.type(0)
     c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = z
     c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = c1_10 = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = z
@@ -4055,7 +4163,7 @@ def _dw_block8_set_f64(out, dy, x, o0, p0, scale):
     c5_0 = c5_1 = c5_2 = c5_3 = c5_4 = c5_5 = c5_6 = c5_7 = c5_8 = c5_9 = c5_10 = c5_11 = c5_12 = c5_13 = c5_14 = c5_15 = z
     c6_0 = c6_1 = c6_2 = c6_3 = c6_4 = c6_5 = c6_6 = c6_7 = c6_8 = c6_9 = c6_10 = c6_11 = c6_12 = c6_13 = c6_14 = c6_15 = z
     c7_0 = c7_1 = c7_2 = c7_3 = c7_4 = c7_5 = c7_6 = c7_7 = c7_8 = c7_9 = c7_10 = c7_11 = c7_12 = c7_13 = c7_14 = c7_15 = z
-    for kk in range(x.shape[0]):
+    for kk in range(r0, r1):
         a = dy[kk, o0:o0 + 8]
         b = x[kk, p0:p0 + 16]
         a0 = a[0]
@@ -4349,8 +4457,8 @@ def _dw_block8_set_f64(out, dy, x, o0, p0, scale):
 
 
 @slp_njit(**SERIAL)
-def _dw_block8_add_f64(out, dy, x, o0, p0, scale):
-    """out[o0:o0+8, p0:p0+16] += scale * dy[:, o0:o0+8].T @ x[:, p0:p0+16]  (out is dw)."""
+def _dw_block8_add_f64(out, dy, x, o0, p0, scale, r0, r1):
+    """out[o0:o0+8, p0:p0+16] += scale * dy[r0:r1, o0:o0+8].T @ x[r0:r1, p0:p0+16]  (out is dw)."""
     z = out.dtype.type(0)
     c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = z
     c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = c1_10 = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = z
@@ -4360,7 +4468,7 @@ def _dw_block8_add_f64(out, dy, x, o0, p0, scale):
     c5_0 = c5_1 = c5_2 = c5_3 = c5_4 = c5_5 = c5_6 = c5_7 = c5_8 = c5_9 = c5_10 = c5_11 = c5_12 = c5_13 = c5_14 = c5_15 = z
     c6_0 = c6_1 = c6_2 = c6_3 = c6_4 = c6_5 = c6_6 = c6_7 = c6_8 = c6_9 = c6_10 = c6_11 = c6_12 = c6_13 = c6_14 = c6_15 = z
     c7_0 = c7_1 = c7_2 = c7_3 = c7_4 = c7_5 = c7_6 = c7_7 = c7_8 = c7_9 = c7_10 = c7_11 = c7_12 = c7_13 = c7_14 = c7_15 = z
-    for kk in range(x.shape[0]):
+    for kk in range(r0, r1):
         a = dy[kk, o0:o0 + 8]
         b = x[kk, p0:p0 + 16]
         a0 = a[0]
@@ -4748,12 +4856,12 @@ def _dx_block2_f64(out, dy, w, o0, p0):
 
 
 @slp_njit(**SERIAL)
-def _dw_block2_set_f64(out, dy, x, o0, p0, scale):
-    """out[o0:o0+2, p0:p0+16] = scale * dy[:, o0:o0+2].T @ x[:, p0:p0+16]  (out is dw)."""
+def _dw_block2_set_f64(out, dy, x, o0, p0, scale, r0, r1):
+    """out[o0:o0+2, p0:p0+16] = scale * dy[r0:r1, o0:o0+2].T @ x[r0:r1, p0:p0+16]  (out is dw)."""
     z = out.dtype.type(0)
     c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = z
     c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = c1_10 = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = z
-    for kk in range(x.shape[0]):
+    for kk in range(r0, r1):
         a = dy[kk, o0:o0 + 2]
         b = x[kk, p0:p0 + 16]
         a0 = a[0]
@@ -4843,12 +4951,12 @@ def _dw_block2_set_f64(out, dy, x, o0, p0, scale):
 
 
 @slp_njit(**SERIAL)
-def _dw_block2_add_f64(out, dy, x, o0, p0, scale):
-    """out[o0:o0+2, p0:p0+16] += scale * dy[:, o0:o0+2].T @ x[:, p0:p0+16]  (out is dw)."""
+def _dw_block2_add_f64(out, dy, x, o0, p0, scale, r0, r1):
+    """out[o0:o0+2, p0:p0+16] += scale * dy[r0:r1, o0:o0+2].T @ x[r0:r1, p0:p0+16]  (out is dw)."""
     z = out.dtype.type(0)
     c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = z
     c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = c1_10 = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = z
-    for kk in range(x.shape[0]):
+    for kk in range(r0, r1):
         a = dy[kk, o0:o0 + 2]
         b = x[kk, p0:p0 + 16]
         a0 = a[0]
@@ -4997,11 +5105,11 @@ def _dx_block1_f64(out, dy, w, o0, p0):
 
 
 @slp_njit(**SERIAL)
-def _dw_block1_set_f64(out, dy, x, o0, p0, scale):
-    """out[o0:o0+1, p0:p0+16] = scale * dy[:, o0:o0+1].T @ x[:, p0:p0+16]  (out is dw)."""
+def _dw_block1_set_f64(out, dy, x, o0, p0, scale, r0, r1):
+    """out[o0:o0+1, p0:p0+16] = scale * dy[r0:r1, o0:o0+1].T @ x[r0:r1, p0:p0+16]  (out is dw)."""
     z = out.dtype.type(0)
     c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = z
-    for kk in range(x.shape[0]):
+    for kk in range(r0, r1):
         a = dy[kk, o0:o0 + 1]
         b = x[kk, p0:p0 + 16]
         a0 = a[0]
@@ -5057,11 +5165,11 @@ def _dw_block1_set_f64(out, dy, x, o0, p0, scale):
 
 
 @slp_njit(**SERIAL)
-def _dw_block1_add_f64(out, dy, x, o0, p0, scale):
-    """out[o0:o0+1, p0:p0+16] += scale * dy[:, o0:o0+1].T @ x[:, p0:p0+16]  (out is dw)."""
+def _dw_block1_add_f64(out, dy, x, o0, p0, scale, r0, r1):
+    """out[o0:o0+1, p0:p0+16] += scale * dy[r0:r1, o0:o0+1].T @ x[r0:r1, p0:p0+16]  (out is dw)."""
     z = out.dtype.type(0)
     c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = c0_10 = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = z
-    for kk in range(x.shape[0]):
+    for kk in range(r0, r1):
         a = dy[kk, o0:o0 + 1]
         b = x[kk, p0:p0 + 16]
         a0 = a[0]
@@ -5285,8 +5393,8 @@ def _dx_block8h_f64(out, dy, w, o0, p0):
 
 
 @slp_njit(**SERIAL)
-def _dw_block8h_set_f64(out, dy, x, o0, p0, scale):
-    """out[o0:o0+8, p0:p0+8] = scale * dy[:, o0:o0+8].T @ x[:, p0:p0+8]  (out is dw)."""
+def _dw_block8h_set_f64(out, dy, x, o0, p0, scale, r0, r1):
+    """out[o0:o0+8, p0:p0+8] = scale * dy[r0:r1, o0:o0+8].T @ x[r0:r1, p0:p0+8]  (out is dw)."""
     z = out.dtype.type(0)
     c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = z
     c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = z
@@ -5296,7 +5404,7 @@ def _dw_block8h_set_f64(out, dy, x, o0, p0, scale):
     c5_0 = c5_1 = c5_2 = c5_3 = c5_4 = c5_5 = c5_6 = c5_7 = z
     c6_0 = c6_1 = c6_2 = c6_3 = c6_4 = c6_5 = c6_6 = c6_7 = z
     c7_0 = c7_1 = c7_2 = c7_3 = c7_4 = c7_5 = c7_6 = c7_7 = z
-    for kk in range(x.shape[0]):
+    for kk in range(r0, r1):
         a = dy[kk, o0:o0 + 8]
         b = x[kk, p0:p0 + 8]
         a0 = a[0]
@@ -5454,8 +5562,8 @@ def _dw_block8h_set_f64(out, dy, x, o0, p0, scale):
 
 
 @slp_njit(**SERIAL)
-def _dw_block8h_add_f64(out, dy, x, o0, p0, scale):
-    """out[o0:o0+8, p0:p0+8] += scale * dy[:, o0:o0+8].T @ x[:, p0:p0+8]  (out is dw)."""
+def _dw_block8h_add_f64(out, dy, x, o0, p0, scale, r0, r1):
+    """out[o0:o0+8, p0:p0+8] += scale * dy[r0:r1, o0:o0+8].T @ x[r0:r1, p0:p0+8]  (out is dw)."""
     z = out.dtype.type(0)
     c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = z
     c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = z
@@ -5465,7 +5573,7 @@ def _dw_block8h_add_f64(out, dy, x, o0, p0, scale):
     c5_0 = c5_1 = c5_2 = c5_3 = c5_4 = c5_5 = c5_6 = c5_7 = z
     c6_0 = c6_1 = c6_2 = c6_3 = c6_4 = c6_5 = c6_6 = c6_7 = z
     c7_0 = c7_1 = c7_2 = c7_3 = c7_4 = c7_5 = c7_6 = c7_7 = z
-    for kk in range(x.shape[0]):
+    for kk in range(r0, r1):
         a = dy[kk, o0:o0 + 8]
         b = x[kk, p0:p0 + 8]
         a0 = a[0]
@@ -5624,38 +5732,127 @@ def _dw_block8h_add_f64(out, dy, x, o0, p0, scale):
 
 @slp_njit(**SERIAL)
 def _db_block8_f64(db, dy, o0, scale, accumulate):
-    """db[o0:o0+8] (+)= scale * dy[:, o0:o0+8].sum(0), each column in batch order."""
+    """db[o0:o0+8] (+)= scale * dy[:, o0:o0+8].sum(0), summed as `_sums.combine_into` does."""
     z = db.dtype.type(0)
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
-    for i in range(dy.shape[0]):
-        a = dy[i, o0:o0 + 8]
-        s0 += a[0]
-        s1 += a[1]
-        s2 += a[2]
-        s3 += a[3]
-        s4 += a[4]
-        s5 += a[5]
-        s6 += a[6]
-        s7 += a[7]
+    n = dy.shape[0]
+    s1_0 = s1_1 = s1_2 = s1_3 = s1_4 = s1_5 = s1_6 = s1_7 = z
+    s2_0 = s2_1 = s2_2 = s2_3 = s2_4 = s2_5 = s2_6 = s2_7 = z
+    s3_0 = s3_1 = s3_2 = s3_3 = s3_4 = s3_5 = s3_6 = s3_7 = z
+    s4_0 = s4_1 = s4_2 = s4_3 = s4_4 = s4_5 = s4_6 = s4_7 = z
+    for c in range(leaf_count(n)):
+        s0_0 = s0_1 = s0_2 = s0_3 = s0_4 = s0_5 = s0_6 = s0_7 = z
+        for i in range(c * LEAF, min(c * LEAF + LEAF, n)):
+            a = dy[i, o0:o0 + 8]
+            s0_0 += a[0]
+            s0_1 += a[1]
+            s0_2 += a[2]
+            s0_3 += a[3]
+            s0_4 += a[4]
+            s0_5 += a[5]
+            s0_6 += a[6]
+            s0_7 += a[7]
+        s1_0 += s0_0
+        s1_1 += s0_1
+        s1_2 += s0_2
+        s1_3 += s0_3
+        s1_4 += s0_4
+        s1_5 += s0_5
+        s1_6 += s0_6
+        s1_7 += s0_7
+        if (c + 1) % FAN == 0:
+            s2_0 += s1_0
+            s1_0 = z
+            s2_1 += s1_1
+            s1_1 = z
+            s2_2 += s1_2
+            s1_2 = z
+            s2_3 += s1_3
+            s1_3 = z
+            s2_4 += s1_4
+            s1_4 = z
+            s2_5 += s1_5
+            s1_5 = z
+            s2_6 += s1_6
+            s1_6 = z
+            s2_7 += s1_7
+            s1_7 = z
+            if (c + 1) % (FAN * FAN) == 0:
+                s3_0 += s2_0
+                s2_0 = z
+                s3_1 += s2_1
+                s2_1 = z
+                s3_2 += s2_2
+                s2_2 = z
+                s3_3 += s2_3
+                s2_3 = z
+                s3_4 += s2_4
+                s2_4 = z
+                s3_5 += s2_5
+                s2_5 = z
+                s3_6 += s2_6
+                s2_6 = z
+                s3_7 += s2_7
+                s2_7 = z
+                if (c + 1) % (FAN * FAN * FAN) == 0:
+                    s4_0 += s3_0
+                    s3_0 = z
+                    s4_1 += s3_1
+                    s3_1 = z
+                    s4_2 += s3_2
+                    s3_2 = z
+                    s4_3 += s3_3
+                    s3_3 = z
+                    s4_4 += s3_4
+                    s3_4 = z
+                    s4_5 += s3_5
+                    s3_5 = z
+                    s4_6 += s3_6
+                    s3_6 = z
+                    s4_7 += s3_7
+                    s3_7 = z
+    s2_0 += s1_0
+    s2_1 += s1_1
+    s2_2 += s1_2
+    s2_3 += s1_3
+    s2_4 += s1_4
+    s2_5 += s1_5
+    s2_6 += s1_6
+    s2_7 += s1_7
+    s3_0 += s2_0
+    s3_1 += s2_1
+    s3_2 += s2_2
+    s3_3 += s2_3
+    s3_4 += s2_4
+    s3_5 += s2_5
+    s3_6 += s2_6
+    s3_7 += s2_7
+    s4_0 += s3_0
+    s4_1 += s3_1
+    s4_2 += s3_2
+    s4_3 += s3_3
+    s4_4 += s3_4
+    s4_5 += s3_5
+    s4_6 += s3_6
+    s4_7 += s3_7
     o = db[o0:o0 + 8]
     if accumulate:
-        o[0] += scale * s0
-        o[1] += scale * s1
-        o[2] += scale * s2
-        o[3] += scale * s3
-        o[4] += scale * s4
-        o[5] += scale * s5
-        o[6] += scale * s6
-        o[7] += scale * s7
+        o[0] += scale * s4_0
+        o[1] += scale * s4_1
+        o[2] += scale * s4_2
+        o[3] += scale * s4_3
+        o[4] += scale * s4_4
+        o[5] += scale * s4_5
+        o[6] += scale * s4_6
+        o[7] += scale * s4_7
     else:
-        o[0] = scale * s0
-        o[1] = scale * s1
-        o[2] = scale * s2
-        o[3] = scale * s3
-        o[4] = scale * s4
-        o[5] = scale * s5
-        o[6] = scale * s6
-        o[7] = scale * s7
+        o[0] = scale * s4_0
+        o[1] = scale * s4_1
+        o[2] = scale * s4_2
+        o[3] = scale * s4_3
+        o[4] = scale * s4_4
+        o[5] = scale * s4_5
+        o[6] = scale * s4_6
+        o[7] = scale * s4_7
 
 
 @slp_njit(**SERIAL)
@@ -5700,9 +5897,9 @@ def _dx_tile_f64(dx, dy, w, i0, p0):
 
 @slp_njit(**SERIAL)
 def _strip_f64(row_blocks, col_blocks):
-    """Column blocks per task: 1, or more when there are many blocks (fewer divisions and calls).
-    Depends only on the shape."""
-    return max(1, min(col_blocks, (row_blocks * col_blocks) // 32))
+    """Column blocks per task: 1, or more when there are over TASKS blocks (fewer divisions and
+    calls), leaving at least TASKS tasks (4 per thread at 64 threads). Depends only on the shape."""
+    return max(1, min(col_blocks, (row_blocks * col_blocks) // TASKS))
 
 
 @slp_njit(**SERIAL)
@@ -5737,36 +5934,38 @@ def grad_input_parallel_f64(dx, dy, w):
 
 
 @slp_njit(**SERIAL)
-def _dw_rows_f64(dw, dy, x, j0, rows, p0, scale, accumulate):
-    """rows (< 8) rows of dw from j0, columns p0:p0+16, as 2-row blocks and a 1-row block."""
+def _dw_rows_f64(dw, dy, x, j0, rows, p0, scale, add, r0, r1):
+    """rows (< 8) rows of dw from j0, columns p0:p0+16, batch rows r0:r1, as 2-row blocks and
+    a 1-row block."""
     for j in range(j0, j0 + rows - 1, 2):
-        if accumulate:
-            _dw_block2_add_f64(dw, dy, x, j, p0, scale)
+        if add:
+            _dw_block2_add_f64(dw, dy, x, j, p0, scale, r0, r1)
         else:
-            _dw_block2_set_f64(dw, dy, x, j, p0, scale)
+            _dw_block2_set_f64(dw, dy, x, j, p0, scale, r0, r1)
     if rows & 1:
-        if accumulate:
-            _dw_block1_add_f64(dw, dy, x, j0 + rows - 1, p0, scale)
+        if add:
+            _dw_block1_add_f64(dw, dy, x, j0 + rows - 1, p0, scale, r0, r1)
         else:
-            _dw_block1_set_f64(dw, dy, x, j0 + rows - 1, p0, scale)
+            _dw_block1_set_f64(dw, dy, x, j0 + rows - 1, p0, scale, r0, r1)
 
 
 @slp_njit(**SERIAL)
-def _dw_edge_f64(dw, dy, x, j0, p0, scale, accumulate):
-    """The part of the 8 x 16 block at (j0, p0) inside dw when it is cut by the last column."""
-    n, k = x.shape
+def _dw_edge_f64(dw, dy, x, j0, p0, scale, add, r0, r1, acc):
+    """The part of the 8 x 16 block at (j0, p0) inside dw when it is cut by the last column,
+    batch rows r0:r1; ``acc`` is this thread's scratch row (at least 16 elements)."""
+    k = x.shape[1]
     m = dy.shape[1]
     cols = k - p0
-    acc = np.empty(cols, dtype=dw.dtype)
     for j in range(j0, min(j0 + 8, m)):
-        acc[:] = 0
-        for i in range(n):
+        for q in range(cols):
+            acc[q] = 0
+        for i in range(r0, r1):
             c = dy[i, j]
             xrow = x[i, p0:k]
             for q in range(cols):
                 acc[q] += c * xrow[q]
         o = dw[j, p0:k]
-        if accumulate:
+        if add:
             for q in range(cols):
                 o[q] += scale * acc[q]
         else:
@@ -5776,70 +5975,78 @@ def _dw_edge_f64(dw, dy, x, j0, p0, scale, accumulate):
 
 @slp_njit(**SERIAL)
 def _db_rows_f64(db, dy, j0, rows, scale, accumulate):
-    """db[j0:j0+rows] (+)= scale * dy[:, j0:j0+rows].sum(0), each column in batch order."""
+    """db[j0:j0+rows] (+)= scale * dy[:, j0:j0+rows].sum(0), each column summed in the fixed tree
+    of ``_sums``."""
     if rows == 8:
         _db_block8_f64(db, dy, j0, scale, accumulate)
         return
     for j in range(j0, j0 + rows):
-        s = db.dtype.type(0)
-        for i in range(dy.shape[0]):
-            s += dy[i, j]
-        if accumulate:
-            db[j] += scale * s
-        else:
-            db[j] = scale * s
+        column_sum_into(db, j, dy, scale, accumulate)
 
 
 @slp_njit(**SERIAL)
-def _dw_tile_f64(dw, db, dy, x, scale, accumulate, j0, p0):
-    """The 8 x 16 block of dw at (j0, p0), or the part of it inside dw; the blocks of the first
-    column block also compute their rows of db."""
+def _dw_chunk_f64(dw, dy, x, scale, add, j0, p0, r0, r1, acc):
+    """Batch rows r0:r1 of the 8 x 16 block of dw at (j0, p0), or of the part of it inside dw."""
     rows = min(dy.shape[1] - j0, 8)
-    if db is not None and p0 == 0:
-        _db_rows_f64(db, dy, j0, rows, scale, accumulate)
     if p0 + 16 > x.shape[1]:
         if rows == 8 and p0 + 8 <= x.shape[1]:
-            if accumulate:
-                _dw_block8h_add_f64(dw, dy, x, j0, p0, scale)
+            if add:
+                _dw_block8h_add_f64(dw, dy, x, j0, p0, scale, r0, r1)
             else:
-                _dw_block8h_set_f64(dw, dy, x, j0, p0, scale)
+                _dw_block8h_set_f64(dw, dy, x, j0, p0, scale, r0, r1)
             p0 += 8
-        _dw_edge_f64(dw, dy, x, j0, p0, scale, accumulate)
+        _dw_edge_f64(dw, dy, x, j0, p0, scale, add, r0, r1, acc)
     elif rows < 8:
-        _dw_rows_f64(dw, dy, x, j0, rows, p0, scale, accumulate)
-    elif accumulate:
-        _dw_block8_add_f64(dw, dy, x, j0, p0, scale)
+        _dw_rows_f64(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
+    elif add:
+        _dw_block8_add_f64(dw, dy, x, j0, p0, scale, r0, r1)
     else:
-        _dw_block8_set_f64(dw, dy, x, j0, p0, scale)
+        _dw_block8_set_f64(dw, dy, x, j0, p0, scale, r0, r1)
 
 
 @slp_njit(**SERIAL)
-def _dw_task_f64(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks):
+def _dw_tile_f64(dw, db, dy, x, scale, accumulate, j0, p0, acc):
+    """The 8 x 16 block of dw at (j0, p0), or the part of it inside dw, summed over the batch
+    in runs of DW_ROWS rows, each run's sum added to dw in batch order; the blocks of the first
+    column block also compute their rows of db. ``acc`` is this thread's scratch row."""
+    if db is not None and p0 == 0:
+        _db_rows_f64(db, dy, j0, min(dy.shape[1] - j0, 8), scale, accumulate)
+    n = dy.shape[0]
+    for r0 in range(0, max(n, 1), DW_ROWS):
+        _dw_chunk_f64(dw, dy, x, scale, accumulate or r0 > 0, j0, p0, r0, min(r0 + DW_ROWS, n), acc)
+
+
+@slp_njit(**SERIAL)
+def _dw_task_f64(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks, acc):
     """Task t: one row block of dw, a strip of column blocks."""
     j0 = (t // strips) * 8
     c0 = (t % strips) * strip
     for c in range(c0, min(c0 + strip, col_blocks)):
-        _dw_tile_f64(dw, db, dy, x, scale, accumulate, j0, c * 16)
+        _dw_tile_f64(dw, db, dy, x, scale, accumulate, j0, c * 16, acc)
 
 
 @slp_njit(**SERIAL)
-def grad_weight_serial_f64(dw, db, dy, x, scale, accumulate):
+def grad_weight_serial_f64(dw, db, dy, x, scale, accumulate, ws):
     """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0), on one thread."""
-    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None, ws is (threads, >= 16)
     col_blocks = max((x.shape[1] + 16 - 1) // 16, 1)
+    # row 0: get_thread_id() outside a parallel region crashes when the process has not started
+    # Numba's threads yet (a kernel loaded from the cache starts nothing at compile time)
+    acc = ws[0]
     for j0 in range(0, dy.shape[1], 8):
         for c in range(col_blocks):
-            _dw_tile_f64(dw, db, dy, x, scale, accumulate, j0, c * 16)
+            _dw_tile_f64(dw, db, dy, x, scale, accumulate, j0, c * 16, acc)
 
 
 @slp_njit(**PARALLEL)
-def grad_weight_parallel_f64(dw, db, dy, x, scale, accumulate):
+def grad_weight_parallel_f64(dw, db, dy, x, scale, accumulate, ws):
     """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0); strips of output
     blocks spread over threads, each block summed over the whole batch by one thread."""
-    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None, ws is (threads, >= 16)
     col_blocks = max((x.shape[1] + 16 - 1) // 16, 1)
     row_blocks = (dy.shape[1] + 8 - 1) // 8
     strip = _strip_f64(row_blocks, col_blocks)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
-        _dw_task_f64(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks)
+        _dw_task_f64(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks,
+                       ws[get_thread_id()])

@@ -9,7 +9,8 @@ columns left over at the right edge use 4 x 2 and 4 x 1 blocks, rows left over a
 1 x 4 and 1 x 1 blocks; every block is computed by one thread, so the summation order of an
 element depends only on the shape, never on the thread count.
 
-grad_bias: db (+)= scale * dy.sum(0), summed down the batch in order.
+grad_bias: db (+)= scale * dy.sum(0), summed over the batch in the fixed tree of `_sums` (runs of
+32 rows in order, then 32 partial sums at a time), so float32 error does not grow with the batch.
 
 ``*_serial`` kernels have no parallel region: a Numba parallel region costs about 1.4 us to enter,
 several times the whole computation at batch 1, 16 x 16.
@@ -23,6 +24,7 @@ from numba import njit, prange
 from .._config import PARALLEL as _PARALLEL
 from .._config import SERIAL as _SERIAL
 from ..activations import apply
+from ._sums import LEAF, ORDERED, column_block, combine_into, leaf_count
 
 #: rows and columns of a forward block
 _R = 4
@@ -203,44 +205,47 @@ def forward_parallel(y, x, w, b, act):
         _forward_tile(y, x, w, b, act, t, col_tiles)
 
 
-@njit(**_SERIAL)
-def _bias_columns(db, dy, scale, accumulate, j0, j1):
-    """db[j0:j1] (+)= scale * dy[:, j0:j1].sum(0): whole row segments added in batch order."""
-    cols = j1 - j0
-    acc = np.zeros(cols, dtype=db.dtype)
-    for i in range(dy.shape[0]):
+@njit(**ORDERED)
+def _bias_leaf(leaves, dy, c, j0, j1):
+    """leaves[c, j0:j1] = dy[rows of leaf c, j0:j1].sum(0), whole row segments added in order."""
+    out = leaves[c, j0:j1]
+    out[:] = 0
+    for i in range(c * LEAF, min(c * LEAF + LEAF, dy.shape[0])):
         row = dy[i, j0:j1]
-        for q in range(cols):
-            acc[q] += row[q]
-    out = db[j0:j1]
-    if accumulate:
-        for q in range(cols):
-            out[q] += scale * acc[q]
-    else:
-        for q in range(cols):
-            out[q] = scale * acc[q]
+        for q in range(j1 - j0):
+            out[q] += row[q]
 
 
-#: columns per thread in grad_bias: a column-at-a-time sum reads dy with a whole row's stride and
-#: ran 20-45x slower than numpy; whole row segments keep the reads unit-stride.
+#: widest column block of a leaf task. A column-at-a-time sum reads dy with a whole row's stride
+#: and ran 20-45x slower than numpy; row segments of 16 or more values keep the reads unit-stride.
 _BIAS_COLS = 256
 
 
 @njit(**_SERIAL)
-def grad_bias_serial(db, dy, scale, accumulate):
-    """db (+)= scale * dy.sum(0) on one thread."""
-    # dy is (n, out), db is (out,)
-    m = dy.shape[1]
-    for j0 in range(0, m, _BIAS_COLS):
-        _bias_columns(db, dy, scale, accumulate, j0, min(j0 + _BIAS_COLS, m))
+def grad_bias_serial(db, dy, scale, accumulate, leaves):
+    """db (+)= scale * dy.sum(0) on one thread, summed as `grad_bias_parallel` does."""
+    # dy is (n, out), db is (out,), leaves is scratch of at least (leaf_count(n), out)
+    n, m = dy.shape
+    nleaves = leaf_count(n)
+    for c in range(nleaves):
+        _bias_leaf(leaves, dy, c, 0, m)
+    for j in range(m):
+        combine_into(db, j, leaves, nleaves, scale, accumulate)
 
 
 @njit(**_PARALLEL)
-def grad_bias_parallel(db, dy, scale, accumulate):
-    """db (+)= scale * dy.sum(0), blocks of columns spread over threads."""
-    # dy is (n, out), db is (out,)
-    m = dy.shape[1]
-    for t in prange((m + _BIAS_COLS - 1) // _BIAS_COLS):
-        j0 = t * _BIAS_COLS
-        _bias_columns(db, dy, scale, accumulate, j0, min(j0 + _BIAS_COLS, m))
-
+def grad_bias_parallel(db, dy, scale, accumulate, leaves):
+    """db (+)= scale * dy.sum(0). Tasks are (leaf of `LEAF` rows, block of columns) pairs, each
+    writing its partial sums to ``leaves``; then each column's leaves are combined in a fixed tree
+    (`fastlinear.kernels._sums`), so the result is the same for any number of threads."""
+    # dy is (n, out), db is (out,), leaves is scratch of at least (leaf_count(n), out)
+    n, m = dy.shape
+    nleaves = leaf_count(n)
+    cols = column_block(nleaves, m, _BIAS_COLS)
+    blocks = (m + cols - 1) // cols
+    for t in prange(nleaves * blocks):
+        c = t // blocks
+        j0 = (t % blocks) * cols
+        _bias_leaf(leaves, dy, c, j0, min(j0 + cols, m))
+    for j in prange(m):
+        combine_into(db, j, leaves, nleaves, scale, accumulate)

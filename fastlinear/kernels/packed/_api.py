@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _scratch
+from .._sums import leaf_buffer
 from ._act import ACT_NONE
 from ._driver import gemm
 from ._workspace import row_blocks, workspace
 
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
+_NO_LEAVES = {dt: np.empty((0, 0), dt) for dt in _EMPTY}
+
+
+def _packed_b(ws, dt, n: int) -> np.ndarray:
+    """The packed B buffer of one k-block, shared by all threads: ceil(n / NR) * NR * KC elements
+    from this Python thread's reused scratch."""
+    return _scratch.buffer("packed_b", dt, -(-n // ws.nr) * ws.nr * ws.kc)
 
 
 def _prepare(dtype):
@@ -31,10 +40,11 @@ def packed_forward(y: np.ndarray, x: np.ndarray, w: np.ndarray, b: np.ndarray | 
     ws = _prepare(dt)
     empty = _EMPTY[dt]
     n = y.shape[0]
+    bpack = _packed_b(ws, dt, y.shape[1])
     for rows in row_blocks(n):  # bounded packing memory, same result (see _workspace.MC)
-        gemm(y[rows], x[rows], True, w, True, x.shape[1], dt.type(1), empty, False,
+        gemm(y[rows], x[rows], True, w, True, x.shape[1], dt.type(1), empty, _NO_LEAVES[dt], False,
              empty if b is None else b, b is not None, int(act), False,
-             ws.mr, ws.nr, ws.kc, ws.nc, ws.packed_a(rows.stop - rows.start), ws.bpack, ws.tiles)
+             ws.mr, ws.nr, ws.kc, ws.packed_a(rows.stop - rows.start), bpack, ws.tiles)
 
 
 def packed_grad_weight(dw: np.ndarray, db: np.ndarray | None, dy: np.ndarray, x: np.ndarray,
@@ -45,9 +55,10 @@ def packed_grad_weight(dw: np.ndarray, db: np.ndarray | None, dy: np.ndarray, x:
     dt = dw.dtype
     ws = _prepare(dt)
     empty = _EMPTY[dt]
-    gemm(dw, dy, False, x, False, x.shape[0], dt.type(scale), empty if db is None else db,
+    leaves = _NO_LEAVES[dt] if db is None else leaf_buffer(dt, x.shape[0], dw.shape[0])
+    gemm(dw, dy, False, x, False, x.shape[0], dt.type(scale), empty if db is None else db, leaves,
          db is not None, empty, False, ACT_NONE, bool(accumulate),
-         ws.mr, ws.nr, ws.kc, ws.nc, ws.packed_a(dw.shape[0]), ws.bpack, ws.tiles)
+         ws.mr, ws.nr, ws.kc, ws.packed_a(dw.shape[0]), _packed_b(ws, dt, dw.shape[1]), ws.tiles)
 
 
 def packed_grad_input(dx: np.ndarray, dy: np.ndarray, w: np.ndarray) -> None:
@@ -57,10 +68,11 @@ def packed_grad_input(dx: np.ndarray, dy: np.ndarray, w: np.ndarray) -> None:
     ws = _prepare(dt)
     empty = _EMPTY[dt]
     n = dx.shape[0]
+    bpack = _packed_b(ws, dt, dx.shape[1])
     for rows in row_blocks(n):  # bounded packing memory, same result (see _workspace.MC)
-        gemm(dx[rows], dy[rows], True, w, False, w.shape[0], dt.type(1), empty, False, empty,
-             False, ACT_NONE, False, ws.mr, ws.nr, ws.kc, ws.nc,
-             ws.packed_a(rows.stop - rows.start), ws.bpack, ws.tiles)
+        gemm(dx[rows], dy[rows], True, w, False, w.shape[0], dt.type(1), empty, _NO_LEAVES[dt],
+             False, empty, False, ACT_NONE, False, ws.mr, ws.nr, ws.kc,
+             ws.packed_a(rows.stop - rows.start), bpack, ws.tiles)
 
 
 def compile_packed(dtype) -> None:

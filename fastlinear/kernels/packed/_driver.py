@@ -1,26 +1,39 @@
 """The blocked driver shared by the three products: C (+)= A @ B with packed operands.
 
 C is (M, N), A is (M, K), B is (K, N), each given as a C-contiguous source array plus how to read
-it (see `_pack`). Loop order (Goto / van de Geijn, with the roles measured best here):
+it (see `_pack`). Loop order (Goto / van de Geijn, BLIS-style, with the roles measured best here):
 
     for each k-block of KC steps (serial, in order):
-        pack all of A's MR-row panels for this k-block           (parallel over panels)
-        for each NC-column block of C                            (parallel over blocks)
-            pack its B block (KC x NC) into this thread's buffer
-            for each MR-row panel of A, for each NR-column panel of the B block:
-                micro-kernel -> MR x NR tile -> stored into C with the k-block's store mode
+        pack A's MR-row panels and B's NR-column panels for this k-block   (parallel over
+            (panel, run of PACK_STEPS steps) pairs; B is packed once and shared by all threads)
+        for each tile of C (a block of MR-row panels x a block of NR-column panels)
+                                                                           (parallel over tiles)
+            for each row panel, for each column panel of the tile:
+                micro-kernel -> MR x NR block -> stored into C with the k-block's store mode
+    (weight gradient with db: combine the leaf sums of db, in parallel over its elements)
+
+Parallel tasks. Both parallel loops have at least TASKS (256 = 4 x 64 threads) tasks of nearly
+equal size at every shape of 256 x 512 x 512 or more: a tile starts as all the row panels by
+256 columns (the column block one thread handled before, whose packed B stays in L2) and the
+longer side, counted in elements, is halved until there are TASKS tiles or a tile is one
+micro-kernel. The tile shape depends only on the shape of C, never on the number of threads.
+At 1024 x 1024 x 1024 float32 that is 256 tiles of 64 x 64 (before: 4 tasks, one per 256-column
+block, so 16- or 64-core machines left most cores idle).
+
+Determinism. Every element of C belongs to one tile and is summed over the k-blocks in order;
+the micro-kernel's order within a k-block is fixed. The fused db is summed in leaves of
+`LEAF` (= PACK_STEPS) batch rows while dy is packed and then combined in the fixed tree of
+`fastlinear.kernels._sums`. Nothing depends on the thread count, so results are bitwise identical
+for any number of threads.
 
 A k-block larger than the usual L2-sized choice pays off because each k-block reads and writes
-all of C once (the read-modify-write cost ~27% at small KC). Every element of C belongs to one
-(column block, row panel) pair, handled by one thread, and is summed over k-blocks in order: the
-result does not depend on the thread count (block sizes never do either).
-
-Before each micro-kernel the C tile it will update is prefetched for writing, so that where C
-does not fit in the caches its lines arrive while the micro-kernel computes (dw at
-64 x 4096 x 4096 float32: ~20% faster than without).
+all of C once (the read-modify-write cost ~27% at small KC). Before each micro-kernel the C
+block it will update is prefetched for writing, so that where C does not fit in the caches its
+lines arrive while the micro-kernel computes (dw at 64 x 4096 x 4096 float32: ~20% faster than
+without).
 
 Store modes: the first k-block writes C (or adds to it when ``accumulate``), later k-blocks add;
-after the last k-block, bias and activation are applied to the tile just stored (no second pass).
+after the last k-block, bias and activation are applied to the block just stored (no second pass).
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ from numba import get_thread_id, njit, prange
 from ..._config import FASTMATH
 from ._act import apply_act
 from ._micro import micro
+from .._sums import LEAF, TASKS, combine_into
 from ._pack import pack_cols, pack_cols_scaled_sum, pack_rows
 from ._prefetch import prefetch_write
 
@@ -69,16 +83,70 @@ def _prefetch_tile(c, i0, mr, j0, nr):
         prefetch_write(row, last)
 
 
+#: steps of the reduction per packing task; equal to the leaf of the db sums, so that each task
+#: packing dy for the weight gradient sums exactly one leaf
+PACK_STEPS = LEAF
+#: columns of the widest tile (the column block one thread handled when tasks were column blocks)
+_NC = 256
+
+
+@njit(cache=True, nogil=True)
+def tile_shape(mpanels, npanels, mr, nr):
+    """(row panels, column panels) per tile of C: start from all row panels by `_NC` columns and
+    halve the side longer in elements until there are `TASKS` tiles or a tile is one panel of each.
+    Depends on the shape of C only."""
+    tr = max(mpanels, 1)
+    tc = max(min(npanels, _NC // nr), 1)
+    while ((mpanels + tr - 1) // tr) * ((npanels + tc - 1) // tc) < TASKS and (tr > 1 or tc > 1):
+        if tc == 1 or (tr > 1 and tr * mr >= tc * nr):
+            tr = (tr + 1) // 2
+        else:
+            tc = (tc + 1) // 2
+    return tr, tc
+
+
+@njit(cache=True, nogil=True)
+def _pack_task(t, chunks, na, apack, asrc, a_by_rows, bpack, bsrc, b_by_rows, m, n, mr, nr, p0, kc,
+               scale, leaves, with_db):
+    """Packing task t of a k-block: tasks below ``na`` pack a run of PACK_STEPS steps of one A
+    panel (summing its db leaf when ``with_db``), the others the same of one B panel."""
+    steps = _U(PACK_STEPS)
+    if t < na:
+        ip = t // chunks
+        q0 = (t % chunks) * steps
+        qn = min(steps, kc - q0)
+        i0 = ip * mr
+        rows = min(mr, m - i0)
+        off = ip * mr * kc + q0 * mr
+        if a_by_rows:
+            pack_rows(apack, off, asrc, i0, rows, p0 + q0, qn, mr)
+        else:
+            pack_cols_scaled_sum(apack, off, asrc, p0 + q0, qn, i0, rows, mr, scale, leaves,
+                                 (p0 + q0) // steps, with_db)
+    else:
+        jp = (t - na) // chunks
+        q0 = ((t - na) % chunks) * steps
+        qn = min(steps, kc - q0)
+        jj = jp * nr
+        cols = min(nr, n - jj)
+        off = jp * nr * kc + q0 * nr
+        if b_by_rows:
+            pack_rows(bpack, off, bsrc, jj, cols, p0 + q0, qn, nr)
+        else:
+            pack_cols(bpack, off, bsrc, p0 + q0, qn, jj, cols, nr)
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=set(FASTMATH))
-def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, with_db, bias, with_bias, act,
-         accumulate, mr_, nr_, kc_, nc_, apack, bpack, tiles):
+def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, leaves, with_db, bias, with_bias, act,
+         accumulate, mr_, nr_, kc_, apack, bpack, tiles):
     """C (+)= A @ B (see the module docstring); the three public products call this.
 
     ``asrc`` is read by `pack_rows` when ``a_by_rows`` (A = asrc) and otherwise by
-    `pack_cols_scaled_sum` (A = asrc.T, scaled by ``scale``, with the column sums of the scaled
-    values added to ``db`` when ``with_db``). ``bsrc`` likewise: B = bsrc.T when ``b_by_rows``,
-    else B = bsrc. ``apack`` holds ceil(M / MR) * MR * KC elements, ``bpack`` one row of
-    KC * ceil(NC / NR) * NR elements per Numba thread, ``tiles`` one MR * NR row per thread.
+    `pack_cols_scaled_sum` (A = asrc.T, scaled by ``scale``; when ``with_db``, db (+)= the column
+    sums of the scaled values, through ``leaves``). ``bsrc`` likewise: B = bsrc.T when
+    ``b_by_rows``, else B = bsrc. Scratch, all from the caller: ``apack`` holds
+    ceil(M / MR) * MR * KC elements, ``bpack`` ceil(N / NR) * NR * KC (shared by all threads),
+    ``tiles`` one MR * NR row per Numba thread, ``leaves`` (ceil(k / LEAF), M) when ``with_db``.
     """
     # c is (M, N); A is (M, k) and B is (k, N) read through asrc / bsrc as described above
     m = _U(c.shape[0])
@@ -87,66 +155,59 @@ def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, with_db, bias, with_
     mr = _U(mr_)
     nr = _U(nr_)
     kcb = _U(kc_)
-    ncb = _U(nc_)
     one = _U(1)
     zero = c.dtype.type(0)
     mpanels = (m + mr - one) // mr
-    nblocks = (n + ncb - one) // ncb
-    if with_db and not accumulate:
-        for j in range(m):
-            db[j] = zero
+    npanels = (n + nr - one) // nr
     if kk == 0:
         # empty reduction: C = 0 (or unchanged when accumulating), then bias and activation
-        for jbi in prange(nblocks):
-            j0 = _U(jbi) * ncb
-            ncols = min(ncb, n - j0)
-            for i in range(m):
-                row = c[i]
-                if not accumulate:
-                    for j in range(ncols):
-                        row[j0 + j] = zero
-                if with_bias:
-                    for j in range(ncols):
-                        row[j0 + j] += bias[j0 + j]
-                apply_act(row, j0, ncols, act)
+        for i in prange(m):
+            row = c[i]
+            if not accumulate:
+                for j in range(n):
+                    row[j] = zero
+            if with_bias:
+                for j in range(n):
+                    row[j] += bias[j]
+            apply_act(row, _U(0), n, act)
+        if with_db and not accumulate:
+            for j in range(m):
+                db[j] = zero
         return
+    # signed arguments: uint64 mixed with the int64 literals inside would compute in float64
+    tr_, tc_ = tile_shape((c.shape[0] + mr_ - 1) // mr_, (c.shape[1] + nr_ - 1) // nr_, mr_, nr_)
+    tr = _U(tr_)
+    tc = _U(tc_)
+    trows = (mpanels + tr - one) // tr
+    tcols = (npanels + tc - one) // tc
+    steps = _U(PACK_STEPS)
     nkb = (kk + kcb - one) // kcb
     for kb in range(nkb):
         p0 = kb * kcb
         kc = min(kcb, kk - p0)
         add = accumulate or kb > 0
         last = kb == nkb - one
-        for ipi in prange(mpanels):
-            ip = _U(ipi)  # prange's index is signed; int64 * uint64 would be float64 in Numba
-            i0 = ip * mr
-            rows = min(mr, m - i0)
-            off = ip * mr * kc
-            if a_by_rows:
-                pack_rows(apack, off, asrc, i0, rows, p0, kc, mr)
-            else:
-                pack_cols_scaled_sum(apack, off, asrc, p0, kc, i0, rows, mr, scale, db, with_db)
-        for jbi in prange(nblocks):
-            jb = _U(jbi)
-            tid = get_thread_id()
-            bp = bpack[tid]
-            t = tiles[tid]
-            j0 = jb * ncb
-            ncols = min(ncb, n - j0)
-            npanels = (ncols + nr - one) // nr
-            for jp in range(npanels):
-                jj = j0 + jp * nr
-                cols = min(nr, n - jj)
-                if b_by_rows:
-                    pack_rows(bp, jp * nr * kc, bsrc, jj, cols, p0, kc, nr)
-                else:
-                    pack_cols(bp, jp * nr * kc, bsrc, p0, kc, jj, cols, nr)
-            for ip in range(mpanels):
+        chunks = (kc + steps - one) // steps
+        na = mpanels * chunks
+        for ti in prange(na + npanels * chunks):
+            # prange's index is signed; int64 * uint64 would be float64 in Numba
+            _pack_task(_U(ti), chunks, na, apack, asrc, a_by_rows, bpack, bsrc, b_by_rows, m, n,
+                       mr, nr, p0, kc, scale, leaves, with_db)
+        for ti in prange(trows * tcols):
+            t = tiles[get_thread_id()]
+            r0 = (_U(ti) // tcols) * tr
+            c0 = (_U(ti) % tcols) * tc
+            for ip in range(r0, min(r0 + tr, mpanels)):
                 i0 = ip * mr
                 rows = min(mr, m - i0)
-                for jp in range(npanels):
-                    jj = j0 + jp * nr
+                for jp in range(c0, min(c0 + tc, npanels)):
+                    jj = jp * nr
                     cols = min(nr, n - jj)
                     # C's lines start arriving while the micro-kernel runs (see _prefetch)
                     _prefetch_tile(c, i0, rows, jj, cols)
-                    micro(kc, apack, ip * mr * kc, bp, jp * nr * kc, t)
+                    micro(kc, apack, ip * mr * kc, bpack, jp * nr * kc, t)
                     _store(c, i0, rows, jj, cols, t, nr, add, last, bias, with_bias, act)
+    if with_db:
+        nleaves = (k + PACK_STEPS - 1) // PACK_STEPS  # signed, as `combine_into` expects
+        for j in prange(c.shape[0]):
+            combine_into(db, j, leaves, nleaves, c.dtype.type(1), accumulate)

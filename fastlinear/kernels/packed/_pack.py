@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit
 
 from ..._config import FASTMATH
+from .._sums import ORDERED
 from ._prefetch import prefetch_read
 
 _OPTS = dict(cache=True, nogil=True, fastmath=set(FASTMATH))
@@ -80,9 +81,10 @@ def pack_cols(dst, off, src, r0, kc, c0, cols, width):
 
 
 @njit(**_OPTS)
-def pack_cols_scaled_sum(dst, off, src, r0, kc, c0, cols, width, scale, db, with_db):
-    """`pack_cols` of ``scale * src``; when ``with_db``, also db[c0 + j] += sum over the kc rows
-    of scale * src[., c0 + j], added in row order (the weight gradient's fused bias gradient)."""
+def pack_cols_scaled_sum(dst, off, src, r0, kc, c0, cols, width, scale, leaves, leaf, with_db):
+    """`pack_cols` of ``scale * src``; when ``with_db``, also leaves[leaf, c0 + j] = the sum over
+    the kc rows of scale * src[., c0 + j], added in row order (one leaf of the weight gradient's
+    fused bias gradient, see `fastlinear.kernels._sums`)."""
     # src is dy (n, out): the panel is `width` output features over kc batch rows
     zero = dst.dtype.type(0)
     for p in range(kc):
@@ -93,7 +95,16 @@ def pack_cols_scaled_sum(dst, off, src, r0, kc, c0, cols, width, scale, db, with
         for j in range(cols, width):
             dst[d + j] = zero
     if with_db:
-        for p in range(kc):
-            d = off + p * width
-            for j in range(cols):
-                db[c0 + j] += dst[d + j]
+        _leaf_sum(leaves[leaf], c0, dst, off, kc, cols, width)
+
+
+@njit(**ORDERED)
+def _leaf_sum(acc, c0, dst, off, kc, cols, width):
+    """acc[c0 + j] = sum over p < kc of dst[off + p * width + j], in order of p (no reassociation:
+    see `fastlinear.kernels._sums.ORDERED`)."""
+    for j in range(cols):
+        acc[c0 + j] = 0
+    for p in range(kc):
+        d = off + p * width
+        for j in range(cols):
+            acc[c0 + j] += dst[d + j]

@@ -1,0 +1,75 @@
+"""Scratch buffers for the kernels: allocated outside every parallel region, 64-byte aligned, reused.
+
+No kernel allocates inside a parallel task: a heap allocation there takes the allocator's lock on
+every task and places each buffer at an address that differs from call to call and from process to
+process (and with it the cache-set and 64-byte-line alignment of the data a task works on). Scratch
+space comes instead from the Python wrapper, which takes it from here:
+
+* `buffer(name, dtype, size)`: a 1-D buffer of at least ``size`` elements for one use (``name``)
+  in this Python thread. It grows to the next power of two when a call needs more and is then kept,
+  so a training loop over fixed shapes allocates nothing after its first step.
+* `per_thread(dtype)`: one row of `THREAD_SLOT` elements per Numba worker, indexed in a kernel by
+  ``numba.get_thread_id()``; each row starts on a 64-byte boundary.
+
+Buffers belong to the Python thread that asked for them (`threading.local`), so two Python threads
+running kernels at the same time never share one. How much of a buffer a task uses depends only on
+the problem's shape, never on the number of threads, and a task always writes its part of a buffer
+before reading it: results do not depend on what a buffer held before.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+
+#: Bytes of alignment for every buffer and every per-thread row: one cache line.
+ALIGN = 64
+#: Elements of a per-thread row: the widest edge block of the register-blocked kernels (32 float32
+#: columns) rounded up to a cache line of either dtype.
+THREAD_SLOT = 32
+
+_local = threading.local()
+
+
+def _aligned(size: int, dtype: np.dtype) -> np.ndarray:
+    """A new 1-D array of ``size`` elements whose first element sits on an `ALIGN`-byte boundary."""
+    raw = np.empty(size * dtype.itemsize + ALIGN, dtype=np.uint8)
+    start = (-raw.ctypes.data) % ALIGN
+    return raw[start:start + size * dtype.itemsize].view(dtype)
+
+
+def buffer(name: str, dtype, size: int) -> np.ndarray:
+    """This Python thread's buffer ``name`` for ``dtype``: 1-D, at least ``size`` elements (the
+    contents are whatever the last call left), 64-byte aligned."""
+    dtype = np.dtype(dtype)
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        pool = _local.pool = {}
+    key = (name, dtype)
+    buf = pool.get(key)
+    if buf is None or buf.size < size:
+        buf = pool[key] = _aligned(1 << max(size - 1, 0).bit_length(), dtype)
+    return buf
+
+
+def shaped(name: str, dtype, shape: tuple[int, int]) -> np.ndarray:
+    """Buffer ``name`` as a C-contiguous 2-D array of ``shape``; the view of the last shape asked
+    for is kept, so a loop over one shape builds no new array objects."""
+    dtype = np.dtype(dtype)
+    views = getattr(_local, "views", None)
+    if views is None:
+        views = _local.views = {}
+    key = (name, dtype)
+    last = views.get(key)
+    flat = buffer(name, dtype, shape[0] * shape[1])
+    if last is None or last.shape != shape or last.base is not flat.base:
+        last = views[key] = flat[: shape[0] * shape[1]].reshape(shape)
+    return last
+
+
+def per_thread(dtype) -> np.ndarray:
+    """(NUMBA_NUM_THREADS, `THREAD_SLOT`) scratch rows for ``dtype``, one per Numba worker, each
+    64-byte aligned (the row length is a whole number of cache lines for both dtypes)."""
+    return shaped("per_thread", dtype, (numba.config.NUMBA_NUM_THREADS, THREAD_SLOT))
