@@ -7,7 +7,9 @@ space comes instead from the Python wrapper, which takes it from here:
 
 * `buffer(name, dtype, size)`: a 1-D buffer of at least ``size`` elements for one use (``name``)
   in this Python thread. It grows to the next power of two when a call needs more and is then kept,
-  so a training loop over fixed shapes allocates nothing after its first step.
+  so a training loop over fixed shapes allocates nothing after its first step; a buffer larger than
+  `KEEP_BYTES` is made for the call alone and freed when the call drops it, so one huge call does not
+  pin its scratch memory for the rest of the process.
 * `per_thread(dtype)`: one row of `THREAD_SLOT` elements per Numba worker, indexed in a kernel by
   ``numba.get_thread_id()``; each row starts on a 64-byte boundary.
 
@@ -29,6 +31,10 @@ ALIGN = 64
 #: Elements of a per-thread row: the widest edge block of the register-blocked kernels (32 float32
 #: columns) rounded up to a cache line of either dtype.
 THREAD_SLOT = 32
+#: Largest buffer kept between calls (the same cap as the packed workspace's): the shared packed B
+#: (4 KiB per output column) and the db partial sums (one row per 32 batch rows) exceed it only for
+#: very large layers or batches, where one allocation per call is cheap beside the work.
+KEEP_BYTES = 8 << 20
 
 _local = threading.local()
 
@@ -50,6 +56,8 @@ def buffer(name: str, dtype, size: int) -> np.ndarray:
     key = (name, dtype)
     buf = pool.get(key)
     if buf is None or buf.size < size:
+        if size * dtype.itemsize > KEEP_BYTES:
+            return _aligned(size, dtype)  # for this call only
         buf = pool[key] = _aligned(1 << max(size - 1, 0).bit_length(), dtype)
     return buf
 
@@ -64,6 +72,8 @@ def shaped(name: str, dtype, shape: tuple[int, int]) -> np.ndarray:
     key = (name, dtype)
     last = views.get(key)
     flat = buffer(name, dtype, shape[0] * shape[1])
+    if _local.pool.get(key) is not flat:  # too large to keep: a view for this call only
+        return flat[: shape[0] * shape[1]].reshape(shape)
     if last is None or last.shape != shape or last.base is not flat.base:
         last = views[key] = flat[: shape[0] * shape[1]].reshape(shape)
     return last
