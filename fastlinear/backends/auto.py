@@ -12,9 +12,9 @@ Per call, auto classifies the shape (batch, in_features, out_features) into the 
 shape class (`fastlinear.tuning.classify`, by distance in log space) and looks up the backend for
 the op, dtype, class and Numba's current thread count (the nearest measured count if that one was
 not measured; a class missing from the table runs loops). The decision is remembered per shape and
-dtype, so a repeated shape costs building a 4-tuple key, one dictionary lookup and, only where the
-choice differs between thread counts, one read of Numba's thread count (about 0.2 us through
-Numba's C entry point; ``numba.get_num_threads()`` took 1.4 us, as it takes a lock each time).
+dtype, so a repeated shape costs a 4-tuple key and one dictionary lookup, plus, only where the
+table's choice differs between thread counts, one read of Numba's thread count (about 0.2 us
+through Numba's C entry point; ``numba.get_num_threads()`` took 1.4 us, as it takes a lock).
 grad_bias always runs the loop kernel; grad_weight through BLAS computes db with it too.
 
 Determinism: the loop kernels give bitwise the same result at any thread count; BLAS does not
@@ -39,8 +39,9 @@ from . import blas, loops
 #: should not grow it without bound; 4096 entries of a 4-tuple key are about 1 MB)
 _MEMO_MAX = 4096
 
-_UNLOADED = "unloaded"
 _lock = threading.Lock()
+_loaded = False
+_DTYPES = {4: "float32", 8: "float64"}  # by itemsize: the kernels take these two dtypes only
 
 
 def _blas_grad_weight(dw, db, dy, x, scale, accumulate) -> None:
@@ -57,26 +58,25 @@ def _kernels(op: str) -> dict[str, Callable]:
             "grad_input": {"loops": loops.grad_input, "blas": blas.grad_input}}[op]
 
 
-# Per op: None (built-in defaults), _UNLOADED, or the memo {(dtype char, n, k, m): kernel or a
-# tuple of kernels indexed by thread count}.
-_forward: dict | str | None = _UNLOADED
-_grad_weight: dict | str | None = _UNLOADED
-_grad_input: dict | str | None = _UNLOADED
-# (op, dtype char, class) -> kernel, or tuple indexed by thread count; the table's classes.
-_routes: dict[tuple[str, str, str], object] = {}
+# Per op: None for the built-in defaults, else the memo {(itemsize, n, k, m): kernel}, empty until
+# the table is read (a miss reads it).
+_forward: dict | None = {}
+_grad_weight: dict | None = {}
+_grad_input: dict | None = {}
+# (op, dtype, class) -> the kernel to run, from the table; ``_by_threads`` holds, for the entries
+# whose choice differs between thread counts, the kernel for each count (index 0 unused).
+_routes: dict[tuple[str, str, str], Callable] = {}
+_by_threads: dict[tuple[str, str, str], tuple] = {}
 _classes: dict[str, tuple[int, int, int]] = {}
-_num_threads: Callable[[], int] = lambda: 1  # noqa: E731 - replaced in _load when needed
 _in_use: dict = {}
-
-_DTYPE_CHARS = {"float32": "f", "float64": "d"}
 
 
 def reload() -> None:
     """Forget the table; the next auto call reads it again (after ``fastlinear tune`` or a change
     of FASTLINEAR_TUNING)."""
-    global _forward, _grad_weight, _grad_input
+    global _forward, _grad_weight, _grad_input, _loaded
     with _lock:
-        _forward = _grad_weight = _grad_input = _UNLOADED
+        _forward, _grad_weight, _grad_input, _loaded = {}, {}, {}, False
 
 
 def _fast_thread_count() -> Callable[[], int]:
@@ -101,32 +101,42 @@ def _nearest(t: int, measured: list[int]) -> int:
     return min(measured, key=lambda c: (abs(math.log(t / c)), -c))
 
 
-def _build(table: dict) -> tuple[dict, bool]:
-    """(op, dtype char, class) -> kernel or per-thread-count tuple; and whether any is a tuple."""
+def _per_thread_count(kernels: tuple) -> Callable:
+    """A kernel that runs ``kernels[Numba's current thread count]``."""
+    count = _fast_thread_count()
+
+    def kernel(*args) -> None:
+        kernels[count()](*args)
+
+    return kernel
+
+
+def _build(table: dict) -> tuple[dict, dict]:
+    """`_routes` and `_by_threads` from a validated table."""
     import numba
 
     pool = numba.config.NUMBA_NUM_THREADS
-    by_threads: dict[tuple[str, str, str], dict[int, str]] = {}
+    choices: dict[tuple[str, str, str], dict[int, str]] = {}
     for e in table["entries"]:
-        by_threads.setdefault((e["op"], _DTYPE_CHARS[e["dtype"]], e["class"]), {})[e["threads"]] = e["choice"]
-    routes, varies = {}, False
-    for (op, char, name), choices in by_threads.items():
-        kernels = _kernels(op)
-        measured = sorted(choices)
-        per_t = [kernels[choices[_nearest(t, measured)]] for t in range(1, pool + 1)]
+        choices.setdefault((e["op"], e["dtype"], e["class"]), {})[e["threads"]] = e["choice"]
+    routes, by_threads = {}, {}
+    for route, by_count in choices.items():
+        kernels = _kernels(route[0])
+        measured = sorted(by_count)
+        per_t = [kernels[by_count[_nearest(t, measured)]] for t in range(1, pool + 1)]
         if all(f is per_t[0] for f in per_t):
-            routes[(op, char, name)] = per_t[0]
+            routes[route] = per_t[0]
         else:
-            routes[(op, char, name)] = (per_t[0],) + tuple(per_t)  # index 0 unused: counts start at 1
-            varies = True
-    return routes, varies
+            by_threads[route] = (per_t[0], *per_t)  # index 0 unused: counts start at 1
+            routes[route] = _per_thread_count(by_threads[route])
+    return routes, by_threads
 
 
 def _load() -> None:
     """Read the table (once per process, or after `reload`) and set up the routes."""
-    global _forward, _grad_weight, _grad_input, _routes, _classes, _num_threads, _in_use
+    global _forward, _grad_weight, _grad_input, _loaded, _routes, _by_threads, _classes, _in_use
     with _lock:
-        if _forward is not _UNLOADED:
+        if _loaded:
             return
         from .. import tuning
 
@@ -140,8 +150,9 @@ def _load() -> None:
                 info["path"] = str(path)
                 table = tuning.load(path, tuning.machine_key())
         except FileNotFoundError:
-            info["reason"] = "no table yet (run fastlinear tune)"
+            info["reason"] = "no table yet; run fastlinear tune"
             if os.environ.get(tuning.ENV, "").strip():
+                info["reason"] = f"{tuning.ENV} names a file that does not exist"
                 print(f"fastlinear: {tuning.ENV} names {info['path']!r}, which does not exist; the "
                       "auto backend uses the built-in defaults (loops everywhere)", file=sys.stderr)
         except Exception as exc:  # noqa: BLE001 - a bad table must never break a computation
@@ -149,26 +160,31 @@ def _load() -> None:
             print(f"fastlinear: {exc}; ignored, the auto backend uses the built-in defaults "
                   "(loops everywhere; run fastlinear tune to measure a new table)", file=sys.stderr)
         if table is None:
-            _in_use = info
             _forward = _grad_weight = _grad_input = None
-            return
-        _routes, varies = _build(table)
-        _classes = {c: tuple(s) for c, s in table["shape_classes"].items()}
-        _num_threads = _fast_thread_count() if varies else (lambda: 1)
-        info.update(source="table", created=table.get("created"), quick=table.get("quick"),
-                    entries=len(table["entries"]),
-                    blas=sorted((e["op"], e["dtype"], e["class"], e["threads"])
-                                for e in table["entries"] if e["choice"] == "blas"))
+        else:
+            _routes, _by_threads = _build(table)
+            _classes = {c: tuple(s) for c, s in table["shape_classes"].items()}
+            info.update(source="table", created=table.get("created"), quick=table.get("quick"),
+                        entries=len(table["entries"]),
+                        blas=sorted((e["op"], e["dtype"], e["class"], e["threads"])
+                                    for e in table["entries"] if e["choice"] == "blas"))
+            _forward, _grad_weight, _grad_input = {}, {}, {}
         _in_use = info
-        _forward, _grad_weight, _grad_input = {}, {}, {}
+        _loaded = True
 
 
-def _route(op: str, memo: dict, key: tuple) -> object:
-    """The kernel (or per-thread-count tuple) for ``key`` = (dtype char, n, k, m); remembered."""
+def _route(op: str, memo: dict, key: tuple) -> Callable:
+    """The kernel for ``key`` = (itemsize, n, k, m), remembered in ``memo``; reads the table on
+    the first call."""
+    if not _loaded:
+        _load()
+        if _forward is None:
+            return _kernels(op)["loops"]
     from ..tuning import classify
 
-    char, n, k, m = key
-    kernel = _routes.get((op, char, classify(n, k, m, _classes)), _kernels(op)["loops"])
+    size, n, k, m = key
+    kernel = _routes.get((op, _DTYPES.get(size), classify(n, k, m, _classes)),
+                         _kernels(op)["loops"])
     if len(memo) >= _MEMO_MAX:
         memo.clear()
     memo[key] = kernel
@@ -177,27 +193,33 @@ def _route(op: str, memo: dict, key: tuple) -> object:
 
 def table_in_use() -> dict:
     """What auto runs on in this process (see `fastlinear.tuning.describe`)."""
-    if _forward is _UNLOADED:
+    if not _loaded:
         _load()
     return dict(_in_use)
 
 
 def choice(op: str, dtype: str, n: int, k: int, m: int, threads: int | None = None) -> str:
     """"loops" or "blas": what auto runs for ``op`` ("forward", "grad_weight", "grad_bias" or
-    "grad_input") at this dtype ("float32"/"float64"), batch n, in_features k, out_features m and
-    thread count (default: Numba's current count)."""
+    "grad_input") at ``dtype`` ("float32" or "float64"), batch n, in_features k, out_features m
+    and ``threads`` (default: Numba's current count)."""
     import numba
 
-    if _forward is _UNLOADED:
+    from ..tuning import classify
+
+    if not _loaded:
         _load()
     if op == "grad_bias" or _forward is None:
         return "loops"
-    from ..tuning import classify
+    route = (op, dtype, classify(n, k, m, _classes))
+    kernel = _routes.get(route)
+    if route in _by_threads:
+        kernel = _by_threads[route][threads or numba.get_num_threads()]
+    return "blas" if kernel is _kernels(op)["blas"] else "loops"
 
-    kernel = _routes.get((op, _DTYPE_CHARS[dtype], classify(n, k, m, _classes)))
-    if type(kernel) is tuple:
-        kernel = kernel[threads or numba.get_num_threads()]
-    return "blas" if kernel is not None and kernel is _kernels(op)["blas"] else "loops"
+
+# The three kernels below are the hot path: with the defaults, one global read and a comparison
+# before the loop kernel; with a table, a 4-tuple key from the arrays' shapes and one dictionary
+# lookup (the try costs nothing unless the key is missing).
 
 
 def forward(y, x, w, b, act) -> None:
@@ -206,14 +228,12 @@ def forward(y, x, w, b, act) -> None:
     if memo is None:
         loops.forward(y, x, w, b, act)
         return
-    if memo is _UNLOADED:
-        _load()
-        forward(y, x, w, b, act)
-        return
-    key = (x.dtype.char, x.shape[0], x.shape[1], w.shape[0])
-    kernel = memo.get(key) or _route("forward", memo, key)
-    if type(kernel) is tuple:
-        kernel = kernel[_num_threads()]
+    n, k = x.shape
+    key = (x.itemsize, n, k, w.shape[0])
+    try:
+        kernel = memo[key]
+    except KeyError:
+        kernel = _route("forward", memo, key)
     kernel(y, x, w, b, act)
 
 
@@ -223,14 +243,12 @@ def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
     if memo is None:
         loops.grad_weight(dw, db, dy, x, scale, accumulate)
         return
-    if memo is _UNLOADED:
-        _load()
-        grad_weight(dw, db, dy, x, scale, accumulate)
-        return
-    key = (x.dtype.char, x.shape[0], x.shape[1], dw.shape[0])
-    kernel = memo.get(key) or _route("grad_weight", memo, key)
-    if type(kernel) is tuple:
-        kernel = kernel[_num_threads()]
+    n, k = x.shape
+    key = (x.itemsize, n, k, dw.shape[0])
+    try:
+        kernel = memo[key]
+    except KeyError:
+        kernel = _route("grad_weight", memo, key)
     kernel(dw, db, dy, x, scale, accumulate)
 
 
@@ -245,12 +263,10 @@ def grad_input(dx, dy, w) -> None:
     if memo is None:
         loops.grad_input(dx, dy, w)
         return
-    if memo is _UNLOADED:
-        _load()
-        grad_input(dx, dy, w)
-        return
-    key = (dy.dtype.char, dy.shape[0], w.shape[1], w.shape[0])
-    kernel = memo.get(key) or _route("grad_input", memo, key)
-    if type(kernel) is tuple:
-        kernel = kernel[_num_threads()]
+    m, k = w.shape
+    key = (w.itemsize, dy.shape[0], k, m)
+    try:
+        kernel = memo[key]
+    except KeyError:
+        kernel = _route("grad_input", memo, key)
     kernel(dx, dy, w)

@@ -167,9 +167,13 @@ def _vector_line(s: dict) -> str:
 def _tuning_line(t: dict) -> str:
     """Which table the auto backend follows (`fastlinear.tuning.describe`)."""
     if t["source"] == "table":
-        blas = ", ".join(f"{d} {op} {c} at {n} thread{'s' * (n > 1)}" for op, d, c, n in t["blas"])
+        counts: dict[tuple, list[int]] = {}
+        for op, d, c, n in t["blas"]:
+            counts.setdefault((d, op, c), []).append(n)
+        blas = "; ".join(f"{d} {op} {c} at {', '.join(map(str, n))} thread{'s' * (n != [1])}"
+                         for (d, op, c), n in sorted(counts.items()))
         return (f"{t['path']} ({'quick, ' if t.get('quick') else ''}measured {t.get('created')}; "
-                f"auto runs blas for {blas or 'nothing'}, loops for the rest)")
+                f"auto runs blas for {blas or 'nothing'}; loops for the rest)")
     return f"built-in defaults, loops everywhere ({t['reason']})"
 
 
