@@ -3,10 +3,11 @@ thread count, whether the loop kernels or BLAS (numpy's matmul) is faster on thi
 
 `tune` (``fastlinear tune`` on the command line) measures it: every entry is one (op, dtype, shape
 class, thread count), where loops and blas are first checked against a float64 reference (as
-``fastlinear compare`` does) and then timed, each backend in its own settled block (a pause and a few
-warm-up calls before every sample, so that the other library's idle threads stop spinning), with the
-median of interleaved rounds taken for each. grad_bias is not tuned: the loop kernel beat numpy's sum
-at every shape measured, and ``auto`` always runs it.
+``fastlinear compare`` does, with the same harness, `fastlinear.cli.harness`) and then timed, each
+backend in its own settled block (before every sample, a 0.2 s pause when more than one thread runs,
+so that the other library's idle threads stop spinning, then 3 warm-up calls), with the median of
+interleaved rounds taken for each. grad_bias is not tuned: the loop kernel beat numpy's sum at every
+shape measured, and ``auto`` always runs it.
 
 Where the table lives (`table_path`): the ``FASTLINEAR_TUNING`` environment variable, if set, names a
 file, or ``off`` to use the built-in defaults (the loop kernels everywhere); otherwise
@@ -23,7 +24,7 @@ The table is JSON::
      "shape_classes": {"tiny": [1, 16, 16], ...},        # what a call is classified into
      "entries": [{"op": "forward", "dtype": "float32", "class": "tiny", "threads": 2,
                   "choice": "loops",                      # what auto runs
-                  "faster": "loops", "speedup": 1.8,      # by how much the faster one wins
+                  "faster": "loops", "speedup": ...,      # by how much the faster one wins
                   "loops_s": ..., "blas_s": ...,          # median seconds per call
                   "loops_status": "ok", "blas_status": "ok"}, ...]}
 
@@ -47,7 +48,6 @@ import json
 import math
 import os
 import platform
-import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -357,7 +357,3 @@ def describe() -> dict:
     from .backends import auto
 
     return auto.table_in_use()
-
-
-def _print_note(message: str) -> None:
-    print(f"fastlinear: {message}", file=sys.stderr)

@@ -13,8 +13,8 @@ shape class (`fastlinear.tuning.classify`, by distance in log space) and looks u
 the op, dtype, class and Numba's current thread count (the nearest measured count if that one was
 not measured; a class missing from the table runs loops). The decision is remembered per shape and
 dtype, so a repeated shape costs a 4-tuple key and one dictionary lookup, plus, only where the
-table's choice differs between thread counts, one read of Numba's thread count (about 0.2 us
-through Numba's C entry point; ``numba.get_num_threads()`` took 1.4 us, as it takes a lock).
+table's choice differs between thread counts, one read of Numba's thread count (a ctypes call into
+Numba's C entry point: several times cheaper than ``numba.get_num_threads()``, which takes a lock).
 grad_bias always runs the loop kernel; grad_weight through BLAS computes db with it too.
 
 Determinism: the loop kernels give bitwise the same result at any thread count; BLAS does not
@@ -36,7 +36,7 @@ from typing import Callable
 from . import blas, loops
 
 #: remembered decisions per op before the memo is emptied (a program with endlessly varying shapes
-#: should not grow it without bound; 4096 entries of a 4-tuple key are about 1 MB)
+#: should not grow it without bound; 4096 entries of a 4-tuple key take under 1 MB)
 _MEMO_MAX = 4096
 
 _lock = threading.Lock()
@@ -80,8 +80,9 @@ def reload() -> None:
 
 
 def _fast_thread_count() -> Callable[[], int]:
-    """Numba's thread count for the calling thread, read through Numba's C entry point (0.2 us),
-    or ``numba.get_num_threads`` (1.4 us; it takes a lock) if that entry point is not there."""
+    """Numba's thread count for the calling thread, read through Numba's C entry point, or by
+    ``numba.get_num_threads`` (several times slower: it takes a lock) if that entry point, a
+    private name of Numba's, is not there."""
     import numba
 
     try:
