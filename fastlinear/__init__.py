@@ -35,6 +35,7 @@ from .backends import Backend, available_backends, get_backend
 from .functional import Cache, backward, forward, linear, linear_backward
 from .layer import Linear
 from ._threads import get_num_threads, set_num_threads, threads
+from .tuning import tune
 
 __version__ = "0.1.0"
 
@@ -52,5 +53,6 @@ __all__ = [
     "linear_backward",
     "set_num_threads",
     "threads",
+    "tune",
     "warmup",
 ]

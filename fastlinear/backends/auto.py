@@ -1,53 +1,256 @@
-"""The "auto" backend: the loop kernels, except for shape classes where numpy's matmul (BLAS) was
-measured faster. Same signatures as ``fastlinear.backends.loops``.
+"""The "auto" backend (the default): for each call, the loop kernels or BLAS (numpy's matmul),
+whichever this machine's tuning table says is faster for that op, dtype, shape class and thread
+count. Same signatures as ``fastlinear.backends.loops``.
 
-Measured on a 2-core AVX-512 AMD EPYC (znver5), numpy 2.4 / OpenBLAS 0.3.31 (SkylakeX kernel), 2 threads,
-medians, GFLOP/s loops vs BLAS:
+The table (`fastlinear.tuning`) is written by ``fastlinear tune`` / ``fl.tune()`` and read once,
+on the first auto call in the process; ``reload()`` forgets it. Until a table exists (and when
+FASTLINEAR_TUNING=off) the built-in defaults apply: the loop kernels everywhere. A table that is
+corrupt, or was measured on another CPU or with other library versions, is ignored with one line on
+stderr, and the defaults apply.
 
-* small and skinny shapes (batch 32 x 128 x 128, 8 x 784 x 128, 4096 x 256 x 10): the loop kernels
-  match or beat BLAS for forward, grad_input and grad_bias, and a BLAS call costs 1.3 us or more
-  even at batch 1, 16 x 16 against 0.4-0.8 us for the serial loop kernels -> loops;
-* large shapes, without the packed kernels: at 256 x 512 x 512 the direct (unpacked) loop kernels
-  took 1.2 ms (forward) and 0.6-0.7 ms (gradients) on one thread against about 0.5 ms for BLAS on
-  two, and at 1024^3 they reached 30-70 GFLOP/s against BLAS's ~300 -> BLAS above ``BLAS_WORK``
-  multiply-adds (``fastlinear.backends.blas``; db still by the loop kernel), unless ``fastlinear.kernels.packed`` is present, in which case the loop backend's
-  packed kernels are used.
+Per call, auto classifies the shape (batch, in_features, out_features) into the table's nearest
+shape class (`fastlinear.tuning.classify`, by distance in log space) and looks up the backend for
+the op, dtype, class and Numba's current thread count (the nearest measured count if that one was
+not measured; a class missing from the table runs loops). The decision is remembered per shape and
+dtype, so a repeated shape costs a 4-tuple key and one dictionary lookup, plus, only where the
+table's choice differs between thread counts, one read of Numba's thread count (a ctypes call into
+Numba's C entry point: several times cheaper than ``numba.get_num_threads()``, which takes a lock).
+grad_bias always runs the loop kernel; grad_weight through BLAS computes db with it too.
 
-The choice depends only on shape and dtype. Below ``BLAS_WORK`` results are therefore bitwise the
-same for any thread count, as for the loop backend; above it BLAS makes no such promise (OpenBLAS
-gave different bits with 1 and 2 threads at 257 x 256 x 256). Mixing
-BLAS calls and Numba parallel kernels in one step lets their idle thread pools spin against each
-other on a small machine (see ``fastlinear._threads``); with a single shape class per layer that
-happens only at layer boundaries.
+Determinism: the loop kernels give bitwise the same result at any thread count; BLAS does not
+promise that (OpenBLAS gave different bits at 1 and 2 threads at 257x256x256), and auto's choice
+itself may differ between thread counts. Which (op, dtype, class, threads) go to BLAS on this
+machine is listed by ``fastlinear info`` and printed by ``fastlinear tune``; with the built-in
+defaults none do. For results that never depend on the thread count, use ``backend="loops"`` (or
+set FASTLINEAR_TUNING=off, which makes auto run loops everywhere).
 """
 
 from __future__ import annotations
 
+import math
+import os
+import sys
+import threading
+from typing import Callable
+
 from . import blas, loops
 
-#: work (n * in * out) above which BLAS is used when the packed loop kernels are absent.
-BLAS_WORK = 1 << 24
+#: remembered decisions per op before the memo is emptied (a program with endlessly varying shapes
+#: should not grow it without bound; 4096 entries of a 4-tuple key take under 1 MB)
+_MEMO_MAX = 4096
 
-#: whether large shapes go to BLAS (no packed loop kernels in this build)
-_USE_BLAS = loops.packed_forward is None
+_lock = threading.Lock()
+_loaded = False
+_DTYPES = {4: "float32", 8: "float64"}  # by itemsize: the kernels take these two dtypes only
+
+
+def _blas_grad_weight(dw, db, dy, x, scale, accumulate) -> None:
+    """dw (+)= scale * dy.T @ x by BLAS; db by the loop kernel, which beat numpy's sum at every
+    shape measured."""
+    blas.grad_weight(dw, None, dy, x, scale, accumulate)
+    if db is not None:
+        loops.grad_bias(db, dy, scale, accumulate)
+
+
+def _kernels(op: str) -> dict[str, Callable]:
+    return {"forward": {"loops": loops.forward, "blas": blas.forward},
+            "grad_weight": {"loops": loops.grad_weight, "blas": _blas_grad_weight},
+            "grad_input": {"loops": loops.grad_input, "blas": blas.grad_input}}[op]
+
+
+# Per op: None for the built-in defaults, else the memo {(itemsize, n, k, m): kernel}, empty until
+# the table is read (a miss reads it).
+_forward: dict | None = {}
+_grad_weight: dict | None = {}
+_grad_input: dict | None = {}
+# (op, dtype, class) -> the kernel to run, from the table; ``_by_threads`` holds, for the entries
+# whose choice differs between thread counts, the kernel for each count (index 0 unused).
+_routes: dict[tuple[str, str, str], Callable] = {}
+_by_threads: dict[tuple[str, str, str], tuple] = {}
+_classes: dict[str, tuple[int, int, int]] = {}
+_in_use: dict = {}
+
+
+def reload() -> None:
+    """Forget the table; the next auto call reads it again (after ``fastlinear tune`` or a change
+    of FASTLINEAR_TUNING)."""
+    global _forward, _grad_weight, _grad_input, _loaded
+    with _lock:
+        _forward, _grad_weight, _grad_input, _loaded = {}, {}, {}, False
+
+
+def _fast_thread_count() -> Callable[[], int]:
+    """Numba's thread count for the calling thread, read through Numba's C entry point, or by
+    ``numba.get_num_threads`` (several times slower: it takes a lock) if that entry point, a
+    private name of Numba's, is not there."""
+    import numba
+
+    try:
+        from numba.np.ufunc import parallel
+
+        parallel._launch_threads()
+        fn = parallel._get_num_threads
+        if fn() == numba.get_num_threads():
+            return fn
+    except Exception:  # noqa: BLE001 - a private API of Numba; the public one always works
+        pass
+    return numba.get_num_threads
+
+
+def _nearest(t: int, measured: list[int]) -> int:
+    """The measured thread count nearest ``t`` by ratio, the larger on a tie."""
+    return min(measured, key=lambda c: (abs(math.log(t / c)), -c))
+
+
+def _per_thread_count(kernels: tuple) -> Callable:
+    """A kernel that runs ``kernels[Numba's current thread count]``."""
+    count = _fast_thread_count()
+
+    def kernel(*args) -> None:
+        kernels[count()](*args)
+
+    return kernel
+
+
+def _build(table: dict) -> tuple[dict, dict]:
+    """`_routes` and `_by_threads` from a validated table."""
+    import numba
+
+    pool = numba.config.NUMBA_NUM_THREADS
+    choices: dict[tuple[str, str, str], dict[int, str]] = {}
+    for e in table["entries"]:
+        choices.setdefault((e["op"], e["dtype"], e["class"]), {})[e["threads"]] = e["choice"]
+    routes, by_threads = {}, {}
+    for route, by_count in choices.items():
+        kernels = _kernels(route[0])
+        measured = sorted(by_count)
+        per_t = [kernels[by_count[_nearest(t, measured)]] for t in range(1, pool + 1)]
+        if all(f is per_t[0] for f in per_t):
+            routes[route] = per_t[0]
+        else:
+            by_threads[route] = (per_t[0], *per_t)  # index 0 unused: counts start at 1
+            routes[route] = _per_thread_count(by_threads[route])
+    return routes, by_threads
+
+
+def _load() -> None:
+    """Read the table (once per process, or after `reload`) and set up the routes."""
+    global _forward, _grad_weight, _grad_input, _loaded, _routes, _by_threads, _classes, _in_use
+    with _lock:
+        if _loaded:
+            return
+        from .. import tuning
+
+        info = {"source": "defaults", "path": None, "reason": "", "blas": []}
+        table = None
+        try:
+            path = tuning.table_path()
+            if path is None:
+                info["reason"] = f"{tuning.ENV}=off"
+            else:
+                info["path"] = str(path)
+                table = tuning.load(path, tuning.machine_key())
+        except FileNotFoundError:
+            info["reason"] = "no table yet; run fastlinear tune"
+            if os.environ.get(tuning.ENV, "").strip():
+                info["reason"] = f"{tuning.ENV} names a file that does not exist"
+                print(f"fastlinear: {tuning.ENV} names {info['path']!r}, which does not exist; the "
+                      "auto backend uses the built-in defaults (loops everywhere)", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - a bad table must never break a computation
+            info["reason"] = f"ignored: {exc}"
+            print(f"fastlinear: {exc}; ignored, the auto backend uses the built-in defaults "
+                  "(loops everywhere; run fastlinear tune to measure a new table)", file=sys.stderr)
+        if table is None:
+            _forward = _grad_weight = _grad_input = None
+        else:
+            _routes, _by_threads = _build(table)
+            _classes = {c: tuple(s) for c, s in table["shape_classes"].items()}
+            info.update(source="table", created=table.get("created"), quick=table.get("quick"),
+                        entries=len(table["entries"]),
+                        blas=sorted((e["op"], e["dtype"], e["class"], e["threads"])
+                                    for e in table["entries"] if e["choice"] == "blas"))
+            _forward, _grad_weight, _grad_input = {}, {}, {}
+        _in_use = info
+        _loaded = True
+
+
+def _route(op: str, memo: dict, key: tuple) -> Callable:
+    """The kernel for ``key`` = (itemsize, n, k, m), remembered in ``memo``; reads the table on
+    the first call."""
+    if not _loaded:
+        _load()
+        if _forward is None:
+            return _kernels(op)["loops"]
+    from ..tuning import classify
+
+    size, n, k, m = key
+    kernel = _routes.get((op, _DTYPES.get(size), classify(n, k, m, _classes)),
+                         _kernels(op)["loops"])
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[key] = kernel
+    return kernel
+
+
+def table_in_use() -> dict:
+    """What auto runs on in this process (see `fastlinear.tuning.describe`)."""
+    if not _loaded:
+        _load()
+    return dict(_in_use)
+
+
+def choice(op: str, dtype: str, n: int, k: int, m: int, threads: int | None = None) -> str:
+    """"loops" or "blas": what auto runs for ``op`` ("forward", "grad_weight", "grad_bias" or
+    "grad_input") at ``dtype`` ("float32" or "float64"), batch n, in_features k, out_features m
+    and ``threads`` (default: Numba's current count)."""
+    import numba
+
+    from ..tuning import classify
+
+    if not _loaded:
+        _load()
+    if op == "grad_bias" or _forward is None:
+        return "loops"
+    route = (op, dtype, classify(n, k, m, _classes))
+    kernel = _routes.get(route)
+    if route in _by_threads:
+        kernel = _by_threads[route][threads or numba.get_num_threads()]
+    return "blas" if kernel is _kernels(op)["blas"] else "loops"
+
+
+# The three kernels below are the hot path: with the defaults, one global read and a comparison
+# before the loop kernel; with a table, a 4-tuple key from the arrays' shapes and one dictionary
+# lookup (the try costs nothing unless the key is missing).
 
 
 def forward(y, x, w, b, act) -> None:
     """y = act(x @ w.T + b); ``b`` may be None."""
-    if _USE_BLAS and x.shape[0] * x.shape[1] * w.shape[0] > BLAS_WORK:
-        blas.forward(y, x, w, b, act)
-    else:
+    memo = _forward
+    if memo is None:
         loops.forward(y, x, w, b, act)
+        return
+    n, k = x.shape
+    key = (x.itemsize, n, k, w.shape[0])
+    try:
+        kernel = memo[key]
+    except KeyError:
+        kernel = _route("forward", memo, key)
+    kernel(y, x, w, b, act)
 
 
 def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
     """dw (+)= scale * dy.T @ x and, when ``db`` is not None, db (+)= scale * dy.sum(0)."""
-    if _USE_BLAS and x.shape[0] * x.shape[1] * dw.shape[0] > BLAS_WORK:
-        blas.grad_weight(dw, None, dy, x, scale, accumulate)
-        if db is not None:  # the loop kernel beat numpy's sum at every shape measured
-            loops.grad_bias(db, dy, scale, accumulate)
-    else:
+    memo = _grad_weight
+    if memo is None:
         loops.grad_weight(dw, db, dy, x, scale, accumulate)
+        return
+    n, k = x.shape
+    key = (x.itemsize, n, k, dw.shape[0])
+    try:
+        kernel = memo[key]
+    except KeyError:
+        kernel = _route("grad_weight", memo, key)
+    kernel(dw, db, dy, x, scale, accumulate)
 
 
 def grad_bias(db, dy, scale, accumulate) -> None:
@@ -57,7 +260,14 @@ def grad_bias(db, dy, scale, accumulate) -> None:
 
 def grad_input(dx, dy, w) -> None:
     """dx = dy @ w."""
-    if _USE_BLAS and dy.shape[0] * dy.shape[1] * w.shape[1] > BLAS_WORK:
-        blas.grad_input(dx, dy, w)
-    else:
+    memo = _grad_input
+    if memo is None:
         loops.grad_input(dx, dy, w)
+        return
+    m, k = w.shape
+    key = (w.itemsize, dy.shape[0], k, m)
+    try:
+        kernel = memo[key]
+    except KeyError:
+        kernel = _route("grad_input", memo, key)
+    kernel(dx, dy, w)

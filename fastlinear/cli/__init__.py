@@ -7,7 +7,7 @@ line on standard error and one of these exit statuses:
 
 ====  ==========================================================================================
 0     success
-1     ``compare``: a backend gave a wrong result (reported, never timed)
+1     ``compare`` or ``tune``: a backend gave a wrong result (reported, never timed or chosen)
 2     a usage or data problem: a bad option, a bad data file, an output path that cannot be
       written (checked before long work starts), training that diverged, a shape too large for
       memory, or an optional package an option needs (matplotlib, torch) not installed
@@ -26,11 +26,11 @@ import os
 import sys
 import traceback
 
-from . import compare, info, predict, train
+from . import compare, info, predict, train, tune
 from ._common import HelpFormatter, MissingDependency
 
 #: name -> module with add_parser(subparsers) and run(args) -> int.
-COMMANDS = {"train": train, "predict": predict, "compare": compare, "info": info}
+COMMANDS = {"train": train, "predict": predict, "compare": compare, "tune": tune, "info": info}
 
 EXIT_OK, EXIT_WRONG, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPT, EXIT_PIPE = 0, 1, 2, 3, 130, 141
 
@@ -50,7 +50,7 @@ def parser() -> argparse.ArgumentParser:
         prog="fastlinear", formatter_class=HelpFormatter,
         description="The neural-network linear layer as Numba loop kernels: train a small model, "
                     "compare the backends, inspect the set-up.",
-        epilog="exit status: 0 success, 1 compare found a wrong result, 2 usage or data problem, "
+        epilog="exit status: 0 success, 1 compare or tune found a wrong result, 2 usage or data problem, "
                "3 internal error, 130 interrupted, 141 output closed early")
     p.add_argument("--version", action="version", version=f"fastlinear {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -1,6 +1,7 @@
 """``fastlinear info``: what the kernels run on. Versions, Numba's threading layer and thread count,
 the BLAS library and its threads, the CPU and its SIMD flags, whether fastlinear's 512-bit vector
-setting is active, and Numba's cache directory with whether it already holds compiled kernels.
+setting is active, Numba's cache directory with whether it already holds compiled kernels, and
+the tuning table the auto backend follows (`fastlinear.tuning`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import platform
 
 from ..activations import NONE as ACT_NONE
+from ..tuning import cpu_model  # noqa: F401 - part of this module's API
 from ._common import HelpFormatter
 
 # The SIMD flags worth reporting, in LLVM's spelling (llvmlite.binding.get_host_cpu_features).
@@ -24,18 +26,6 @@ def _version(dist: str) -> str | None:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name (/proc/cpuinfo on Linux), else what platform knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def simd_flags() -> list[str]:
@@ -132,7 +122,7 @@ def summary(run_kernel: bool = False) -> dict:
     with ``run_kernel``, one tiny kernel then runs so that the threading layer is known."""
     import numba
 
-    from .. import _cpu
+    from .. import _cpu, tuning
     from .._threads import available_cores, get_num_threads
 
     cache = kernel_cache()
@@ -159,6 +149,7 @@ def summary(run_kernel: bool = False) -> dict:
         "numba_cpu_name": _cpu.live_target()["cpu_name"],
         "cache": cache,
         "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")},
+        "tuning": tuning.describe(),
     }
 
 
@@ -171,6 +162,19 @@ def _vector_line(s: dict) -> str:
     if not t["avx512f"]:
         return f"off (the code generator's CPU has no AVX-512F; {where})"
     return f"LLVM's default for this CPU (fastlinear's preference is off; {where})"
+
+
+def _tuning_line(t: dict) -> str:
+    """Which table the auto backend follows (`fastlinear.tuning.describe`)."""
+    if t["source"] == "table":
+        counts: dict[tuple, list[int]] = {}
+        for op, d, c, n in t["blas"]:
+            counts.setdefault((d, op, c), []).append(n)
+        blas = "; ".join(f"{d} {op} {c} at {', '.join(map(str, n))} thread{'s' * (n != [1])}"
+                         for (d, op, c), n in sorted(counts.items()))
+        return (f"{t['path']} ({'quick, ' if t.get('quick') else ''}measured {t.get('created')}; "
+                f"auto runs blas for {blas or 'nothing'}; loops for the rest)")
+    return f"built-in defaults, loops everywhere ({t['reason']})"
 
 
 def format_summary(s: dict) -> str:
@@ -198,6 +202,7 @@ def format_summary(s: dict) -> str:
         "code"
         + ("" if len(cache["warm"]) == cache["kernels"] else " (the rest compile on first call)"),
     ]
+    lines.append(f"tuning table: {_tuning_line(s['tuning'])}")
     if s["openblas_env"]:
         lines.append(f"note: {s['openblas_env']} set in the environment; they change OpenBLAS's speed")
     return "\n".join(lines)

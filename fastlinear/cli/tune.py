@@ -1,0 +1,155 @@
+"""``fastlinear tune``: measure, on this machine, where BLAS beats the loop kernels, and write the
+tuning table that the ``auto`` backend reads (`fastlinear.tuning`). Progress goes to stderr (a rich
+progress bar on a terminal when rich is installed, plain lines otherwise); the table of choices and
+the path written go to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ._common import HelpFormatter
+from .compare import _choices, _threads
+from .problems import SHAPE_CLASSES
+from ..tuning import TUNED_OPS
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register ``fastlinear tune``."""
+    p = sub.add_parser(
+        "tune", formatter_class=HelpFormatter,
+        help="measure loops against blas here and write the table the auto backend follows",
+        description="For each op, dtype, shape class and thread count, check the loop kernels and "
+                    "numpy's BLAS against a float64 reference, time both (each in its own settled "
+                    "block, medians of interleaved rounds) and record which is faster. The auto "
+                    "backend then runs the faster one (loops unless blas is more than 3% faster). "
+                    "The table is written atomically to the user's cache directory (or --output, "
+                    "or the file FASTLINEAR_TUNING names) and is keyed by the CPU model, core "
+                    "count and the versions of fastlinear, numpy, its BLAS and numba. Exit status "
+                    "1 if a backend gave a wrong result (it is then never chosen).")
+    p.add_argument("--quick", action="store_true",
+                   help="a rough table in a fraction of the time: short samples, 3 rounds")
+    p.add_argument("--classes", type=_choices(tuple(SHAPE_CLASSES), "shape class"),
+                   default=",".join(SHAPE_CLASSES), metavar="CLASSES",
+                   help="comma-separated shape classes to measure "
+                        f"({', '.join(f'{k}={n}x{i}x{o}' for k, (n, i, o) in SHAPE_CLASSES.items())}); "
+                        "calls nearest a class left out run the loop kernels")
+    p.add_argument("--dtype", type=_choices(("float32", "float64", "both"), "dtype"),
+                   default="both", help="float32, float64 or both")
+    p.add_argument("--ops", type=_choices(TUNED_OPS, "op"), default=",".join(TUNED_OPS),
+                   metavar="OPS", help=f"comma-separated, from {', '.join(TUNED_OPS)} "
+                                       "(grad_bias always runs the loop kernel)")
+    p.add_argument("--threads", type=_threads, default=None,
+                   help="thread counts to measure at, for Numba, BLAS and torch alike, e.g. 1,2 "
+                        "(default: 1 and the current count)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timing rounds per backend (default: 5, or 3 with --quick)")
+    p.add_argument("--output", metavar="PATH",
+                   help="write the table here instead of where auto reads it (then point "
+                        "FASTLINEAR_TUNING at it to use it)")
+    p.add_argument("--plain", action="store_true",
+                   help="plain progress lines even on a terminal")
+    return p
+
+
+def _target(output: str | None) -> tuple[Path, str]:
+    """The file to write and a note on whether auto will read it; checked writable (the cache
+    directory is created) before anything is measured."""
+    from .. import tuning
+    from .._io import check_writable
+
+    in_use = tuning.table_path()
+    if output is not None:
+        path = Path(output)
+        note = "" if in_use is not None and path.resolve() == in_use.resolve() else (
+            f"auto does not read this file; set {tuning.ENV}={path} to use it")
+    else:
+        path = in_use or tuning.default_path()
+        note = "" if in_use is not None else (
+            f"{tuning.ENV}=off: auto uses the built-in defaults until it is unset")
+        if path.parent == tuning.cache_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path)
+    return path, note
+
+
+class _Progress:
+    """A rich progress bar on stderr when it is a terminal and rich is installed, else one plain
+    line per measurement on stderr."""
+
+    def __init__(self, rich_ok: bool) -> None:
+        self.bar = self.task = None
+        if rich_ok:
+            try:
+                from rich.progress import Progress
+            except ImportError:
+                return
+            self.bar = Progress(transient=True)
+
+    def __enter__(self) -> _Progress:
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if self.bar is None:
+            if done < total:
+                print(f"[{done + 1}/{total}] {what}", file=sys.stderr, flush=True)
+            return
+        if self.task is None:
+            self.task = self.bar.add_task("tuning", total=total)
+        self.bar.update(self.task, completed=done, description=what)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def _cell(e: dict) -> str:
+    if e["faster"] is None:
+        wrong = [b for b in ("loops", "blas") if e[f"{b}_status"] != "ok"]
+        return f"{e['choice']} ({' and '.join(wrong)} wrong)"
+    return f"{e['choice']} {e['loops_s'] / e['blas_s']:.2f}"
+
+
+def format_table(table: dict) -> str:
+    """The choices as plain text: one row per (threads, dtype, op), one column per shape class,
+    each cell auto's choice and the loops time / blas time ratio."""
+    entries = table["entries"]
+    classes = list(dict.fromkeys(e["class"] for e in entries))
+    rows = {}
+    for e in entries:
+        rows.setdefault((e["threads"], e["dtype"], e["op"]), {})[e["class"]] = _cell(e)
+    head = ["threads", "dtype", "op"] + classes
+    body = [[str(t), d, o] + [cells.get(c, "-") for c in classes] for (t, d, o), cells in rows.items()]
+    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in [head] + body]
+    return "\n".join(
+        ["auto's choice per shape class, with loops time / blas time (blas is chosen above "
+         f"{table['prefer_loops_within']:g}):"] + lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``fastlinear tune``: 0 when every result validated, 1 if a backend gave a wrong result (see
+    `fastlinear.cli` for the other statuses)."""
+    from .. import tuning
+
+    if args.repeats is not None and args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    path, note = _target(args.output)
+    dtypes = ["float32", "float64"] if "both" in args.dtype else list(dict.fromkeys(args.dtype))
+    with _Progress(rich_ok=sys.stderr.isatty() and not args.plain) as progress:
+        table = tuning.tune(classes=args.classes, dtypes=dtypes, ops=args.ops,
+                            threads=args.threads, quick=args.quick, repeats=args.repeats,
+                            output=path, progress=progress)
+    print(format_table(table))
+    print(f"wrote {table['path']}")
+    if note:
+        print(f"note: {note}")
+    wrong = [e for e in table["entries"] if "wrong" in (e["loops_status"], e["blas_status"])]
+    for e in wrong:
+        print(f"fastlinear tune: {e['dtype']} {e['op']} ({e['class']}, {e['threads']} threads): "
+              f"loops {e['loops_status']}, blas {e['blas_status']}", file=sys.stderr)
+    return 1 if wrong else 0

@@ -1,0 +1,359 @@
+"""The per-machine tuning table that the ``auto`` backend reads: for each op, dtype, shape class and
+thread count, whether the loop kernels or BLAS (numpy's matmul) is faster on this machine.
+
+`tune` (``fastlinear tune`` on the command line) measures it: every entry is one (op, dtype, shape
+class, thread count), where loops and blas are first checked against a float64 reference (as
+``fastlinear compare`` does, with the same harness, `fastlinear.cli.harness`) and then timed, each
+backend in its own settled block (before every sample, a 0.2 s pause when more than one thread runs,
+so that the other library's idle threads stop spinning, then 3 warm-up calls), with the median of
+interleaved rounds taken for each. grad_bias is not tuned: the loop kernel beat numpy's sum at every
+shape measured, and ``auto`` always runs it.
+
+Where the table lives (`table_path`): the ``FASTLINEAR_TUNING`` environment variable, if set, names a
+file, or ``off`` to use the built-in defaults (the loop kernels everywhere); otherwise
+``$XDG_CACHE_HOME/fastlinear/tuning-<key>.json`` (``~/.cache`` when XDG_CACHE_HOME is unset), where
+``<key>`` is a digest of `machine_key`: the CPU model, the number of logical CPUs, and the versions of
+fastlinear, numpy, numpy's BLAS (as threadpoolctl reports it) and numba. A new CPU or an upgrade of
+any of them therefore starts from the defaults until ``fastlinear tune`` runs again; a table written
+for another key (a copied file, or one named by FASTLINEAR_TUNING) is ignored with one line on stderr.
+
+The table is JSON::
+
+    {"command": "fastlinear tune", "format": 1, "key": {...machine_key()...}, "created": "...",
+     "quick": false, "repeats": 5,
+     "shape_classes": {"tiny": [1, 16, 16], ...},        # what a call is classified into
+     "entries": [{"op": "forward", "dtype": "float32", "class": "tiny", "threads": 2,
+                  "choice": "loops",                      # what auto runs
+                  "faster": "loops", "speedup": ...,      # by how much the faster one wins
+                  "loops_s": ..., "blas_s": ...,          # median seconds per call
+                  "loops_status": "ok", "blas_status": "ok"}, ...]}
+
+``choice`` is blas only when blas validated and loops took more than `PREFER_LOOPS_WITHIN` times as
+long: on a near tie the deterministic loop kernels are kept.
+
+Shape classification (`classify`): a call of batch n, in_features k, out_features m belongs to the
+shape class (N, K, M) nearest in log space, the one that minimises
+``(ln n - ln N)^2 + (ln k - ln K)^2 + (ln m - ln M)^2`` (sizes below 1 count as 1; a tie goes to the
+class listed first). Ratios, not differences, decide. With the seven classes of
+``fastlinear.cli.problems``: 2x16x16 is tiny; 64x1024x1024 is medium (squared distance 2.9, against
+3.8 to wide and 7.7 to large); 32x784x10 is skinny_in; 512x256x10 is skinny_out; 1x4096x4096 is wide.
+The classes are the ones stored in the table, so a table describes the shapes it was measured at.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Callable, Iterable
+
+#: The ops the table covers; grad_bias always runs the loop kernel (see the module docstring).
+TUNED_OPS = ("forward", "grad_weight", "grad_input")
+DTYPES = ("float32", "float64")
+#: The backends the table chooses between.
+CHOICES = ("loops", "blas")
+ENV = "FASTLINEAR_TUNING"
+FORMAT = 1
+COMMAND = "fastlinear tune"
+#: blas is chosen only when loops takes more than this many times as long. The loop kernels give
+#: bitwise the same result at any thread count and BLAS does not, so a near tie goes to loops; 3%
+#: keeps auto within 0.97x of the faster backend, the bound ``fastlinear compare`` holds it to.
+PREFER_LOOPS_WITHIN = 1.03
+
+
+class TableError(ValueError):
+    """A tuning table that cannot be used: unreadable, malformed, or written for another machine
+    or other library versions (``foreign`` is then True)."""
+
+    def __init__(self, message: str, foreign: bool = False) -> None:
+        super().__init__(message)
+        self.foreign = foreign
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the table is, and whose it is
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (/proc/cpuinfo on Linux), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _numpy_blas() -> list[str]:
+    """numpy's BLAS as threadpoolctl reports it: "library version (kernel)" for each loaded BLAS
+    whose file lies inside numpy's installation (a wheel's numpy.libs), else for every loaded BLAS.
+    Libraries that torch brought in would otherwise change the key when torch is imported."""
+    import numpy as np
+    import threadpoolctl
+
+    blas = [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
+    numpy_dir = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))
+    own = [i for i in blas
+           if os.path.basename(os.path.dirname(i.get("filepath", ""))).startswith("numpy")
+           or os.path.abspath(i.get("filepath", "")).startswith(os.path.join(numpy_dir, "numpy"))]
+    return sorted(f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
+                  for i in (own or blas))
+
+
+_key: dict | None = None
+
+
+def machine_key() -> dict:
+    """What a table is valid for: CPU model, logical CPU count, and the versions of fastlinear,
+    numpy, numpy's BLAS and numba. A table whose key differs is not used. Computed once per
+    process (threadpoolctl takes about 10 ms to list the loaded libraries)."""
+    global _key
+    if _key is None:
+        import numba
+        import numpy as np
+
+        from . import __version__
+
+        _key = {"cpu": cpu_model(), "cpus": os.cpu_count(), "fastlinear": __version__,
+                "numpy": np.__version__, "blas": _numpy_blas(), "numba": numba.__version__}
+    return json.loads(json.dumps(_key))  # a copy the caller may change
+
+
+def key_digest(key: dict) -> str:
+    """16 hex digits identifying ``key`` (the file-name part of the default table path)."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/fastlinear``, or ``~/.cache/fastlinear`` when XDG_CACHE_HOME is unset or
+    not an absolute path (as the XDG base-directory specification says)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
+    return root / "fastlinear"
+
+
+def default_path(key: dict | None = None) -> Path:
+    """The table file for this machine and these library versions in `cache_dir`."""
+    return cache_dir() / f"tuning-{key_digest(key or machine_key())}.json"
+
+
+def table_path(key: dict | None = None) -> Path | None:
+    """The table ``auto`` reads: FASTLINEAR_TUNING's file, None when it is ``off``, else
+    `default_path`."""
+    env = os.environ.get(ENV, "").strip()
+    if env.lower() == "off":
+        return None
+    return Path(env).expanduser() if env else default_path(key)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a table
+
+
+def classify(n: int, k: int, m: int, classes: dict[str, tuple[int, int, int]]) -> str:
+    """The name of the shape class nearest to batch ``n``, in_features ``k``, out_features ``m``:
+    the one minimising the squared distance of (ln n, ln k, ln m) to (ln N, ln K, ln M), sizes
+    below 1 counted as 1, ties to the class listed first (see the module docstring)."""
+    p = (math.log(max(n, 1)), math.log(max(k, 1)), math.log(max(m, 1)))
+    best, best_d = "", math.inf
+    for name, shape in classes.items():
+        d = sum((a - math.log(max(s, 1))) ** 2 for a, s in zip(p, shape))
+        if d < best_d:
+            best, best_d = name, d
+    return best
+
+
+def _fail(path: Path, why: str, foreign: bool = False) -> TableError:
+    return TableError(f"tuning table {str(path)!r} {why}", foreign)
+
+
+def validate(doc: object, path: Path, key: dict) -> dict:
+    """Check a parsed table; return it. Raises TableError naming ``path`` and what is wrong."""
+    if not isinstance(doc, dict) or doc.get("command") != COMMAND:
+        raise _fail(path, f"is not a table written by {COMMAND}")
+    if doc.get("format") != FORMAT:
+        raise _fail(path, f"has format {doc.get('format')!r}; this fastlinear reads format {FORMAT}")
+    if doc.get("key") != key:
+        theirs = doc.get("key") if isinstance(doc.get("key"), dict) else {}
+        differs = [f for f in key if theirs.get(f) != key[f]] or ["key"]
+        raise _fail(path, f"was measured with another {', '.join(differs)} "
+                          f"(table: {', '.join(str(theirs.get(f)) for f in differs)}; "
+                          f"here: {', '.join(str(key.get(f)) for f in differs)})", foreign=True)
+    classes = doc.get("shape_classes")
+    if not isinstance(classes, dict) or not classes or not all(
+            isinstance(s, list) and len(s) == 3 and all(type(v) is int and v >= 1 for v in s)
+            for s in classes.values()):
+        raise _fail(path, "has no valid shape_classes (name -> [batch, in, out])")
+    entries = doc.get("entries")
+    if not isinstance(entries, list):
+        raise _fail(path, "has no list of entries")
+    for i, e in enumerate(entries):
+        ok = (isinstance(e, dict) and e.get("op") in TUNED_OPS and e.get("dtype") in DTYPES
+              and e.get("class") in classes and type(e.get("threads")) is int
+              and e["threads"] >= 1 and e.get("choice") in CHOICES)
+        if not ok:
+            raise _fail(path, f"has a malformed entry {i}: {e!r:.200}")
+    return doc
+
+
+def load(path: Path, key: dict) -> dict:
+    """Read and `validate` the table at ``path``. Raises FileNotFoundError when there is none,
+    TableError when it cannot be used."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(path, f"cannot be read: {exc}") from None
+    return validate(doc, path, key)
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring a table
+
+
+def _thread_counts(threads: Iterable[int] | None) -> list[int]:
+    from . import _threads
+
+    counts = [1, _threads.get_num_threads()] if threads is None else list(threads)
+    if not counts:
+        raise ValueError("threads: give at least one thread count")
+    return sorted({_threads._check(t) for t in counts})
+
+
+def _entry(op: str, dtype: str, name: str, threads: int, rows: dict) -> dict:
+    """One table entry from the harness results of loops and blas for one (op, dtype, class,
+    thread count)."""
+    lp, bl = rows["loops"], rows["blas"]
+    entry = {"op": op, "dtype": dtype, "class": name, "threads": threads,
+             "loops_s": lp.median_s, "blas_s": bl.median_s,
+             "loops_status": lp.status, "blas_status": bl.status,
+             "loops_error": lp.error, "blas_error": bl.error}
+    if lp.ok and bl.ok:
+        faster = "blas" if bl.median_s < lp.median_s else "loops"
+        entry["faster"] = faster
+        entry["speedup"] = max(lp.median_s, bl.median_s) / min(lp.median_s, bl.median_s)
+        entry["choice"] = "blas" if lp.median_s > PREFER_LOOPS_WITHIN * bl.median_s else "loops"
+    else:  # a backend that gave a wrong result is never chosen; loops if both did
+        entry["faster"] = entry["speedup"] = None
+        entry["choice"] = "blas" if bl.ok and not lp.ok else "loops"
+    return entry
+
+
+def tune(
+    *,
+    classes: Iterable[str] | None = None,
+    dtypes: Iterable[str] = DTYPES,
+    ops: Iterable[str] = TUNED_OPS,
+    threads: Iterable[int] | None = None,
+    quick: bool = False,
+    repeats: int | None = None,
+    output: str | os.PathLike | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict:
+    """Measure loops against blas on this machine and write the tuning table ``auto`` reads.
+
+    Args:
+        classes: shape-class names from ``fastlinear.cli.problems.SHAPE_CLASSES`` (default: all
+            seven). Calls nearest a class that was not measured run the loop kernels.
+        dtypes: "float32" and/or "float64".
+        ops: from `TUNED_OPS`.
+        threads: thread counts to measure at (default: 1 and the current count); each is set for
+            Numba, BLAS and torch together (`fastlinear.threads`).
+        quick: a rough table in a fraction of the time: 3 rounds of short samples (the pauses
+            between backends stay: without them, at 2 threads, a loop kernel timed right after
+            BLAS calls came out orders of magnitude slower, which says nothing about either
+            backend alone).
+        repeats: timing rounds per backend (default 5, or 3 with ``quick``).
+        output: where to write (default: `table_path`, i.e. FASTLINEAR_TUNING's file or the cache
+            file for this machine). Checked before anything is measured.
+        progress: called as ``progress(done, total, what)`` before each measurement.
+
+    Returns:
+        The table as written (see the module docstring), with ``"path"`` added.
+
+    Raises:
+        ValueError: an unknown class, dtype or op, a thread count outside Numba's pool, or
+            ``repeats`` < 1.
+        OSError: ``output`` cannot be written (before anything is measured).
+    """
+    from . import _threads
+    from ._io import atomic_write, check_writable
+    from .cli import harness, problems
+
+    names = list(problems.SHAPE_CLASSES) if classes is None else list(dict.fromkeys(classes))
+    bad = [c for c in names if c not in problems.SHAPE_CLASSES]
+    if bad or not names:
+        raise ValueError(f"unknown shape class {', '.join(map(repr, bad)) or '(none given)'}; "
+                         f"valid classes are {', '.join(problems.SHAPE_CLASSES)}")
+    dtypes, ops = list(dict.fromkeys(dtypes)), list(dict.fromkeys(ops))
+    for what, got, valid in (("dtype", dtypes, DTYPES), ("op", ops, TUNED_OPS)):
+        bad = [v for v in got if v not in valid]
+        if bad or not got:
+            raise ValueError(f"unknown {what} {', '.join(map(repr, bad)) or '(none given)'}; "
+                             f"valid: {', '.join(valid)}")
+    counts = _thread_counts(threads)
+    repeats = repeats if repeats is not None else 3 if quick else 5
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    key = machine_key()
+    if output is None:
+        output = table_path(key) or default_path(key)
+        if Path(output).parent == cache_dir():
+            cache_dir().mkdir(parents=True, exist_ok=True)
+    path = check_writable(output)
+
+    total = len(counts) * len(dtypes) * len(names) * len(ops)
+    done = 0
+    entries = []
+    for t in counts:
+        with _threads.threads(t):
+            for dtype in dtypes:
+                for name in names:
+                    n, k, m = problems.SHAPE_CLASSES[name]
+
+                    def step(what: str, name=name) -> None:
+                        nonlocal done
+                        if progress:
+                            progress(done, total, f"{t} thread{'s' * (t > 1)}, {what} ({name})")
+                        done += 1
+
+                    results = harness.run([(n, k, m)], [dtype], list(CHOICES), tuple(ops),
+                                          repeats=repeats,
+                                          min_sample_s=2e-4 if quick else 2e-3,
+                                          settle=True, progress=step)
+                    for op in ops:
+                        rows = {r.backend: r for r in results if r.op == op}
+                        entries.append(_entry(op, dtype, name, t, rows))
+    if progress:
+        progress(total, total, "done")
+    table = {"command": COMMAND, "format": FORMAT, "key": key,
+             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "python": platform.python_version(), "quick": quick, "repeats": repeats,
+             "prefer_loops_within": PREFER_LOOPS_WITHIN,
+             "shape_classes": {c: list(s) for c, s in problems.SHAPE_CLASSES.items()},
+             "entries": entries}
+    with atomic_write(path, "w") as f:
+        json.dump(table, f, indent=1)
+        f.write("\n")
+    from .backends import auto
+
+    auto.reload()  # the next auto call reads the new table if it is the one in use
+    return {**table, "path": str(path)}
+
+
+def describe() -> dict:
+    """Which table ``auto`` uses in this process (loading it if no auto call has yet):
+    ``{"source": "table" | "defaults", "path": str | None, "reason": str, "blas": [...]}``,
+    where ``blas`` lists the (op, dtype, class, threads) that run BLAS and ``reason`` says why the
+    defaults are in use."""
+    from .backends import auto
+
+    return auto.table_in_use()

@@ -1,0 +1,176 @@
+"""``fastlinear tune``: a quick run on the tiny shape class writes a valid table, atomically, that
+auto then follows; a bad output path or option exits 2 before anything is measured; a wrong
+result exits 1 and is never chosen; ``fastlinear info`` names the table in use. No timing
+assertions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import pytest
+
+from fastlinear import backends, cli, tuning
+from fastlinear.backends import BLAS, auto
+from fastlinear.cli import harness, info
+from fastlinear.cli import tune as tune_cli
+
+QUICK = ["tune", "--quick", "--classes", "tiny", "--threads", "1", "--dtype", "float32", "--plain"]
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """The user's cache directory and FASTLINEAR_TUNING out of the way; auto forgets its table
+    before and after."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(tuning.ENV, raising=False)
+    auto.reload()
+    yield
+    auto.reload()
+
+
+@pytest.fixture
+def no_measuring(monkeypatch):
+    """Fail the test if anything is measured."""
+    def refuse(*a, **k):
+        raise AssertionError("measured before the arguments were checked")
+
+    monkeypatch.setattr(harness, "run", refuse)
+
+
+def test_quick_tune_writes_a_valid_table_that_auto_then_follows(tmp_path, capsys, monkeypatch,
+                                                                 restore_threads):
+    out = tmp_path / "out" / "table.json"
+    out.parent.mkdir()
+    assert cli.main([*QUICK, "--output", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"wrote {out}" in captured.out
+    assert f"set {tuning.ENV}={out}" in captured.out  # it is not the file auto reads
+    assert "[1/3] 1 thread, float32 1x16x16 forward (tiny)" in captured.err  # plain progress
+    assert os.listdir(out.parent) == ["table.json"]  # no temporary file left beside it
+
+    doc = tuning.load(out, tuning.machine_key())
+    assert doc["quick"] is True and doc["key"] == tuning.machine_key()
+    assert [(e["op"], e["dtype"], e["class"], e["threads"]) for e in doc["entries"]] == [
+        (op, "float32", "tiny", 1) for op in tuning.TUNED_OPS]
+    for e in doc["entries"]:
+        assert e["loops_status"] == e["blas_status"] == "ok"
+        assert e["loops_error"] <= 1 and e["blas_error"] <= 1
+        assert e["loops_s"] > 0 and e["blas_s"] > 0
+        assert e["faster"] == ("blas" if e["blas_s"] < e["loops_s"] else "loops")
+        assert e["choice"] == ("blas" if e["loops_s"] > tuning.PREFER_LOOPS_WITHIN * e["blas_s"]
+                               else "loops")
+        assert e["speedup"] == pytest.approx(max(e["loops_s"], e["blas_s"])
+                                             / min(e["loops_s"], e["blas_s"]))
+
+    monkeypatch.setenv(tuning.ENV, str(out))
+    auto.reload()
+    used = auto.table_in_use()
+    assert used["source"] == "table" and used["path"] == str(out)
+    assert used["blas"] == sorted((e["op"], e["dtype"], e["class"], e["threads"])
+                                  for e in doc["entries"] if e["choice"] == "blas")
+    line = info._tuning_line(tuning.describe())
+    assert line.startswith(str(out)) and "quick" in line
+
+
+def test_a_failed_write_leaves_the_old_table_and_no_temporary_file(tmp_path, monkeypatch):
+    out = tmp_path / "table.json"
+    out.write_text("old table")
+    real_dump = json.dump
+
+    def dump_then_fail(obj, f, **kw):
+        real_dump({"half": "written"}, f)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tuning.json, "dump", dump_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        tuning.tune(classes=["tiny"], dtypes=["float64"], ops=["forward"], threads=[1],
+                    quick=True, output=out)
+    assert out.read_text() == "old table"
+    assert os.listdir(tmp_path) == ["table.json"]
+
+
+@pytest.mark.parametrize("where, fragment", [
+    ("missing/dir/table.json", "does not exist"),
+    (".", "is a directory"),
+    ("file.txt/table.json", "is not a directory"),
+])
+def test_an_unwritable_output_exits_2_before_measuring(where, fragment, tmp_path, capsys,
+                                                       no_measuring):
+    (tmp_path / "file.txt").write_text("")
+    target = tmp_path / where
+    assert cli.main([*QUICK, "--output", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastlinear tune: error:") and fragment in err and str(target) in err
+
+
+def test_an_unwritable_cache_directory_exits_2_before_measuring(tmp_path, monkeypatch, capsys,
+                                                                no_measuring):
+    (tmp_path / "blocked").write_text("a file where the cache directory should be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "blocked"))
+    assert cli.main(QUICK) == 2
+    assert "fastlinear tune: error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--classes", "huge"], "invalid shape class 'huge'"),
+    (["--ops", "grad_bias"], "invalid op 'grad_bias'"),
+    (["--dtype", "int8"], "invalid dtype 'int8'"),
+    (["--threads", "0"], "must be >= 1"),
+])
+def test_argument_errors_exit_2(argv, fragment, capsys, no_measuring):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["tune", *argv])
+    assert exc.value.code == 2
+    assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--threads", "999"], "number of threads must be between 1 and"),
+    (["--repeats", "0"], "--repeats must be >= 1"),
+])
+def test_bad_values_exit_2_before_measuring(argv, fragment, tmp_path, capsys, no_measuring):
+    assert cli.main([*QUICK, "--output", str(tmp_path / "t.json"), *argv]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def _wrong_forward(y, x, w, b, act):
+    BLAS.forward(y, x, w, b, act)
+    y += 1.0
+
+
+def test_a_wrong_result_exits_1_and_is_never_chosen(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(backends._BACKENDS, "blas", dataclasses.replace(BLAS, forward=_wrong_forward))
+    out = tmp_path / "t.json"
+    assert cli.main([*QUICK, "--ops", "forward", "--output", str(out)]) == 1
+    (e,) = tuning.load(out, tuning.machine_key())["entries"]
+    assert e["blas_status"] == "wrong" and e["choice"] == "loops" and e["faster"] is None
+    captured = capsys.readouterr()
+    assert "loops ok, blas wrong" in captured.err and "(blas wrong)" in captured.out
+
+
+def test_default_target_is_the_cache_file_auto_reads(tmp_path, monkeypatch):
+    path, note = tune_cli._target(None)
+    assert path == tuning.default_path() and path.parent.is_dir() and note == ""
+    monkeypatch.setenv(tuning.ENV, str(tmp_path / "mine.json"))
+    assert tune_cli._target(None) == (tmp_path / "mine.json", "")
+    monkeypatch.setenv(tuning.ENV, "off")
+    path, note = tune_cli._target(None)
+    assert path == tuning.default_path() and "=off" in note
+
+
+def test_info_names_the_defaults_when_there_is_no_table():
+    line = info._tuning_line(tuning.describe())
+    assert line.startswith("built-in defaults, loops everywhere") and "fastlinear tune" in line
+
+
+def test_tune_rejects_unknown_names_before_measuring(no_measuring, tmp_path):
+    for kwargs, fragment in [({"classes": ["huge"]}, "unknown shape class 'huge'"),
+                             ({"dtypes": ["float16"]}, "unknown dtype 'float16'"),
+                             ({"ops": ["grad_bias"]}, "unknown op 'grad_bias'"),
+                             ({"threads": []}, "at least one thread count"),
+                             ({"repeats": 0}, "repeats must be >= 1")]:
+        with pytest.raises(ValueError, match=fragment):
+            tuning.tune(output=tmp_path / "t.json", **kwargs)
+    assert not (tmp_path / "t.json").exists()
