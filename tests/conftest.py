@@ -42,6 +42,10 @@ if not os.environ.get("NUMBA_CACHE_DIR"):
     if "numba" in sys.modules:  # imported by a plugin: no kernel is defined yet
         sys.modules["numba"].config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
 
+# The tests expect auto's built-in defaults (deterministic loop kernels), not whatever table a
+# `fastlinear tune` on this machine left behind; tests of the tuning table set their own value.
+os.environ["FASTLINEAR_TUNING"] = "off"
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402

@@ -18,7 +18,6 @@ several times the whole computation at batch 1, 16 x 16.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, prange
 
 from .._config import PARALLEL as _PARALLEL

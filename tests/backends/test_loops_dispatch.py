@@ -5,12 +5,10 @@ both dtypes, bias on/off, every activation, accumulate, db or None, and bitwise-
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pytest
 
 import reference as ref
-from fastlinear import set_num_threads
 from fastlinear.backends import auto, loops
 from fastlinear.kernels import _generate
 from helpers import DTYPE_IDS, DTYPES, randn, tolerance
@@ -104,23 +102,6 @@ def _run_all(kernels, dtype, shape, seed):
     return y, dx, dw, db, db2
 
 
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("kernels", [loops, auto], ids=["loops", "auto"])
-def test_same_bits_with_1_and_2_threads(kernels, dtype, restore_threads):
-    shapes = SHAPES + [(300, 257, 129)]
-    if kernels is loops:
-        shapes.append((257, 256, 256))  # above auto's BLAS threshold: BLAS gives no such promise
-    results = {}
-    for threads in (1, 2, 1):
-        set_num_threads(threads)
-        results.setdefault(threads, []).append(
-            [_run_all(kernels, dtype, s, i) for i, s in enumerate(shapes)])
-    for got1, got2, again in zip(results[1][0], results[2][0], results[1][1]):
-        for a, b, c in zip(got1, got2, again):
-            assert np.array_equal(a, b, equal_nan=True) and np.array_equal(a, c, equal_nan=True)
-
-
 class _Spy:
     """Wraps a kernel variant and records that it ran."""
 
@@ -153,17 +134,6 @@ def test_every_dispatch_branch_runs(dtype, monkeypatch):
             log.clear()
             _run_all(loops, dtype, shape, 0)
             assert name in log and names[1 - names.index(name)] not in log, (key, shape, log)
-
-
-def test_auto_uses_blas_only_above_its_threshold(monkeypatch):
-    calls = []
-    real = np.matmul
-    monkeypatch.setattr(np, "matmul", lambda *a, **k: calls.append(1) or real(*a, **k))
-    _run_all(auto, np.float32, (300, 257, 129), 0)
-    assert not calls
-    if loops.packed_forward is None:
-        _run_all(auto, np.float32, (257, 256, 256), 0)
-        assert len(calls) == 3
 
 
 def test_generated_micro_kernels_are_up_to_date():
