@@ -2,16 +2,17 @@
 
 Allocating the packing buffers on every call was a large loss in the measurements behind this
 package, so each Python thread keeps its own buffers per dtype (`threading.local`: two Python
-threads calling a kernel at once never share a buffer). The per-thread B buffers and result
-tiles have a fixed size (one row per Numba worker, indexed by ``numba.get_thread_id()``): KC * NC
-elements = 1 MiB per Numba thread for either dtype. The packed A buffer grows to the next power
-of two of what a call needs and is kept, up to `KEEP_BYTES`; a call that needs more gets a buffer
-of its own, freed when the call returns, so one large batch does not pin memory for good (a 1 GiB
-forward used to keep 1 GiB here).
+threads calling a kernel at once never share a buffer). The per-thread result tiles have a fixed
+size (one MR x NR tile per Numba worker, indexed by ``numba.get_thread_id()``). The packed A
+buffer grows to the next power of two of what a call needs and is kept, up to `KEEP_BYTES`; a call
+that needs more gets a buffer of its own, freed when the call returns, so one large batch does not
+pin memory for good (a 1 GiB forward used to keep 1 GiB here). The packed B block, shared by all
+threads (KC x N: 4 KiB per output column for either dtype), comes from `fastlinear.kernels._scratch`,
+under the same cap.
 
 What a packed call needs for A is bounded too: the forward and input-gradient products pack at
 most `MC` rows at a time (``MC * KC`` elements, 8 MiB for either dtype; see `row_blocks`), so
-their peak is their inputs and outputs plus at most 8 MiB + 1 MiB per Numba thread. The weight
+their peak is their inputs and outputs plus at most 8 MiB and the packed B block. The weight
 gradient packs all ``out_features`` rows of dy.T for one k-block: ``out_features * KC`` elements,
 4 KiB per output feature (16 MiB for 4096 outputs), on top of its inputs and outputs.
 """
@@ -29,8 +30,6 @@ from ._compile import MICRO
 #: Reduction (k) block: one packed A panel (MR x KC) stays in the 48 KB L1 cache, one B block
 #: (KC x NC) in the L2 cache; the same number of bytes for both dtypes.
 KC = {np.dtype(np.float32): 1024, np.dtype(np.float64): 512}
-#: Column block of C handled by one thread per k-block (a multiple of both NR).
-NC = 256
 #: Rows of C (and of A) per driver call in the row-blocked products: a multiple of every MR (8),
 #: so the row panels, hence every result bit, are the same as in one call over all rows. Packing
 #: B again for each block costs 1 / MC of the multiply-adds (0.05%).
@@ -52,9 +51,7 @@ class Workspace:
     mr: int
     nr: int
     kc: int
-    nc: int
     apack: np.ndarray  # 1-D, grows
-    bpack: np.ndarray  # (threads, kc * nc)
     tiles: np.ndarray  # (threads, mr * nr)
 
     def packed_a(self, m: int) -> np.ndarray:
@@ -85,9 +82,8 @@ def workspace(dtype) -> Workspace:
         kc = KC[dtype]
         threads = numba.config.NUMBA_NUM_THREADS
         ws = spaces[dtype] = Workspace(
-            mr, nr, kc, NC,
+            mr, nr, kc,
             apack=np.empty(0, dtype),
-            bpack=np.empty((threads, kc * NC), dtype),
             tiles=np.empty((threads, mr * nr), dtype),
         )
     return ws
