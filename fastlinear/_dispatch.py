@@ -44,7 +44,7 @@ def kernel_input(a: np.ndarray) -> np.ndarray:
 
 def as_rows(a: np.ndarray) -> np.ndarray:
     """View (..., f) as C-contiguous (rows, f) that a kernel can take (see `kernel_input`)."""
-    if a.ndim == 2 and a.flags.c_contiguous and a.flags.writeable:
+    if a.ndim == 2 and a.flags.carray:  # C-contiguous, aligned, writeable
         return a
     if a.ndim != 2:
         a = a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
@@ -55,6 +55,8 @@ def reduction_scale(reduction: str, rows: int, dtype: np.dtype) -> np.generic:
     """The factor applied to dw and db: 1 for "sum", 1/rows for "mean" (1 for an empty batch).
 
     Returned as a scalar of the data's dtype so float32 kernels stay in float32."""
+    if reduction == "sum":  # the default, checked first: this runs on every backward
+        return dtype.type(1)
     if check.reduction(reduction) == "mean" and rows > 0:
         return dtype.type(1.0 / rows)
     return dtype.type(1)
@@ -82,10 +84,10 @@ def forward(
     """
     if (
         out is None and type(x) is np.ndarray and x.ndim == 2 and x.dtype == w.dtype
-        and x.shape[1] == w.shape[1] and x.flags.c_contiguous and x.flags.writeable
+        and x.shape[1] == w.shape[1] and x.flags.carray
     ):
-        # The common case, checked at a fraction of the general path's cost: a plain writeable
-        # C-contiguous (rows, in_features) batch of the weight's dtype.
+        # The common case, checked at a fraction of the general path's cost: a plain writeable,
+        # aligned, C-contiguous (rows, in_features) batch of the weight's dtype.
         y = np.empty((x.shape[0], w.shape[0]), dtype=w.dtype)
         be.forward(y, x, w, b, act)
         return y

@@ -123,6 +123,8 @@ def input_matches_weight(x_name: str, x: np.ndarray, w: np.ndarray) -> None:
 def grad_output(dy: object, lead: tuple[int, ...], w: np.ndarray) -> np.ndarray:
     """Check that dy, the gradient with respect to a forward output, is an array of the weight's
     dtype with the output's shape ``(*lead, out_features)``; return it."""
+    if type(dy) is np.ndarray and dy.dtype == w.dtype and dy.shape == (*lead, w.shape[0]):
+        return dy  # the common case, in one test
     dy = require_array("dy", dy)
     same_dtype("dy", dy, "weight", w)
     expected = tuple(lead) + (w.shape[0],)

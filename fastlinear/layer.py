@@ -86,7 +86,8 @@ class Linear(Module):
         self._activation = activation
         self._reduction = check.reduction(reduction)
         self.training = True
-        shape = (self.out_features, self.in_features)
+        shape = self._wshape = (self.out_features, self.in_features)
+        self._bshape = (self.out_features,)
         self.weight = np.empty(shape, dtype=self.dtype)
         self.bias = np.empty(self.out_features, dtype=self.dtype) if bias else None
         self.grad_weight = np.zeros(shape, dtype=self.dtype)
@@ -258,18 +259,15 @@ class Linear(Module):
         kernels can take as they are (the common case, checked first and cheaply); otherwise
         they go through `_kernel_parameters`."""
         w, gw, b, gb, dt = self.weight, self.grad_weight, self.bias, self.grad_bias, self.dtype
-        if type(w) is np.ndarray and type(gw) is np.ndarray and w.dtype == dt and gw.dtype == dt:
-            flags = gw.flags
-            if (w.shape == gw.shape == (self.out_features, self.in_features)
-                    and flags.c_contiguous and flags.writeable and w.flags.c_contiguous
-                    and w.flags.writeable):
-                if b is None and gb is None:
-                    return True
-                if type(b) is np.ndarray and type(gb) is np.ndarray and b.dtype == dt and gb.dtype == dt:
-                    flags = gb.flags
-                    if (b.shape == gb.shape == (self.out_features,) and flags.c_contiguous
-                            and flags.writeable and b.flags.c_contiguous and b.flags.writeable):
-                        return True
+        # flags.carray: C-contiguous, aligned and writeable, read from one flags object per array
+        # (this runs on every call: each `.flags` builds a new object).
+        if (type(w) is np.ndarray and type(gw) is np.ndarray and w.dtype == dt and gw.dtype == dt
+                and w.shape == gw.shape == self._wshape and gw.flags.carray and w.flags.carray):
+            if b is None and gb is None:
+                return True
+            if (type(b) is np.ndarray and type(gb) is np.ndarray and b.dtype == dt and gb.dtype == dt
+                    and b.shape == gb.shape == self._bshape and gb.flags.carray and b.flags.carray):
+                return True
         self._refuse_parameters()
         return False  # usable, but read-only or not C-contiguous
 
