@@ -11,6 +11,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_python_examples_run():
+    """Blocks fenced as `python` run here; those fenced as `py` need torch or an MPI launcher and
+    are run by their own tests (tests/torch_api/test_torch_linear.py) or only shown."""
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert len(blocks) >= 2
     namespace: dict = {}
