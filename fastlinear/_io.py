@@ -20,8 +20,9 @@ def check_writable(path: str | os.PathLike) -> Path:
     """Check, before long work starts, that ``path`` can be written later.
 
     Returns the path as a `Path`. Raises `OSError` (with the path and the reason) if its
-    directory does not exist, is not a directory, or cannot be written, or if the path itself is
-    a directory.
+    directory does not exist, is not a directory, or cannot be written (a temporary file is
+    created there and removed, which also catches read-only and special file systems), or if the
+    path itself is a directory.
     """
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
@@ -33,6 +34,14 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise NotADirectoryError(f"cannot write {str(target)!r}: {str(parent)!r} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write {str(target)!r}: directory {str(parent)!r} is not writable")
+    # os.access answers for the permission bits only: root passes it on a read-only or special file
+    # system (/proc, a read-only mount), so create (and remove) the temporary file a write would use.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot write {str(target)!r}: {exc.strerror}") from None
+    os.close(fd)
+    os.unlink(probe)
     return target
 
 
@@ -55,7 +64,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     if mode not in ("wb", "w"):
         raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
     target = check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot write {str(target)!r}: {exc.strerror}") from None
     try:
         encoding = None if mode == "wb" else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as f:
