@@ -86,9 +86,15 @@ def _parallel_dispatchers():
                     yield item
 
 
+#: Set in a child forked after the parent's GNU OpenMP pool had started.
+forked_from_started_pool = False
+
+
 def _after_fork_in_child() -> None:
+    global forked_from_started_pool
     if not _fork_unsafe_pool_started():
         return
+    forked_from_started_pool = True
     for dispatcher in _parallel_dispatchers():
         dispatcher.__class__ = _guarded_class(type(dispatcher))
 

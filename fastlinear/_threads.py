@@ -19,6 +19,8 @@ from typing import Iterator
 import numba
 import threadpoolctl
 
+from . import _blas_pool
+
 _blas_limits: threadpoolctl.threadpool_limits | None = None
 
 
@@ -58,6 +60,7 @@ def set_num_threads(n: int) -> None:
     """
     global _blas_limits
     n = _check(n)
+    _blas_pool.install()  # an OpenBLAS loaded since (scipy's, say) joins Numba's pool too
     numba.set_num_threads(n)
     _blas_limits = threadpoolctl.threadpool_limits(limits=n, user_api="blas")
     torch = _torch()
@@ -80,6 +83,7 @@ def threads(n: int) -> Iterator[int]:
         ...     pass  # kernels, BLAS and torch use one thread here
     """
     n = _check(n)
+    _blas_pool.install()
     torch = _torch()
     before_numba = numba.get_num_threads()
     before_torch = torch.get_num_threads() if torch is not None else None
@@ -112,6 +116,7 @@ def pools() -> dict[str, object]:
              "kernel": i.get("architecture"), "threads": i.get("num_threads")}
             for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"
         ],
+        "blas on numba's pool": _blas_pool.installed(),
         "torch": None if torch is None else {"threads": torch.get_num_threads()},
         "cores available": available_cores(),
     }

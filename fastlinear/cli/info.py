@@ -50,9 +50,14 @@ def blas_pools() -> list[str]:
     """One description per BLAS library loaded in the process (threadpoolctl)."""
     import threadpoolctl
 
+    from .. import _blas_pool
+
+    on_pool = set(_blas_pool.installed())
     return [
         f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
-        f"{i.get('num_threads')} threads, {os.path.basename(i.get('filepath', ''))})"
+        f"{i.get('num_threads')} threads"
+        + (", run on Numba's pool" if i.get("filepath") in on_pool else "")
+        + f", {os.path.basename(i.get('filepath', ''))})"
         for i in threadpoolctl.threadpool_info()
         if i.get("user_api") == "blas"
     ]
