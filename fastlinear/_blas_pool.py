@@ -71,9 +71,11 @@ def _run_job(typingctx, dojob, thread_num, job, dojob_data):
 
 
 # Per-process state of the callback, linked into the compiled code by name (so that code loaded
-# from Numba's cache uses this process's copy): [0] the spin lock, [1] the size of Numba's pool.
+# from Numba's cache uses this process's copy): [0] the spin lock, [1] the size of Numba's pool,
+# [2] the number of calls the callback has served (wrapping at 2^31; read by `calls`).
 _STATE_SYMBOL = "fastlinear_blas_pool_state"
-_state = (ctypes.c_int32 * 2)(0, numba.config.NUMBA_NUM_THREADS)
+_STATE_WORDS = 3
+_state = (ctypes.c_int32 * _STATE_WORDS)(0, numba.config.NUMBA_NUM_THREADS, 0)
 llvm.add_symbol(_STATE_SYMBOL, ctypes.addressof(_state))
 
 
@@ -82,7 +84,7 @@ def _state_word(builder, index):
     module = builder.module
     state = module.globals.get(_STATE_SYMBOL)
     if state is None:
-        state = ir.GlobalVariable(module, ir.ArrayType(i32, 2), _STATE_SYMBOL)
+        state = ir.GlobalVariable(module, ir.ArrayType(i32, _STATE_WORDS), _STATE_SYMBOL)
         state.linkage = "external"
     return builder.gep(state, [i32(0), i32(index)])
 
@@ -111,6 +113,19 @@ def _lock(typingctx, acquire):
                 builder.position_at_end(done)
             with give:
                 builder.store_atomic(i32(0), flag, "release", 4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _count_call(typingctx):
+    """Add one to the callback's call counter (under the lock)."""
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        word = _state_word(builder, 2)
+        builder.store(builder.add(builder.load(word), ir.IntType(32)(1)), word)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -252,6 +267,7 @@ def _callback(sync, dojob, numjobs, elsize, jobdata, dojob_data):
     if numjobs <= 0:
         return
     _lock(True)
+    _count_call()
     if numjobs == 1:
         _run_job(dojob, np.int32(0), jobdata, dojob_data)
     elif numjobs <= _pool_size():
@@ -349,6 +365,11 @@ def _reset_after_fork() -> None:
         setter(None)
     _installed.clear()
     _examined.clear()
+
+
+def calls() -> int:
+    """How many parallel OpenBLAS calls the callback has run in this process (modulo 2^31)."""
+    return _state[2]
 
 
 def installed() -> list[str]:

@@ -34,6 +34,7 @@ AVX-512 AMD EPYC, znver5 (medians, microseconds per call, 2 threads; serial / pa
 
 from __future__ import annotations
 
+from .._threads import adapt
 from ..kernels import _micro, _scratch, small
 from ..kernels._sums import leaf_buffer
 
@@ -84,7 +85,9 @@ def forward(y, x, w, b, act) -> None:
     work = n * k * m
     if work <= FORWARD_SERIAL:
         small.forward_serial(y, x, w, b, act)
-    elif work <= FORWARD_PACKED or packed_forward is None or min(n, k, m) < PACKED_MIN_DIM:
+        return
+    adapt()
+    if work <= FORWARD_PACKED or packed_forward is None or min(n, k, m) < PACKED_MIN_DIM:
         small.forward_parallel(y, x, w, b, act)
     else:
         packed_forward(y, x, w, b, act)
@@ -99,7 +102,9 @@ def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
     size = dw.dtype.itemsize
     if work <= GRAD_WEIGHT_SERIAL[size]:
         _GRAD_WEIGHT[size][0](dw, db, dy, x, scale, accumulate, _scratch.per_thread(dw.dtype))
-    elif work <= PACKED or packed_grad_weight is None or min(n, k, m) < PACKED_MIN_DIM:
+        return
+    adapt()
+    if work <= PACKED or packed_grad_weight is None or min(n, k, m) < PACKED_MIN_DIM:
         _GRAD_WEIGHT[size][1](dw, db, dy, x, scale, accumulate, _scratch.per_thread(dw.dtype))
     else:
         packed_grad_weight(dw, db, dy, x, scale, accumulate)
@@ -111,6 +116,7 @@ def grad_bias(db, dy, scale, accumulate) -> None:
     if dy.size <= GRAD_BIAS_SERIAL:
         small.grad_bias_serial(db, dy, scale, accumulate, leaves)
     else:
+        adapt()
         small.grad_bias_parallel(db, dy, scale, accumulate, leaves)
 
 
@@ -122,7 +128,9 @@ def grad_input(dx, dy, w) -> None:
     size = dx.dtype.itemsize
     if work <= GRAD_INPUT_SERIAL[size]:
         _GRAD_INPUT[size][0](dx, dy, w)
-    elif work <= PACKED or packed_grad_input is None or min(n, k, m) < PACKED_MIN_DIM:
+        return
+    adapt()
+    if work <= PACKED or packed_grad_input is None or min(n, k, m) < PACKED_MIN_DIM:
         _GRAD_INPUT[size][1](dx, dy, w)
     else:
         packed_grad_input(dx, dy, w)

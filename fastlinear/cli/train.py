@@ -113,7 +113,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="floating-point type of the data and parameters")
     p.add_argument("--threads", type=_positive(int), default=None,
-                   help="threads for Numba, BLAS and torch alike (without it: Numba's count)")
+                   help="threads for Numba, BLAS and torch alike (without it: the cores this process "
+                        "may use, less those other processes keep busy, re-checked as it runs)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, initial weights and batch order")
     p.add_argument("--test-fraction", type=_number(float, 0, 1), default=0.2,
                    help="share of the samples held out for the test accuracy")
@@ -231,7 +232,8 @@ def fit(
         activation, optimizer, backend, dtype: see ``fastlinear train --help`` for the choices.
         epochs, batch_size, lr, momentum, weight_decay, seed, test_fraction: as their options.
             The batch is at most the training set (buffers are sized from the data).
-        threads: thread count for Numba, BLAS and torch; None keeps Numba's current count.
+        threads: thread count for Numba, BLAS and torch; None leaves the count as it is (by
+            default it adapts to other processes' load, see `fastlinear.set_num_threads`).
         report: called with each finished `Epoch`; if it has ``begin(n_train)`` and
             ``advance(k)`` methods, those are called before the first epoch and after each step.
         comm: for one rank of a data-parallel run, its `fastlinear.distributed` communicator:
@@ -257,8 +259,8 @@ def fit(
         from ..distributed.cli import set_threads
 
         set_threads(comm, threads)
-    else:
-        set_num_threads(get_num_threads() if threads is None else threads)
+    elif threads is not None:
+        set_num_threads(threads)
     n, n_features = split.X_train.shape
     batch_size = min(batch_size, n)
     sizes = [n_features, *hidden, n_classes]

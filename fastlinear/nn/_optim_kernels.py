@@ -61,12 +61,12 @@ def _sgd_parallel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, fi
         _sgd_element(p, g, buf, i, lr, momentum, dampening, weight_decay, nesterov, first, one)
 
 
-def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first, parallel=True):
+def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
     """SGD with momentum, as torch.optim.SGD: d = g + wd p; buf = d on the step that creates the
     buffer (``first``), else momentum buf + (1 - dampening) d; step along d + momentum buf
     (Nesterov) or buf."""
     # p, g are 1-D of equal length; buf too when momentum != 0, else never read (may be empty)
-    kernel = _sgd_parallel if parallel and p.shape[0] >= SERIAL_MAX else _sgd_serial
+    kernel = _sgd_parallel if p.shape[0] >= SERIAL_MAX else _sgd_serial
     kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first)
 
 
@@ -100,11 +100,10 @@ def _adam_parallel(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, b
         _adam_element(p, g, m, v, i, lr, beta1, beta2, eps, weight_decay, decoupled, step, bias2_sqrt, one)
 
 
-def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, bias1, bias2_sqrt,
-                parallel=True):
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, bias1, bias2_sqrt):
     """Adam / AdamW, as torch.optim.Adam(W): m, v moving averages of g and g^2;
     p -= (lr / bias1) m / (sqrt(v) / bias2_sqrt + eps). Weight decay is added to g (Adam) or
     applied as p *= 1 - lr wd first (``decoupled``, AdamW)."""
     # p, g, m, v are 1-D of equal length
-    kernel = _adam_parallel if parallel and p.shape[0] >= SERIAL_MAX else _adam_serial
+    kernel = _adam_parallel if p.shape[0] >= SERIAL_MAX else _adam_serial
     kernel(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, bias1, bias2_sqrt)

@@ -126,8 +126,6 @@ class Optimizer:
         self.lr = lr
         self.params = _param_list(params)
         self._shapes = [(p.shape, p.dtype) for p, _ in self.params]
-        # Kept to see, at each step, which backends the model's layers run on (see `_parallel`).
-        self._model = params if hasattr(params, "parameters") else None
         self.steps = 0
         self.state: dict[str, list[np.ndarray | None]] = {
             name: [None] * len(self.params) for name in self._state_names}
@@ -139,16 +137,6 @@ class Optimizer:
             raise AttributeError(f"{type(self).__name__} has no setting {name!r}; its settings are "
                                  f"{', '.join(self._settings)}")
         super().__setattr__(name, value)
-
-    def _parallel(self) -> bool:
-        """Whether the update may run as a parallel Numba kernel: not when a layer of the model
-        runs on BLAS. With several threads, OpenBLAS's idle workers keep spinning after each call
-        and a parallel Numba region right after it waits for cores they hold, which made a digits
-        training step on the blas backend 12 times slower at 2 threads. Serial and parallel
-        updates give identical bits, so this changes only the speed."""
-        if self._model is None:
-            return True
-        return not any(getattr(m, "backend", None) == "blas" for m in getattr(self._model, "modules", ()))
 
     def _check_step(self, scalars: dict[str, float]) -> None:
         """Check every setting, parameter, gradient and state array before a step writes anything.
@@ -282,12 +270,11 @@ class SGD(Optimizer):
             bufs = self._state("momentum_buffer")
         else:
             bufs = [(_NO_BUFFER[p.dtype], False) for p, _ in self.params]
-        parallel = self._parallel()
         for (p, g), (buf, first) in zip(self.params, bufs):
             s = lambda v: self._scalar(p, v)  # noqa: E731
             kernels.sgd_update(p.reshape(-1), g.reshape(-1), buf.reshape(-1), s(self.lr),
                                s(self.momentum), s(self.dampening), s(self.weight_decay),
-                               self.nesterov, first, parallel)
+                               self.nesterov, first)
         self.steps += 1
 
 
@@ -338,12 +325,11 @@ class Adam(Optimizer):
                           "lr * weight_decay": self.lr * self.weight_decay})
         ms = self._state("exp_avg")
         vs = self._state("exp_avg_sq")
-        parallel = self._parallel()
         for (p, g), (m, _), (v, _) in zip(self.params, ms, vs):
             s = lambda x: self._scalar(p, x)  # noqa: E731
             kernels.adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
                                 s(self.lr), s(beta1), s(beta2), s(self.eps), s(self.weight_decay),
-                                self.decoupled_weight_decay, s(bias1), s(bias2_sqrt), parallel)
+                                self.decoupled_weight_decay, s(bias1), s(bias2_sqrt))
         self.steps = step
 
 

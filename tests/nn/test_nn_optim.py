@@ -149,26 +149,3 @@ def test_serial_and_parallel_updates_give_identical_bits(rng, name, kwargs):
         opt_big.step()
         opt_small.step()
     np.testing.assert_array_equal(big[: 4 * (n // 4)], np.concatenate(small))
-
-
-@pytest.mark.parametrize("make", [nn.Adam, lambda m: nn.SGD(m, lr=0.1, momentum=0.9)],
-                         ids=["adam", "sgd"])
-def test_updates_stay_serial_beside_blas_layers(monkeypatch, make):
-    """A model whose layers run on BLAS gets serial updates (no parallel region for OpenBLAS's
-    spinning threads to slow down); with the loop kernels large parameters update in parallel."""
-    import fastlinear as fl
-    from fastlinear.nn import _optim_kernels as kernels
-
-    seen = []
-    for name in ("_adam_parallel", "_adam_serial", "_sgd_parallel", "_sgd_serial"):
-        real = getattr(kernels, name)
-        monkeypatch.setattr(kernels, name, lambda *a, _n=name, _r=real: (seen.append(_n), _r(*a))[1])
-    big = kernels.SERIAL_MAX  # in_features * out_features reaches the parallel threshold
-    model = nn.Sequential(fl.Linear(big // 8, 8, backend="loops", seed=0))
-    opt = make(model)
-    opt.step()
-    assert any(n.endswith("_parallel") for n in seen)
-    seen.clear()
-    model[0].backend = "blas"  # read at every step
-    opt.step()
-    assert seen and all(n.endswith("_serial") for n in seen)
