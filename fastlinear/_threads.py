@@ -83,6 +83,7 @@ def set_num_threads(n: int | None) -> None:
         _target, _next_look = None, 0.0
         if _last_sample is not False:
             _last_sample = None
+            other_processes_cores()  # the first sample: the next look can decide at once
         _applied.__dict__.clear()
 
 
@@ -254,3 +255,6 @@ def _apply_here(n: int) -> None:
     if current != n:
         numba.set_num_threads(n)
     _applied.count = n
+
+
+other_processes_cores()  # the first sample, so that the first parallel kernel can already adapt
