@@ -20,6 +20,12 @@ if (
     if 0 < _cores < (_os.cpu_count() or _cores):
         _os.environ["NUMBA_NUM_THREADS"] = str(_cores)
 
+# Before Numba's threading layer starts: torch (if installed) keeps its own OpenMP runtime
+# (see fastlinear._openmp).
+from . import _openmp  # noqa: E402
+
+_openmp.load_torch_runtime()
+
 # Set-up that must precede the import of any kernel module: the 512-bit preference for
 # fastlinear's own kernels (_cpu), where their machine code is cached (_cache), and the fork
 # guard (_fork).

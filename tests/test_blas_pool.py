@@ -176,3 +176,25 @@ def test_info_reports_the_pool():
 
     assert any("run on Numba's pool" in line for line in blas_pools())
     assert fl._threads.pools()["blas on numba's pool"] == _blas_pool.installed()
+
+
+def test_torch_keeps_its_own_openmp_runtime_when_imported_after_fastlinear():
+    # Numba's layer and torch both want "libgomp.so.1"; torch on the system's copy made some of
+    # its operators ~150x slower (fastlinear._openmp). After `import fastlinear`, `import torch`
+    # must map torch's bundled runtime.
+    torch = pytest.importorskip("torch")
+    bundled = os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp.so.1")
+    if not os.path.exists(bundled):
+        pytest.skip("this torch build has no bundled libgomp")
+    out = _run("""
+        import fastlinear as fl, numpy as np
+        fl.linear(np.ones((64, 512)), np.ones((512, 512)), backend="loops")  # Numba's pool runs
+        import torch
+        torch.set_num_threads(2)
+        torch.rand(256, 256).sqrt()
+        maps = open("/proc/self/maps").read()
+        print(sorted({line.split()[-1] for line in maps.splitlines() if "libgomp" in line}))
+    """)
+    assert out.returncode == 0, out.stderr
+    mapped = eval(out.stdout.strip())
+    assert os.path.realpath(bundled) in {os.path.realpath(p) for p in mapped}, mapped

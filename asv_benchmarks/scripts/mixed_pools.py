@@ -6,11 +6,16 @@ For every shape and dtype it times, as medians over many samples:
 - the loops forward right after numpy's BLAS matmul of the same shape, and right after torch's
   ``F.linear`` (when torch is installed), against the loops forward right after another one;
 - numpy's matmul and torch's ``F.linear`` right after a loops forward, against each right after
-  itself.
+  itself;
+
+the two samples of each ratio taken in turn, so that drift of a noisy machine affects both.
 
 A ratio of 1.0 means the previous call's pool costs nothing; the spinning described in the README's
-"Threads" section shows as ratios far above 1. Run from the repository root with the thread count
-pinned for every pool:
+"Threads" section shows as ratios far above 1. With ``--alone`` it also times numpy's matmul alone
+on OpenBLAS's own threads and on Numba's pool (the callback of ``fastlinear._blas_pool`` taken out
+and put back in the same process, in interleaved rounds), to show what running BLAS on Numba's
+pool costs a program that never calls fastlinear's kernels. Run from the repository root with the
+thread count pinned for every pool:
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python asv_benchmarks/scripts/mixed_pools.py --threads 2
 """
@@ -39,10 +44,25 @@ def _median_after(before, timed, samples: int) -> float:
     return statistics.median(times)
 
 
+def _ratio_after(other, timed, samples: int) -> float:
+    """Median of ``timed()`` right after ``other()`` over its median right after itself, the two
+    kinds of sample interleaved so that both see the same state of a noisy machine."""
+    after_other, after_self = [], []
+    for _ in range(samples):
+        for before, times in ((other, after_other), (timed, after_self)):
+            before()
+            t0 = time.perf_counter()
+            timed()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(after_other) / statistics.median(after_self)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="threads for every pool (default 2)")
     parser.add_argument("--samples", type=int, default=40, help="samples per median (default 40)")
+    parser.add_argument("--alone", action="store_true",
+                        help="also time numpy's matmul alone on OpenBLAS's threads vs Numba's pool")
     parser.add_argument("--dtype", choices=["float32", "float64"], nargs="+",
                         default=["float32", "float64"], help="dtypes (default both)")
     args = parser.parse_args(argv)
@@ -78,11 +98,10 @@ def main(argv: list[str] | None = None) -> None:
                 for _ in range(3):
                     fn()
             s = args.samples
-            alone = {name: _median_after(fn, fn, s) for name, fn in calls.items()}
             row = [f"{dtype_name} {n}x{k}x{m}"]
             for other in [c for c in calls if c != "loops"]:
-                row.append(_median_after(calls[other], loops, s) / alone["loops"])
-                row.append(_median_after(loops, calls[other], s) / alone[other])
+                row.append(_ratio_after(calls[other], loops, s))
+                row.append(_ratio_after(loops, calls[other], s))
             rows.append(row)
     info = pools()
     print(f"threads {args.threads}; Numba layer {info['numba']['layer']}; BLAS {info['blas']}; "
@@ -94,6 +113,43 @@ def main(argv: list[str] | None = None) -> None:
     print("|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join([row[0]] + [f"{r:.2f}x" for r in row[1:]]) + " |")
+    if args.alone:
+        _alone_table(args)
+
+
+def _alone_table(args) -> None:
+    """numpy's matmul alone, on OpenBLAS's own threads vs on Numba's pool, same process."""
+    from fastlinear import _blas_pool
+
+    if not _blas_pool.installed():
+        print("\nBLAS does not run on Numba's pool here (FASTLINEAR_BLAS_POOL=0, or no OpenBLAS "
+              "with the threads callback): nothing to compare")
+        return
+    print("\n| shape | matmul alone, OpenBLAS threads (us) | on Numba's pool (us) | ratio |")
+    print("|---|---|---|---|")
+    for dtype_name in args.dtype:
+        dtype = np.dtype(dtype_name)
+        for n, k, m in SHAPES:
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal((n, k)).astype(dtype)
+            w = rng.standard_normal((m, k)).astype(dtype)
+
+            def blas():
+                np.matmul(x, w.T)
+
+            rounds: dict[bool, list[float]] = {False: [], True: []}
+            try:
+                for _ in range(3):
+                    for on_pool in (False, True):
+                        (_blas_pool.install if on_pool else _blas_pool.uninstall)()
+                        for _ in range(3):
+                            blas()
+                        time.sleep(0.2)
+                        rounds[on_pool].append(_median_after(blas, blas, args.samples))
+            finally:
+                _blas_pool.install()
+            own, pool = (statistics.median(rounds[v]) * 1e6 for v in (False, True))
+            print(f"| {dtype_name} {n}x{k}x{m} | {own:.1f} | {pool:.1f} | {pool / own:.2f}x |")
 
 
 if __name__ == "__main__":
