@@ -248,7 +248,9 @@ def _run_on_new_threads(dojob, numjobs, elsize, jobdata, dojob_data):
         words[i, 3] = dojob_data
         started[i] = _start_thread(tids.ctypes.data + np.uintp(8 * i),
                                    words.ctypes.data + np.uintp(32 * i)) == 0
-    for i in range(1, numjobs):  # a thread that could not be created: run its job here
+    # A thread that could not be created (the process is out of threads or memory): its job runs
+    # here, which finishes only for routines whose jobs do not wait for each other.
+    for i in range(1, numjobs):
         if not started[i]:
             _run_job(dojob, np.int32(i), jobdata + np.uintp(i) * elsize, dojob_data)
     _run_job(dojob, np.int32(0), jobdata, dojob_data)
@@ -306,17 +308,28 @@ def _setter(dynlib: ctypes.CDLL) -> ctypes._CFuncPtr | None:
 
 
 def _pool_is_safe() -> bool:
-    """Whether Numba's pool may be entered from several threads and from OpenBLAS: the 'omp' and
-    'tbb' layers may; 'workqueue' aborts the process on concurrent use."""
-    return numba.threading_layer() in ("omp", "tbb")
+    """Whether Numba's pool can run every job of a BLAS call at the same time, from any thread.
+
+    Only the 'omp' layer promises that: ``#pragma omp parallel num_threads(n)`` gives a team of n
+    threads, and Numba turns nested regions on, so a BLAS call from inside a parallel region gets a
+    team of its own. 'tbb' may run two jobs one after the other on one thread (OpenBLAS's level-3
+    jobs wait for each other: a hang), 'workqueue' aborts on concurrent use, and OMP_DYNAMIC or
+    OMP_THREAD_LIMIT would let GNU OpenMP hand out fewer threads than asked for."""
+    if numba.threading_layer() != "omp":
+        return False
+    if os.environ.get("OMP_DYNAMIC", "").strip().lower() in {"true", "1", "yes", "on"}:
+        return False
+    limit = os.environ.get("OMP_THREAD_LIMIT", "").strip()
+    return not (limit.isdigit() and int(limit) < numba.config.NUMBA_NUM_THREADS)
 
 
 def install() -> list[str]:
     """Give every OpenBLAS loaded in the process (that has not been examined yet) the callback
     that runs its parallel jobs on Numba's pool; return the paths of the libraries that run on it.
 
-    Does nothing when ``FASTLINEAR_BLAS_POOL=0``, with Numba's 'workqueue' layer, in a process
-    forked from one whose pool had started, or for an OpenBLAS older than 0.3.27 (no callback API).
+    Does nothing when ``FASTLINEAR_BLAS_POOL=0``, with a Numba threading layer other than 'omp'
+    (see `_pool_is_safe`), in a process forked from one whose pool had started, or for an OpenBLAS
+    older than 0.3.27 (no callback API).
     OpenBLAS's thread count is lowered to the size of Numba's pool where it is larger, since every
     job of a call needs a thread of its own. Safe to call again: libraries loaded later (scipy's
     OpenBLAS, say) are picked up then.

@@ -119,13 +119,18 @@ def test_blas_thread_count_above_the_pool_is_lowered_at_install():
     assert out.stdout.strip() == "1"
 
 
-def test_switched_off_by_the_environment():
+@pytest.mark.parametrize("env", [{"FASTLINEAR_BLAS_POOL": "0"},
+                                 {"NUMBA_THREADING_LAYER": "workqueue"},
+                                 {"OMP_DYNAMIC": "true"}],
+                         ids=["switched off", "workqueue layer", "OMP_DYNAMIC"])
+def test_left_alone_when_switched_off_or_unsafe(env):
+    # workqueue aborts on concurrent use; OMP_DYNAMIC may give fewer threads than jobs (a hang).
     out = _run("""
         import numpy as np, fastlinear
         from fastlinear import _blas_pool
         a = np.ones((400, 400)); a @ a
         print(_blas_pool.installed(), _blas_pool.calls())
-    """, env={"FASTLINEAR_BLAS_POOL": "0"})
+    """, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[] 0"
 
@@ -157,7 +162,9 @@ def test_a_forked_child_goes_back_to_openblas_threads():
         fl.linear(np.ones((64, 512)), np.ones((512, 512)), backend="loops")  # starts the pool
 
         def child(q):
-            q.put((_blas_pool.installed(), bool(np.array_equal(a @ a, ref))))
+            # allclose, not equal: OpenBLAS may round differently at another thread count, and
+            # the adaptive count may have changed since `ref` (the machine may be busy)
+            q.put((_blas_pool.installed(), bool(np.allclose(a @ a, ref, rtol=1e-12, atol=1e-9))))
 
         ctx = mp.get_context("fork")
         q = ctx.Queue()
