@@ -27,12 +27,13 @@ needs_two = pytest.mark.skipif(min(POOL, _threads.available_cores()) < 2,
 def adaptive(monkeypatch):
     """Adaptive mode from a clean start, with the load reading replaced by ``load[0]``."""
     load = [0.0]
+    before = fl.get_num_threads()
     monkeypatch.setattr(_threads, "other_processes_cores", lambda: load[0])
     fl.set_num_threads(None)
     try:
         yield load
     finally:
-        fl.set_num_threads(None)
+        fl.set_num_threads(before)  # the session's fixed count (tests/conftest.py)
 
 
 def _look():
@@ -108,6 +109,7 @@ def test_other_processes_cores_sees_a_busy_process():
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if not os.path.exists("/proc/stat") or not cpus:
         pytest.skip("needs Linux's /proc/stat and CPU affinity")
+    before = fl.get_num_threads()
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         os.sched_setaffinity(busy.pid, {cpus[-1]})
@@ -119,7 +121,7 @@ def test_other_processes_cores_sees_a_busy_process():
     finally:
         busy.kill()
         busy.wait()
-        fl.set_num_threads(None)
+        fl.set_num_threads(before)
     # One core fully busy reads as about 1.0 (plus whatever else runs on this machine).
     assert other is not None and other >= 0.6, other
 
