@@ -35,12 +35,6 @@ from . import _fork  # noqa: E402, F401
 
 _cache.install("" if _cpu.enabled else "-nopref")
 
-# numpy's OpenBLAS runs its parallel work on Numba's pool from now on, so the two never spin
-# against each other (see fastlinear._blas_pool; FASTLINEAR_BLAS_POOL=0 turns it off).
-from . import _blas_pool  # noqa: E402
-
-_blas_pool.install()
-
 from ._compile import warmup
 from ._fork import ForkedThreadPoolError
 from .backends import Backend, available_backends, get_backend

@@ -30,6 +30,7 @@ NAIVE: dict = dict(parallel=True, cache=True, nogil=True)
 #: Options for the serial kernels that serve problems too small for a parallel region to pay.
 SERIAL: dict = dict(cache=True, nogil=True, fastmath=set(FASTMATH))
 
-#: Options for the code that runs OpenBLAS's parallel jobs on Numba's pool (`fastlinear._blas_pool`):
-#: it only calls OpenBLAS, so there is no float arithmetic for fastmath to change.
+#: Options for the code that runs OpenBLAS's parallel jobs on Numba's pool
+#: (`fastlinear._blas_callback`): it only calls OpenBLAS, so there is no float arithmetic for
+#: fastmath to change.
 BLAS_POOL: dict = dict(cache=True, nogil=True)

@@ -157,6 +157,7 @@ ADAPT_INTERVAL = 0.25
 BUSY_FRACTION = 0.25
 
 _fixed = False  # set_num_threads was called: the count no longer adapts
+_blas_pool_ready = False  # adapt has installed the BLAS callback once
 _blocks = 0  # `threads` blocks running now (in any thread): no adapting meanwhile
 _adapt_lock = threading.Lock()
 _next_look = 0.0
@@ -212,11 +213,16 @@ def other_processes_cores() -> float | None:
 
 
 def adapt() -> None:
-    """Before a parallel kernel: every ADAPT_INTERVAL seconds, set the calling thread's Numba
+    """Before a parallel kernel: on the first call, run numpy's BLAS on Numba's pool
+    (`fastlinear._blas_pool.install`); every ADAPT_INTERVAL seconds, set the calling thread's Numba
     count (and BLAS's and torch's) to the cores this process may use less those other processes
     keep busy, at least 1 and at most Numba's pool. Does nothing once the program has fixed the
     count. The loop kernels give the same bits at any count, so this changes only the speed."""
-    global _next_look, _target
+    global _next_look, _target, _blas_pool_ready
+    if not _blas_pool_ready:
+        # Numba's pool is about to start: numpy's BLAS joins it (fastlinear._blas_pool)
+        _blas_pool_ready = True
+        _blas_pool.install()
     if _fixed or _blocks or _last_sample is False:
         return
     now = time.monotonic()

@@ -131,3 +131,17 @@ def test_set_num_threads_none_is_the_only_non_integer_accepted():
         fl.set_num_threads(1.5)
     with pytest.raises(TypeError):
         fl.set_num_threads("auto")
+
+
+@needs_two
+def test_blas_backend_adapts_too(adaptive):
+    # OpenBLAS's level-3 jobs wait for each other: with a thread on a busy core a blas call
+    # stalls much longer than a loops one, so blas must follow the load as well.
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((64, 256)), rng.standard_normal((256, 256))
+    adaptive[0] = 1.0
+    _threads._next_look = 0.0
+    fl.linear(x, w, backend="blas")
+    full = min(POOL, _threads.available_cores())
+    assert fl.get_num_threads() == full - 1
+    assert _blas_threads() == full - 1

@@ -1,7 +1,8 @@
 """numpy's OpenBLAS on Numba's pool (`fastlinear._blas_pool`): every parallel BLAS call goes
-through fastlinear's callback once fastlinear is imported, gives the same bits as on OpenBLAS's
-own threads, survives more BLAS threads than Numba has, calls from several threads at once, and
-fork; FASTLINEAR_BLAS_POOL=0 leaves OpenBLAS alone."""
+through fastlinear's callback once Numba's pool is needed (a parallel kernel, set_num_threads),
+never at import alone; it gives the same bits as on OpenBLAS's own threads, survives more BLAS
+threads than Numba has, calls from several threads at once, and fork; FASTLINEAR_BLAS_POOL=0
+leaves OpenBLAS alone."""
 
 from __future__ import annotations
 
@@ -95,6 +96,7 @@ def test_more_blas_threads_than_numba_has_runs_on_extra_threads():
     out = _run("""
         import numpy as np, threadpoolctl, fastlinear
         from fastlinear import _blas_pool
+        fastlinear.set_num_threads(2)
         assert _blas_pool.installed()
         rng = np.random.default_rng(0)
         a = rng.standard_normal((700, 900)); b = rng.standard_normal((900, 800))
@@ -112,6 +114,7 @@ def test_more_blas_threads_than_numba_has_runs_on_extra_threads():
 def test_blas_thread_count_above_the_pool_is_lowered_at_install():
     out = _run("""
         import threadpoolctl, fastlinear
+        fastlinear.set_num_threads(1)
         info = [i for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"]
         print(max(i["num_threads"] for i in info))
     """, env={"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "2"})
@@ -128,6 +131,8 @@ def test_left_alone_when_switched_off_or_unsafe(env):
     out = _run("""
         import numpy as np, fastlinear
         from fastlinear import _blas_pool
+        fastlinear.set_num_threads(2)
+        fastlinear.linear(np.ones((256, 512)), np.ones((512, 512)), backend="loops")
         a = np.ones((400, 400)); a @ a
         print(_blas_pool.installed(), _blas_pool.calls())
     """, env=env)
@@ -144,12 +149,29 @@ def test_installed_whatever_was_imported_first(order):
         pytest.importorskip("torch")
     out = _run(imports + textwrap.dedent("""
         from fastlinear import _blas_pool
+        assert not _blas_pool.installed()  # not at import: only when Numba's pool is needed
+        fastlinear.linear(np.ones((256, 512)), np.ones((512, 512)), backend="loops")
         a = np.ones((400, 400)); b = a @ a
         assert b[0, 0] == 400
         print(bool(_blas_pool.installed()), _blas_pool.calls() > 0)
     """))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True True"
+
+
+def test_import_alone_does_not_start_numbas_pool():
+    # Numba's GNU OpenMP layer terminates a forked child that runs a parallel region once the
+    # parent has started the layer, so `import fastlinear` must leave it unstarted.
+    out = _run("""
+        import numba, numpy as np, fastlinear
+        a = np.ones((400, 400)); a @ a
+        try:
+            print(numba.threading_layer())
+        except ValueError:
+            print("not started")
+    """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "not started"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

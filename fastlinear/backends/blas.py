@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._threads import adapt
 from ..activations import apply_numpy, grad_numpy
 
 
 def forward(y, x, w, b, act):
     """y = act(x @ w.T + b), with ``b`` an array or None and ``act`` an activation code."""
+    adapt()  # the default thread count follows other processes' load here too (see _threads)
     np.matmul(x, w.T, out=y)
     if b is not None:
         y += b
@@ -22,6 +24,7 @@ def forward(y, x, w, b, act):
 def grad_weight(dw, db, dy, x, scale, accumulate):
     """dw = scale * dy.T @ x, or dw += scale * dy.T @ x when ``accumulate``; also the bias
     gradient into ``db`` (see `grad_bias`) unless it is None."""
+    adapt()
     if accumulate:
         dw += scale * (dy.T @ x)
     else:
@@ -44,6 +47,7 @@ def grad_bias(db, dy, scale, accumulate):
 
 def grad_input(dx, dy, w):
     """dx = dy @ w."""
+    adapt()
     np.matmul(dy, w, out=dx)
 
 

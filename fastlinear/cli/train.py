@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .._threads import adapt
 from ._common import HelpFormatter, require
 
 BACKENDS = ("loops", "blas", "naive", "auto", "torch")
@@ -192,6 +193,7 @@ class _TorchSteps:
 
     def step(self, X, y, idx) -> float:
         torch = self.torch
+        adapt()  # without --threads, torch's count follows other processes' load too
         xb, yb = torch.from_numpy(X[idx]), torch.from_numpy(y[idx])
         self.opt.zero_grad(set_to_none=False)
         loss = torch.nn.functional.cross_entropy(self.model(xb), yb)
@@ -366,7 +368,8 @@ class _Reporter:
                 + ("  (includes compiling)" if e.compiled else ""))
         if self.bar is not None:
             self.bar.console.print(line, highlight=False)
-            self.bar.reset(self.task, description=f"epoch {e.epoch + 1}")
+            if e.epoch < self.epochs:
+                self.bar.reset(self.task, description=f"epoch {e.epoch + 1}")
         else:
             print(line, flush=True)
 
