@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command].run(args)
     except KeyboardInterrupt:
         print(f"\n{name}: interrupted", file=sys.stderr)
+        # An interrupt that lands inside llvmlite (during a compile) can leave a half-built object
+        # whose __del__ then fails at exit and prints "Exception ignored ... Traceback"; the run
+        # is over and that line explains nothing, so such messages are dropped from here on.
+        sys.unraisablehook = lambda unraisable: None
         return EXIT_INTERRUPT
     except BrokenPipeError:
         _quiet_stdout()
