@@ -52,7 +52,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 
 import fastlinear as fl  # noqa: E402
 
-# A fixed thread count for the session: the adaptive default follows the machine's load, and BLAS
+# A fixed thread count for the test run: the adaptive default follows the machine's load, and BLAS
 # may round differently at another count, so two blas calls within one test could differ. Tests of
 # the adaptive default switch it on for themselves (tests/test_adaptive_threads.py).
 fl.set_num_threads(fl.get_num_threads())

@@ -33,7 +33,7 @@ def adaptive(monkeypatch):
     try:
         yield load
     finally:
-        fl.set_num_threads(before)  # the session's fixed count (tests/conftest.py)
+        fl.set_num_threads(before)  # the test run's fixed count (tests/conftest.py)
 
 
 def _look():
