@@ -65,7 +65,7 @@ def set_num_threads(n: int | None) -> None:
         TypeError: n is not an integer or None.
         ValueError: n is outside 1..NUMBA_NUM_THREADS.
     """
-    global _blas_limits, _fixed, _target, _last_sample, _next_look
+    global _fixed, _target, _last_sample, _next_look
     if n is None:
         n = min(numba.config.NUMBA_NUM_THREADS, available_cores())
         fixed = False
@@ -74,10 +74,7 @@ def set_num_threads(n: int | None) -> None:
         fixed = True
     _blas_pool.install()  # an OpenBLAS loaded since (scipy's, say) joins Numba's pool too
     numba.set_num_threads(n)
-    _blas_limits = threadpoolctl.threadpool_limits(limits=n, user_api="blas")
-    torch = _torch()
-    if torch is not None and torch.get_num_threads() != n:
-        torch.set_num_threads(n)
+    _set_blas_and_torch(n)
     with _adapt_lock:
         _fixed = fixed
         _target, _next_look = None, 0.0
@@ -85,6 +82,15 @@ def set_num_threads(n: int | None) -> None:
             _last_sample = None
             other_processes_cores()  # the first sample: the next look can decide at once
         _applied.__dict__.clear()
+
+
+def _set_blas_and_torch(n: int) -> None:
+    """The process-wide pools: BLAS (threadpoolctl) and torch's, when imported."""
+    global _blas_limits
+    _blas_limits = threadpoolctl.threadpool_limits(limits=n, user_api="blas")
+    torch = _torch()
+    if torch is not None and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
 def get_num_threads() -> int:
@@ -239,10 +245,7 @@ def adapt() -> None:
         target = min(numba.config.NUMBA_NUM_THREADS, max(1, available_cores() - busy_cores))
         if target != _target:
             _target = target
-            threadpoolctl.threadpool_limits(limits=target, user_api="blas")
-            torch = _torch()
-            if torch is not None and torch.get_num_threads() != target:
-                torch.set_num_threads(target)
+            _set_blas_and_torch(target)
     finally:
         _adapt_lock.release()
     _apply_here(_target)

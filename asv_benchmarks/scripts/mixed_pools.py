@@ -44,6 +44,15 @@ def _median_after(before, timed, samples: int) -> float:
     return statistics.median(times)
 
 
+def _operands(dtypes: list[str]):
+    """(label, x, w) for each dtype and shape: the forward's input (n, in) and weight (out, in)."""
+    for dtype_name in dtypes:
+        for n, k, m in SHAPES:
+            rng = np.random.default_rng(0)
+            yield (f"{dtype_name} {n}x{k}x{m}", rng.standard_normal((n, k)).astype(dtype_name),
+                   rng.standard_normal((m, k)).astype(dtype_name))
+
+
 def _ratio_after(other, timed, samples: int) -> float:
     """Median of ``timed()`` right after ``other()`` over its median right after itself, the two
     kinds of sample interleaved so that both see the same state of a noisy machine."""
@@ -75,34 +84,29 @@ def main(argv: list[str] | None = None) -> None:
     from fastlinear._threads import pools
 
     rows = []
-    for dtype_name in args.dtype:
-        dtype = np.dtype(dtype_name)
-        for n, k, m in SHAPES:
-            rng = np.random.default_rng(0)
-            x = rng.standard_normal((n, k)).astype(dtype)
-            w = rng.standard_normal((m, k)).astype(dtype)
-            y = np.empty((n, m), dtype)
-            be = fl.get_backend("loops")
+    be = fl.get_backend("loops")
+    for label, x, w in _operands(args.dtype):
+        y = np.empty((x.shape[0], w.shape[0]), x.dtype)
 
-            def loops():
-                be.forward(y, x, w, None, 0)
+        def loops():
+            be.forward(y, x, w, None, 0)
 
-            def blas():
-                np.matmul(x, w.T)
+        def blas():
+            np.matmul(x, w.T)
 
-            calls = {"loops": loops, "blas": blas}
-            if torch is not None:
-                xt, wt = torch.from_numpy(x), torch.from_numpy(w)
-                calls["torch"] = lambda: F.linear(xt, wt)
-            for fn in calls.values():  # compile, load, and start every pool
-                for _ in range(3):
-                    fn()
-            s = args.samples
-            row = [f"{dtype_name} {n}x{k}x{m}"]
-            for other in [c for c in calls if c != "loops"]:
-                row.append(_ratio_after(calls[other], loops, s))
-                row.append(_ratio_after(loops, calls[other], s))
-            rows.append(row)
+        calls = {"loops": loops, "blas": blas}
+        if torch is not None:
+            xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+            calls["torch"] = lambda: F.linear(xt, wt)
+        for fn in calls.values():  # compile, load, and start every pool
+            for _ in range(3):
+                fn()
+        s = args.samples
+        row = [label]
+        for other in [c for c in calls if c != "loops"]:
+            row.append(_ratio_after(calls[other], loops, s))
+            row.append(_ratio_after(loops, calls[other], s))
+        rows.append(row)
     info = pools()
     print(f"threads {args.threads}; Numba layer {info['numba']['layer']}; BLAS {info['blas']}; "
           f"medians of {args.samples} samples")
@@ -127,29 +131,24 @@ def _alone_table(args) -> None:
         return
     print("\n| shape | matmul alone, OpenBLAS threads (us) | on Numba's pool (us) | ratio |")
     print("|---|---|---|---|")
-    for dtype_name in args.dtype:
-        dtype = np.dtype(dtype_name)
-        for n, k, m in SHAPES:
-            rng = np.random.default_rng(0)
-            x = rng.standard_normal((n, k)).astype(dtype)
-            w = rng.standard_normal((m, k)).astype(dtype)
+    for label, x, w in _operands(args.dtype):
 
-            def blas():
-                np.matmul(x, w.T)
+        def blas():
+            np.matmul(x, w.T)
 
-            rounds: dict[bool, list[float]] = {False: [], True: []}
-            try:
-                for _ in range(3):
-                    for on_pool in (False, True):
-                        (_blas_pool.install if on_pool else _blas_pool.uninstall)()
-                        for _ in range(3):
-                            blas()
-                        time.sleep(0.2)
-                        rounds[on_pool].append(_median_after(blas, blas, args.samples))
-            finally:
-                _blas_pool.install()
-            own, pool = (statistics.median(rounds[v]) * 1e6 for v in (False, True))
-            print(f"| {dtype_name} {n}x{k}x{m} | {own:.1f} | {pool:.1f} | {pool / own:.2f}x |")
+        rounds: dict[bool, list[float]] = {False: [], True: []}
+        try:
+            for _ in range(3):
+                for on_pool in (False, True):
+                    (_blas_pool.install if on_pool else _blas_pool.uninstall)()
+                    for _ in range(3):
+                        blas()
+                    time.sleep(0.2)
+                    rounds[on_pool].append(_median_after(blas, blas, args.samples))
+        finally:
+            _blas_pool.install()
+        own, pool = (statistics.median(rounds[v]) * 1e6 for v in (False, True))
+        print(f"| {label} | {own:.1f} | {pool:.1f} | {pool / own:.2f}x |")
 
 
 if __name__ == "__main__":

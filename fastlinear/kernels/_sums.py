@@ -50,11 +50,11 @@ def leaf_count(n):
 
 
 @njit(**ORDERED)
-def column_block(leaves, m, widest):
-    """Columns per leaf task: ``widest``, halved while there are fewer than `TASKS` tasks and the
-    block is wider than `MIN_COLS` (depends on the shape only)."""
+def column_block(leaves, m, widest, tasks):
+    """Columns per leaf task: ``widest``, halved while there are fewer than ``tasks`` tasks and the
+    block is wider than `MIN_COLS`."""
     cols = widest
-    while cols > MIN_COLS and leaves * ((m + cols - 1) // cols) < TASKS:
+    while cols > MIN_COLS and leaves * ((m + cols - 1) // cols) < tasks:
         cols //= 2
     return cols
 

@@ -9,7 +9,7 @@ tree of `fastlinear.kernels._sums`, so db does not lose float32 accuracy as the 
 does not depend on the number of threads. Problems of fewer than ``_SERIAL_MAX`` elements run
 serially, in the same order: a parallel region costs more than they do.
 
-The width of the column blocks is the one choice here that depends on the thread count (`_cols`):
+The width of the column blocks is the one choice here that depends on the thread count:
 each column's leaf sums are the same whichever block the column is in, so it changes no bit
 (tests/kernels/test_thread_count_determinism.py), and narrow blocks cost: at 256x1024 float32,
 2 threads, 32-column blocks (the width 256 tasks need) took 69 us and 256-column blocks 31 us.
@@ -23,9 +23,9 @@ from numba import njit, prange
 
 from .._config import PARALLEL, SERIAL
 from ..activations import RELU, SIGMOID, TANH, grad
-from ._sums import LEAF, MIN_COLS, ORDERED, combine_into, leaf_buffer, leaf_count
+from ._sums import LEAF, ORDERED, column_block, combine_into, leaf_buffer, leaf_count
 
-#: widest column block of a task; `_cols` halves it until there are enough tasks. 256 rather
+#: widest column block of a task; `column_block` halves it until there are enough tasks. 256 rather
 #: than 64: at 4096x256 float32 (tanh, no db, 2 threads) 64-column blocks took 205 us and whole
 #: 256-column rows 106 us (short inner loops and a prologue per row segment).
 _COLS = 256
@@ -98,20 +98,11 @@ def _serial(g, db, dy, y, act, scale, accumulate, leaves):
             combine_into(db, j, leaves, nleaves, scale, accumulate)
 
 
-def _cols(n: int, m: int, threads: int) -> int:
-    """Columns per task: `_COLS`, halved (down to MIN_COLS) until an n x m problem has at least
-    `_TASKS_PER_THREAD` tasks per thread."""
-    nleaves = max((n + LEAF - 1) // LEAF, 1)
-    cols = _COLS
-    while cols > MIN_COLS and nleaves * -(-m // cols) < _TASKS_PER_THREAD * threads:
-        cols //= 2
-    return cols
-
-
 @njit(**PARALLEL)
-def _parallel(g, db, dy, y, act, scale, accumulate, leaves, cols):
+def _parallel(g, db, dy, y, act, scale, accumulate, leaves, threads):
     n, m = dy.shape
     nleaves = leaf_count(n)
+    cols = column_block(nleaves, m, _COLS, _TASKS_PER_THREAD * threads)
     blocks = (m + cols - 1) // cols
     for t in prange(nleaves * blocks):
         j0 = (t % blocks) * cols
@@ -134,4 +125,4 @@ def activation_grad(g: np.ndarray, db: np.ndarray | None, dy: np.ndarray, y: np.
     if threads == 1:
         _serial(g, db, dy, y, act, scale, accumulate, leaves)
     else:
-        _parallel(g, db, dy, y, act, scale, accumulate, leaves, _cols(*dy.shape, threads))
+        _parallel(g, db, dy, y, act, scale, accumulate, leaves, threads)

@@ -23,7 +23,7 @@ from numba import njit, prange
 from .._config import PARALLEL as _PARALLEL
 from .._config import SERIAL as _SERIAL
 from ..activations import apply
-from ._sums import LEAF, ORDERED, column_block, combine_into, leaf_count
+from ._sums import LEAF, ORDERED, TASKS, column_block, combine_into, leaf_count
 
 #: rows and columns of a forward block
 _R = 4
@@ -240,7 +240,7 @@ def grad_bias_parallel(db, dy, scale, accumulate, leaves):
     # dy is (n, out), db is (out,), leaves is scratch of at least (leaf_count(n), out)
     n, m = dy.shape
     nleaves = leaf_count(n)
-    cols = column_block(nleaves, m, _BIAS_COLS)
+    cols = column_block(nleaves, m, _BIAS_COLS, TASKS)  # the shape alone decides
     blocks = (m + cols - 1) // cols
     for t in prange(nleaves * blocks):
         c = t // blocks
