@@ -169,7 +169,8 @@ def _load() -> None:
                         entries=len(table["entries"]),
                         blas=sorted((e["op"], e["dtype"], e["class"], e["threads"])
                                     for e in table["entries"] if e["choice"] == "blas"))
-            _forward, _grad_weight, _grad_input = {}, {}, {}
+            # the memos stay the (empty) dicts `reload` made: the call that triggered this load
+            # holds one of them and stores its decision there
         _in_use = info
         _loaded = True
 
@@ -184,8 +185,10 @@ def _route(op: str, memo: dict, key: tuple) -> Callable:
     from ..tuning import classify
 
     size, n, k, m = key
-    kernel = _routes.get((op, _DTYPES.get(size), classify(n, k, m, _classes)),
-                         _kernels(op)["loops"])
+    loop_kernel = _kernels(op)["loops"]
+    kernel = _routes.get((op, _DTYPES.get(size), classify(n, k, m, _classes)), loop_kernel)
+    if kernel is loop_kernel:  # skip loops' own Python layer where it would run a serial kernel
+        kernel = loops.serial_kernel(op, size, n, k, m) or kernel
     if len(memo) >= _MEMO_MAX:
         memo.clear()
     memo[key] = kernel

@@ -77,6 +77,20 @@ VARIANTS: dict[str, tuple] = {
 }
 
 
+def serial_kernel(op: str, itemsize: int, n: int, k: int, m: int):
+    """The compiled serial kernel that `forward` or `grad_input` would run for a (batch n,
+    in_features k, out_features m) problem of ``itemsize``-byte floats, with the same signature,
+    or None where that op runs in parallel (and for grad_weight, whose serial kernel takes
+    scratch). For callers that remember a decision per shape (the auto backend) and so can skip
+    this module's Python layer, about a third of a call at the smallest shapes."""
+    work = n * k * m
+    if op == "forward" and work <= FORWARD_SERIAL:
+        return small.forward_serial
+    if op == "grad_input" and work <= GRAD_INPUT_SERIAL[itemsize]:
+        return _GRAD_INPUT[itemsize][0]
+    return None
+
+
 def forward(y, x, w, b, act) -> None:
     """y = act(x @ w.T + b); ``b`` may be None, ``act`` is an activation code (0 none, 1 relu,
     2 sigmoid, 3 tanh)."""

@@ -64,11 +64,26 @@ def buffer(name: str, dtype, size: int) -> np.ndarray:
 
 def shaped(name: str, dtype, shape: tuple[int, int]) -> np.ndarray:
     """Buffer ``name`` as a C-contiguous 2-D array of ``shape``; the view of the last shape asked
-    for is kept, so a loop over one shape builds no new array objects."""
+    for is kept, so a loop over one shape builds no new array objects and, after its first call,
+    costs one dictionary lookup and a shape comparison (this runs before every small kernel, where
+    the general path's ~1 us was as long as the kernel itself)."""
+    try:
+        last = _local.last[name, dtype]
+        if last.shape == shape:
+            return last
+    except (AttributeError, KeyError):
+        pass
+    return _shaped(name, dtype, shape)
+
+
+def _shaped(name: str, dtype, shape: tuple[int, int]) -> np.ndarray:
+    """`shaped` when the last view of ``name`` has another shape (or there is none yet)."""
+    asked = dtype
     dtype = np.dtype(dtype)
     views = getattr(_local, "views", None)
     if views is None:
         views = _local.views = {}
+        _local.last = {}
     key = (name, dtype)
     last = views.get(key)
     flat = buffer(name, dtype, shape[0] * shape[1])
@@ -76,6 +91,7 @@ def shaped(name: str, dtype, shape: tuple[int, int]) -> np.ndarray:
         return flat[: shape[0] * shape[1]].reshape(shape)
     if last is None or last.shape != shape or last.base is not flat.base:
         last = views[key] = flat[: shape[0] * shape[1]].reshape(shape)
+    _local.last[name, asked] = last  # keyed by the dtype as given: np.float32 or np.dtype(...)
     return last
 
 

@@ -292,3 +292,21 @@ def test_classification_is_by_log_distance_with_ties_to_the_first():
     assert tuning.classify(2, 2, 2, {"b": (4, 4, 4), "a": (1, 1, 1)}) == "b"
     # 10x100x10: squared log distance 31.8 to 1x1x1, 5.3 to 10x100x100
     assert tuning.classify(10, 100, 10, {"x": (1, 1, 1), "y": (10, 100, 100)}) == "y"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_serial_loops_shape_goes_straight_to_the_loop_kernel(dtype, table_file):
+    """Where the table says loops and loops would run a serial kernel, auto calls that compiled
+    kernel itself (no second Python layer), and the result is loops' bit for bit."""
+    t = fl.get_num_threads()
+    write_table(table_file, [entry(op, dtype, "tiny", t, "loops") for op in OPS])
+    for op in ("forward", "grad_input"):
+        want, _ = run_op(loops, op, dtype, TINY)
+        got, inputs = run_op(auto, op, dtype, TINY)
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name])
+        memo = auto._forward if op == "forward" else auto._grad_input
+        kernel = loops.serial_kernel(op, np.dtype(dtype).itemsize, *TINY)
+        assert kernel is not None and kernel in memo.values()
+    assert loops.serial_kernel("grad_weight", 4, *TINY) is None
+    assert loops.serial_kernel("forward", 4, *SHAPE_CLASSES["large"]) is None

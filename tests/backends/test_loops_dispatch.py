@@ -197,3 +197,16 @@ def test_narrow_problems_stay_on_the_direct_kernels(monkeypatch, rng):
     _check(dw, ref.grad_weight(dy, x), ref.magnitude_grad_weight(dy, x), shape[0], np.float32, "dw")
     _check(y, np.tanh(ref.forward(x, w, b)), ref.magnitude_forward(x, w, b), shape[1], np.float32, "y",
            extra=4)
+
+
+@pytest.mark.parametrize("op, size, shapes", [
+    ("forward", 4, THRESHOLD_SHAPES["forward"]),
+    ("forward", 8, THRESHOLD_SHAPES["forward"]),
+    ("grad_input", 4, THRESHOLD_SHAPES["grad_input_f32"]),
+    ("grad_input", 8, THRESHOLD_SHAPES["grad_input_f64"]),
+])
+def test_serial_kernel_names_the_serial_side_of_each_threshold(op, size, shapes):
+    below, above = shapes
+    serial = L.serial_kernel(op, size, *below)
+    assert serial is (L.small.forward_serial if op == "forward" else L._GRAD_INPUT[size][0])
+    assert L.serial_kernel(op, size, *above) is None
