@@ -199,7 +199,7 @@ from numba.np.ufunc import parallel as _parallel  # noqa: E402
 _parallel._launch_threads()
 
 
-@njit(parallel=True, **_config.BLAS_POOL)
+@njit(**_config.BLAS_POOL_PARALLEL)
 def _run_on_pool(dojob, numjobs, elsize, jobdata, dojob_data):
     """All jobs at once, one per thread of Numba's pool (numjobs <= the pool's size)."""
     before = _numba_threads(numjobs)

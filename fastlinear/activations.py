@@ -31,6 +31,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._config import INLINE
+
 NONE = 0
 RELU = 1
 SIGMOID = 2
@@ -49,7 +51,7 @@ def code(name: str | None) -> int:
         raise ValueError(f"unknown activation {name!r}; valid activations are {valid}") from None
 
 
-@njit(inline="always")
+@njit(**INLINE)
 def apply(v, act, one):
     """``act(v)`` for one scalar; ``one`` is 1 in v's dtype (keeps float32 in float32)."""
     if act == RELU:
@@ -63,7 +65,7 @@ def apply(v, act, one):
     return v
 
 
-@njit(inline="always")
+@njit(**INLINE)
 def grad(dy, y, act, one):
     """The gradient with respect to the activation's input, from the gradient ``dy`` with respect
     to its output ``y``: torch's formula for each activation (see the module docstring)."""
@@ -77,7 +79,7 @@ def grad(dy, y, act, one):
     return dy
 
 
-@njit(inline="always")
+@njit(**INLINE)
 def derivative(y, act, one):
     """``act'`` at the point whose activation output is ``y``, alone. Kernels apply `grad`
     instead: relu's backward is a select, and ``dy * derivative(y)`` would turn an Inf or NaN

@@ -22,16 +22,8 @@ from __future__ import annotations
 
 from numba import njit
 
-from .._config import FASTMATH
+from .._config import ORDERED
 from . import _scratch
-
-#: Options for every function that adds up a leaf or the tree: the package's fast-math flags less
-#: ``reassoc``. With reassociation allowed LLVM may fold "s2 += s1; s1 = 0" back into one running
-#: sum, and did: the tree compiled with it summed 2**20 rows of 0.1 with 1e-5 relative error, as
-#: in-order runs of 1024 would. Flags are per instruction, so this holds when LLVM inlines these
-#: functions into a caller compiled with ``reassoc``; callers keep their leaf loops in functions
-#: compiled with these options too.
-ORDERED: dict = dict(cache=True, nogil=True, fastmath=set(FASTMATH) - {"reassoc"})
 
 #: rows added in order into one leaf
 LEAF = 32

@@ -21,9 +21,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .._config import PARALLEL, SERIAL
+from .._config import ORDERED, PARALLEL, SERIAL
 from ..activations import RELU, SIGMOID, TANH, grad
-from ._sums import LEAF, ORDERED, column_block, combine_into, leaf_buffer, leaf_count
+from ._sums import LEAF, column_block, combine_into, leaf_buffer, leaf_count
 
 #: widest column block of a task; `column_block` halves it until there are enough tasks. 256 rather
 #: than 64: at 4096x256 float32 (tanh, no db, 2 threads) 64-column blocks took 205 us and whole

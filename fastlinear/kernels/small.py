@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from numba import njit, prange
 
+from .._config import ORDERED
 from .._config import PARALLEL as _PARALLEL
 from .._config import SERIAL as _SERIAL
 from ..activations import apply
-from ._sums import LEAF, ORDERED, TASKS, column_block, combine_into, leaf_count
+from ._sums import LEAF, TASKS, column_block, combine_into, leaf_count
 
 #: rows and columns of a forward block
 _R = 4

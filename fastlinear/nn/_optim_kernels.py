@@ -14,22 +14,17 @@ import math
 
 from numba import njit, prange
 
-from .._config import NAIVE
+from .._config import INLINE, OPTIM_PARALLEL, OPTIM_SERIAL
 
 SERIAL_MAX = 1 << 15
 
-# No fastmath: an element-wise update needs no reassociation to vectorize, and without "contract"
-# LLVM cannot fuse multiply-adds differently in the serial and the parallel build (it did: 1-ulp
-# differences in ~6% of elements), so both give the same bits.
-# error_model="numpy": a float division by zero gives Inf or NaN, as in numpy and torch (Adam with
-# eps = 0 and a zero gradient divides 0 by 0 and torch's parameter becomes NaN). Numba's default,
-# "python", raises ZeroDivisionError instead, from the middle of the loop, after some elements
-# (and earlier parameters) were already updated.
-PARALLEL = dict(NAIVE, error_model="numpy")
-SERIAL = {k: v for k, v in PARALLEL.items() if k != "parallel"}
+# Options (`fastlinear._config`): no fastmath, so the serial and parallel builds give the same
+# bits, and numpy's error model, so a division by zero gives Inf or NaN as in numpy and torch.
+PARALLEL = OPTIM_PARALLEL
+SERIAL = OPTIM_SERIAL
 
 
-@njit(inline="always")
+@njit(**INLINE)
 def _sgd_element(p, g, buf, i, lr, momentum, dampening, weight_decay, nesterov, first, one):
     d = g[i]
     if weight_decay != 0:
@@ -70,7 +65,7 @@ def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first
     kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first)
 
 
-@njit(inline="always")
+@njit(**INLINE)
 def _adam_element(p, g, m, v, i, lr, beta1, beta2, eps, weight_decay, decoupled, step, bias2_sqrt, one):
     gi = g[i]
     if decoupled:

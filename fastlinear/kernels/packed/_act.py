@@ -10,7 +10,7 @@ from __future__ import annotations
 from numba import njit
 
 from ... import activations
-from ..._config import FASTMATH
+from ..._config import SERIAL
 
 ACT_NONE = activations.NONE
 ACT_RELU = activations.RELU
@@ -18,7 +18,7 @@ ACT_SIGMOID = activations.SIGMOID
 ACT_TANH = activations.TANH
 
 
-@njit(cache=True, nogil=True, fastmath=set(FASTMATH))
+@njit(**SERIAL)
 def apply_act(row, j0, n, act):
     """row[j0 + j] = act(row[j0 + j]) for j < n."""
     one = row.dtype.type(1)

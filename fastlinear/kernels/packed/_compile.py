@@ -5,8 +5,8 @@ micro-kernel that is the wrong way round: the loop vectorizer turns the k-loop i
 reductions that spill, and without SLP the MR * NR scalar accumulators stay scalar; with SLP alone
 each row of accumulators becomes vector registers. Numba reads ``numba.core.config.SLP_VECTORIZE``
 and ``LOOP_VECTORIZE`` when it builds LLVM's pass pipeline for a compilation, so `compiled_micro`
-sets them around an explicit ``dispatcher.compile(signature)`` and restores them afterwards,
-holding Numba's global compiler lock so that no other compilation sees the changed flags.
+runs an explicit ``dispatcher.compile(signature)`` inside ``kernels._slp.llvm_flags`` with the
+settings of ``_config.VECTORIZE["packed_micro"]`` (the package's one mechanism for such flags).
 
 Why this cannot go wrong silently:
 * Numba's on-disk cache key does not include these flags, so a cached micro-kernel could have
@@ -25,14 +25,12 @@ Why this cannot go wrong silently:
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 from numba import from_dtype, njit, types
-from numba.core import config
 from numba.core.compiler_lock import global_compiler_lock
 
-from ..._config import FASTMATH
+from ..._config import PACKED_MICRO, VECTORIZE
+from .._slp import llvm_flags
 from ._micro_f32 import micro_8x32
 from ._micro_f64 import micro_8x16
 
@@ -51,18 +49,6 @@ def _signature(dtype: np.dtype):
     return (types.uintp, arr, types.uintp, arr, types.uintp, arr)
 
 
-@contextmanager
-def _slp_only():
-    """SLP vectorizer on, loop vectorizer off, for compilations inside the block."""
-    with global_compiler_lock:
-        saved = config.SLP_VECTORIZE, config.LOOP_VECTORIZE
-        config.SLP_VECTORIZE, config.LOOP_VECTORIZE = 1, 0
-        try:
-            yield
-        finally:
-            config.SLP_VECTORIZE, config.LOOP_VECTORIZE = saved
-
-
 def compiled_micro(dtype):
     """The micro-kernel dispatcher for ``dtype``, compiled with SLP-only vectorization for its
     single signature on the first call (about 2 s for float32, 1 s for float64)."""
@@ -73,9 +59,10 @@ def compiled_micro(dtype):
         kernel = _compiled.get(dtype)
         if kernel is None:
             source = MICRO[dtype][0]
-            kernel = njit(cache=False, nogil=True, fastmath=set(FASTMATH))(source)
-            with _slp_only():
+            kernel = njit(**PACKED_MICRO)(source)
+            with llvm_flags(**VECTORIZE["packed_micro"]):
                 kernel.compile(_signature(dtype))
+            kernel.llvm_flags = dict(VECTORIZE["packed_micro"])
             kernel.disable_compile()
             _compiled[dtype] = kernel
     return kernel

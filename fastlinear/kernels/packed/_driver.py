@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from ..._config import FASTMATH
+from ..._config import PARALLEL, PLAIN, SERIAL
 from ._act import apply_act
 from ._micro import micro
 from .._sums import LEAF, TASKS, combine_into
@@ -51,7 +51,7 @@ from ._prefetch import prefetch_write
 _U = np.uintp
 
 
-@njit(cache=True, nogil=True, fastmath=set(FASTMATH))
+@njit(**SERIAL)
 def _store(c, i0, mr, j0, nr, t, tw, add, last, bias, with_bias, act):
     """c[i0 + i, j0 + j] (+)= t[i * tw + j] for i < mr, j < nr; when ``last``, then add bias[j0 + j]
     (if ``with_bias``) and apply the activation ``act``."""
@@ -71,7 +71,7 @@ def _store(c, i0, mr, j0, nr, t, tw, add, last, bias, with_bias, act):
             apply_act(row, j0, nr, act)
 
 
-@njit(cache=True, nogil=True)
+@njit(**PLAIN)
 def _prefetch_tile(c, i0, mr, j0, nr):
     """Prefetch (for writing) the cache lines of c[i0:i0 + mr, j0:j0 + nr]."""
     step = _U(64 // c.itemsize)
@@ -90,7 +90,7 @@ PACK_STEPS = LEAF
 _NC = 256
 
 
-@njit(cache=True, nogil=True)
+@njit(**PLAIN)
 def tile_shape(mpanels, npanels, mr, nr):
     """(row panels, column panels) per tile of C: start from all row panels by `_NC` columns and
     halve the side longer in elements until there are `TASKS` tiles or a tile is one panel of each.
@@ -105,7 +105,7 @@ def tile_shape(mpanels, npanels, mr, nr):
     return tr, tc
 
 
-@njit(cache=True, nogil=True)
+@njit(**PLAIN)
 def _pack_task(t, chunks, na, apack, asrc, a_by_rows, bpack, bsrc, b_by_rows, m, n, mr, nr, p0, kc,
                scale, leaves, with_db):
     """Packing task t of a k-block: tasks below ``na`` pack a run of PACK_STEPS steps of one A
@@ -136,7 +136,7 @@ def _pack_task(t, chunks, na, apack, asrc, a_by_rows, bpack, bsrc, b_by_rows, m,
             pack_cols(bpack, off, bsrc, p0 + q0, qn, jj, cols, nr)
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=set(FASTMATH))
+@njit(**PARALLEL)
 def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, leaves, with_db, bias, with_bias, act,
          accumulate, mr_, nr_, kc_, apack, bpack, tiles):
     """C (+)= A @ B (see the module docstring); the three public products call this.

@@ -21,11 +21,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..._config import FASTMATH
-from .._sums import ORDERED
+from ..._config import ORDERED, SERIAL
 from ._prefetch import prefetch_read
 
-_OPTS = dict(cache=True, nogil=True, fastmath=set(FASTMATH))
 _U = np.uintp
 _CHUNK = np.uintp(64)
 #: Prefetch distances: elements ahead along a row (pack_rows), rows ahead (pack_cols). Measured
@@ -35,7 +33,7 @@ _AHEAD = np.uintp(256)
 _ROWS_AHEAD = np.uintp(16)
 
 
-@njit(**_OPTS)
+@njit(**SERIAL)
 def pack_rows(dst, off, src, r0, rows, c0, kc, width):
     """dst[off + p * width + r] = src[r0 + r, c0 + p] for r < rows, 0 for rows <= r < width."""
     # src is (R, K); the panel covers rows r0 .. r0 + rows and columns c0 .. c0 + kc
@@ -61,7 +59,7 @@ def pack_rows(dst, off, src, r0, rows, c0, kc, width):
                 dst[d + p * width] = zero
 
 
-@njit(**_OPTS)
+@njit(**SERIAL)
 def pack_cols(dst, off, src, r0, kc, c0, cols, width):
     """dst[off + p * width + j] = src[r0 + p, c0 + j] for j < cols, 0 for cols <= j < width."""
     # src is (K, C); the panel covers rows r0 .. r0 + kc and columns c0 .. c0 + cols
@@ -80,7 +78,7 @@ def pack_cols(dst, off, src, r0, kc, c0, cols, width):
             prefetch_read(ahead, c0 + j)
 
 
-@njit(**_OPTS)
+@njit(**SERIAL)
 def pack_cols_scaled_sum(dst, off, src, r0, kc, c0, cols, width, scale, leaves, leaf, with_db):
     """`pack_cols` of ``scale * src``; when ``with_db``, also leaves[leaf, c0 + j] = the sum over
     the kc rows of scale * src[., c0 + j], added in row order (one leaf of the weight gradient's
@@ -101,7 +99,7 @@ def pack_cols_scaled_sum(dst, off, src, r0, kc, c0, cols, width, scale, leaves, 
 @njit(**ORDERED)
 def _leaf_sum(acc, c0, dst, off, kc, cols, width):
     """acc[c0 + j] = sum over p < kc of dst[off + p * width + j], in order of p (no reassociation:
-    see `fastlinear.kernels._sums.ORDERED`)."""
+    see `fastlinear._config.ORDERED`)."""
     for j in range(cols):
         acc[c0 + j] = 0
     for p in range(kc):

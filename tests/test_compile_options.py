@@ -1,0 +1,129 @@
+"""Every compiled function of fastlinear takes its Numba options from `fastlinear._config`, and
+LLVM's vectorizer settings change only through `kernels._slp.llvm_flags` with the settings of
+``_config.VECTORIZE``: checked on the live dispatchers of every module, and on the source text
+(no option spelled out next to an ``@njit``, no vectorizer switch set anywhere else)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numba.core.caching import NullCache
+from numba.core.registry import CPUDispatcher
+
+import fastlinear
+from fastlinear import _config
+from fastlinear.kernels import _micro, _slp
+from fastlinear.kernels.packed import _compile
+
+PACKAGE = Path(fastlinear.__file__).parent
+OPTIONAL = ("fastlinear.torch",)  # needs PyTorch
+
+
+def _modules():
+    for info in pkgutil.walk_packages([str(PACKAGE)], "fastlinear."):
+        if info.name.startswith(OPTIONAL) or info.name.endswith("__main__"):
+            continue
+        yield importlib.import_module(info.name)
+
+
+def _dispatchers():
+    """(qualified name, dispatcher) for every Numba function defined in a fastlinear module."""
+    seen = {}
+    for mod in _modules():
+        for name, obj in vars(mod).items():
+            if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == mod.__name__:
+                seen[f"{mod.__name__}.{name}"] = obj
+    return seen
+
+
+def _as_given(options: dict) -> tuple:
+    """What Numba keeps of ``njit(**options)``: its target options and whether it caches."""
+    kept = {k: v for k, v in options.items() if k != "cache"}
+    return (sorted((k, sorted(v) if isinstance(v, set) else v) for k, v in kept.items()),
+            bool(options.get("cache", False)))
+
+
+def _of(dispatcher) -> tuple:
+    kept = {k: v for k, v in dispatcher.targetoptions.items() if k not in ("nopython", "boundscheck")}
+    return (sorted((k, sorted(v) if isinstance(v, set) else v) for k, v in kept.items()),
+            not isinstance(dispatcher._cache, NullCache))
+
+
+CONFIGS = {name: value for name, value in vars(_config).items()
+           if name.isupper() and isinstance(value, dict) and name != "VECTORIZE"}
+DISPATCHERS = _dispatchers()
+
+
+def test_the_walk_finds_the_kernels():
+    assert len(DISPATCHERS) > 100
+    for name in ("fastlinear.kernels.small.forward_serial", "fastlinear.backends.naive.forward",
+                 "fastlinear.kernels._micro.grad_weight_parallel_f32",
+                 "fastlinear.kernels.packed._driver.gemm", "fastlinear.activations.apply"):
+        assert name in DISPATCHERS
+
+
+@pytest.mark.parametrize("name", sorted(DISPATCHERS))
+def test_each_compiled_function_uses_a_config_entry(name):
+    got = _of(DISPATCHERS[name])
+    matches = [c for c, opts in CONFIGS.items() if _as_given(opts) == got]
+    assert matches, f"{name} compiles with {got}, which no entry of fastlinear._config gives"
+
+
+def test_the_register_blocked_kernels_compile_with_the_blocked_flags():
+    blocked = {n for n, d in DISPATCHERS.items() if n.startswith("fastlinear.kernels._micro.")}
+    assert blocked
+    for name in blocked:
+        assert DISPATCHERS[name].llvm_flags == _config.VECTORIZE["blocked"], name
+        assert _of(DISPATCHERS[name]) in (_as_given(_config.BLOCKED_SERIAL),
+                                          _as_given(_config.BLOCKED_PARALLEL)), name
+    others = [n for n in DISPATCHERS if n not in blocked and hasattr(DISPATCHERS[n], "llvm_flags")]
+    assert others == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_packed_micro_kernels_compile_with_their_flags(dtype):
+    kernel = _compile.compiled_micro(dtype)
+    assert kernel.llvm_flags == _config.VECTORIZE["packed_micro"]
+    assert _of(kernel) == _as_given(_config.PACKED_MICRO)
+
+
+def test_llvm_flags_sets_and_restores_numbas_settings():
+    from numba.core import config
+
+    before = config.SLP_VECTORIZE, config.LOOP_VECTORIZE
+    with _slp.llvm_flags(SLP_VECTORIZE=1, LOOP_VECTORIZE=0):
+        assert (config.SLP_VECTORIZE, config.LOOP_VECTORIZE) == (1, 0)
+    assert (config.SLP_VECTORIZE, config.LOOP_VECTORIZE) == before
+    with pytest.raises(RuntimeError), _slp.llvm_flags(SLP_VECTORIZE=1):
+        raise RuntimeError("inside")
+    assert (config.SLP_VECTORIZE, config.LOOP_VECTORIZE) == before
+    with pytest.raises(AttributeError), _slp.llvm_flags(NOT_A_SETTING=1):
+        pass
+
+
+NJIT_WITH_LITERAL = re.compile(r"\b(njit|jit|slp_njit)\((?!\*\*)\s*[^)\s]")
+OPTION_LITERAL = re.compile(
+    r"^\s*@\w+\(.*\b(cache|fastmath|parallel|nogil|inline|error_model)=(?!_config\.)", re.M)
+SETS_A_SWITCH = re.compile(r"config\.(SLP|LOOP)_VECTORIZE\s*=|setattr\(config")
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(PACKAGE).as_posix()
+                                        for p in PACKAGE.rglob("*.py")))
+def test_no_module_spells_out_its_own_options(path):
+    text = (PACKAGE / path).read_text()
+    if path != "_config.py":
+        assert not NJIT_WITH_LITERAL.search(text), f"{path}: options belong in _config.py"
+        assert not OPTION_LITERAL.search(text), f"{path}: options belong in _config.py"
+    if path != "kernels/_slp.py":
+        assert not SETS_A_SWITCH.search(text), f"{path}: vectorizer flags go through llvm_flags"
+
+
+def test_micro_module_is_what_the_generator_writes():
+    from fastlinear.kernels import _generate
+
+    assert Path(_micro.__file__).read_text() == _generate.generate()
