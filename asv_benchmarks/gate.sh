@@ -6,21 +6,19 @@
 #
 #   asv_benchmarks/gate.sh [BASE] [HEAD]
 #
-# Every loop kernel (forward, grad_weight, grad_bias, grad_input) and the layer step, float32, one
-# thread, at the small, medium, skinny_in and skinny_out shapes, fails at GATE_FACTOR (default 1.1;
-# README.md, "The regression gate", has the experiment behind it). GATE_BENCHMARKS replaces the
-# selection (a regex over asv names with parameters). PYTHON is the interpreter that has asv
-# (default python); GATE_ASV_ARGS adds asv arguments.
+# Gated: relative.LoopsOverNumpy.track_loops_over_numpy, the time of every loop kernel (forward,
+# grad_weight, grad_bias, grad_input) and of the layer step over numpy's time for the same work,
+# measured in the same process (float32, one thread, small, medium, skinny_in and skinny_out), one
+# sample per process, 8 processes per revision. A ratio that grew by more than GATE_FACTOR
+# (default 1.1) with p < 0.002 fails (README.md, "The regression gate", has the experiment behind
+# it). GATE_BENCHMARKS replaces the selection (a regex over asv names with parameters). PYTHON is
+# the interpreter that has asv (default python); GATE_ASV_ARGS adds asv arguments.
 set -uo pipefail
 cd "$(dirname "$0")"
 
 base=${1:-main}
 head=${2:-HEAD}
-# float32, one thread, at the shapes where work dominates call overhead: tiny is a few
-# microseconds of dispatch, large and wide take long, and two threads on a shared 2-core machine
-# move with whatever else runs. track_gflops_ must stay out: asv counts a larger number as worse.
-shapes="'(small|medium|skinny_in|skinny_out)'"
-gated="^kernels\.(Forward|GradWeight|GradBias|GradInput|Step)\.time_\w+\('loops', 'float32', $shapes, 1\)"
+gated="^relative\.LoopsOverNumpy\.track_loops_over_numpy"
 export FASTLINEAR_BENCH_PROFILE=${FASTLINEAR_BENCH_PROFILE:-regular}
 
 echo "== gate: slower than ${GATE_FACTOR:-1.1}x fails =="
