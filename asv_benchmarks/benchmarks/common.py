@@ -41,8 +41,8 @@ PROFILES = {
         raw_repeat=(3, 5, 60.0), rate_time=0.25,
     ),
 }
-#: Processes per revision for the relative benchmarks (`relative.py`), each giving one sample:
-#: asv's Mann-Whitney test can reach its p < 0.002 only with at least 7 samples a side.
+#: Processes per revision for the relative benchmarks (`relative.py`): more than the 4 of the
+#: others, since their medians move less from one set of processes to the next.
 RELATIVE_ROUNDS = {"fast": 1, "regular": 8}
 
 

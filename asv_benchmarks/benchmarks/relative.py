@@ -1,22 +1,18 @@
-"""The loop kernels' time relative to numpy's for the same work, measured in the same process: the
-numbers the regression gate checks (``../gate.sh``).
+"""The loop kernels' time in units of numpy's time for the same work, measured in the same process:
+the numbers the regression gate checks (``../gate.sh``).
 
 Why a ratio: on a shared virtual machine whole processes run 1.3-1.7x faster or slower than others,
 for every library at once (ten fresh processes of one float32 256x512x512 grad_input at 2 threads:
 loops 723-1322 us, numpy's matmul 732-1058 us, the slow processes slow for both). The absolute
-``time_`` benchmarks of ``kernels.py`` carry that spread; a ratio of two times measured
-alternately in one process cancels it.
+``time_`` benchmarks of ``kernels.py`` carry that spread: with 4 processes per revision an
+unchanged commit compared 1.1x-1.45x slower than itself in four of the twenty gated benchmarks. A
+time measured in units of numpy's time in the same process cancels the process's speed.
 
-Why one sample per process: asv's test of a change (Mann-Whitney U, p < 0.002) takes every sample
-as independent, but the calls of one process share that process's speed, so a ``time_`` benchmark
-with 4 processes of 10-50 calls each flagged an unchanged commit as 1.45x slower. Here each process
-contributes one number, the median of its rounds' ratios, and the regular profile runs
-`common.RELATIVE_ROUNDS` processes per revision (8).
-
-Each round times a block of calls of the loops kernel, then a block of the numpy reference (blocks
-of at least `BLOCK_S` of process CPU time, one thread for Numba and BLAS), and records their ratio;
-the benchmark returns the median over `PAIRS` rounds. The references use numpy alone, so they do
-not change between fastlinear revisions:
+How: setup measures numpy's time for the op once per process (`reference_time`: the median of
+`PAIRS` blocks of at least `BLOCK_S` of process CPU time, one thread for Numba and BLAS), and the
+benchmark's timer is process CPU time divided by it, so asv records, for each call of the loops
+kernel, its time over numpy's (shown by asv as seconds; read "1.30s" as 1.30x numpy's time). The
+references use numpy alone, so they do not change between fastlinear revisions:
 
 - forward: ``np.matmul(x, w.T, out=y)`` then ``np.add(y, b, out=y)``;
 - grad_weight: ``np.matmul(dy.T, x, out=dw)``; grad_input: ``np.matmul(dy, w, out=dx)``;
@@ -42,7 +38,7 @@ from .common import (
 
 #: The shape classes the gate covers: tiny is call overhead, large and wide take long.
 GATED_SHAPES = ["small", "medium", "skinny_in", "skinny_out"]
-#: rounds of (loops block, numpy block) per process
+#: blocks of numpy calls per reference measurement
 PAIRS = 31
 #: the shortest block of calls, seconds of process CPU time
 BLOCK_S = 2e-3
@@ -92,27 +88,43 @@ def _count(fn, args) -> int:
     return max(1, int(BLOCK_S / max(fastest, 1e-7)) + 1)
 
 
+#: numpy's time per call for the benchmark being run in this process (seconds), set by setup
+_unit_s = 1.0
+_reference_s: dict[tuple[str, str], float] = {}
+
+
+def reference_time(op: str, shape: str) -> float:
+    """numpy's time for one call of ``op`` at ``shape`` (seconds of process CPU time), measured
+    once per process: the median of `PAIRS` blocks after three warm-up calls."""
+    key = (op, shape)
+    if key not in _reference_s:
+        fn, args = numpy_call(op, shape)
+        for _ in range(3):
+            fn(*args)
+        count = _count(fn, args)
+        _reference_s[key] = statistics.median(_block(fn, args, count) for _ in range(PAIRS))
+    return _reference_s[key]
+
+
+def in_numpy_units() -> float:
+    """The benchmark's timer: process CPU time in units of numpy's time for the same call."""
+    return time.process_time() / _unit_s
+
+
 class LoopsOverNumpy(Benchmark):
-    """Time of the loops backend over numpy's time for the same op, float32, one thread."""
+    """Time of the loops backend in units of numpy's time for the same op, float32, one thread."""
 
     param_names = ["op", "shape"]
     params = [OPS, GATED_SHAPES]
+    timer = staticmethod(in_numpy_units)
     rounds = RELATIVE_ROUND_COUNT
     timeout = 600
 
     def setup(self, op, shape):
+        global _unit_s
         use_threads(1)
-        self.loops, self.loops_args, _ = checked_op("loops", op, "float32", shape, 1)
-        self.ref, self.ref_args = numpy_call(op, shape)
+        self.loops, self.args, _ = checked_op("loops", op, "float32", shape, 1)
+        _unit_s = reference_time(op, shape)
 
-    def track_loops_over_numpy(self, op, shape):
-        for _ in range(3):  # warm both: caches, branch predictors, the pool's first use
-            self.loops(*self.loops_args)
-            self.ref(*self.ref_args)
-        n_loops = _count(self.loops, self.loops_args)
-        n_ref = _count(self.ref, self.ref_args)
-        ratios = [_block(self.loops, self.loops_args, n_loops) / _block(self.ref, self.ref_args, n_ref)
-                  for _ in range(PAIRS)]
-        return statistics.median(ratios)
-
-    track_loops_over_numpy.unit = "ratio"
+    def time_loops_in_numpy_units(self, op, shape):
+        self.loops(*self.args)
