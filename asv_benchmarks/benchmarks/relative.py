@@ -10,8 +10,8 @@ time measured in units of numpy's time in the same process cancels the process's
 
 How: setup measures numpy's time for the op once per process (`reference_time`: the median of
 `PAIRS` blocks of at least `BLOCK_S` of process CPU time, one thread for Numba and BLAS), and the
-benchmark's timer is process CPU time divided by it, so asv records, for each call of the loops
-kernel, its time over numpy's (shown by asv as seconds; read "1.30s" as 1.30x numpy's time). The
+benchmark's timer is process CPU time divided by it, so asv records, for each sample (as many
+calls of the loops kernel as numpy makes in `SAMPLE_S`), the loops kernel's time over numpy's (shown by asv as seconds; read "1.30s" as 1.30x numpy's time). The
 references use numpy alone, so they do not change between fastlinear revisions:
 
 - forward: ``np.matmul(x, w.T, out=y)`` then ``np.add(y, b, out=y)``;
@@ -22,6 +22,7 @@ references use numpy alone, so they do not change between fastlinear revisions:
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 
@@ -42,6 +43,8 @@ GATED_SHAPES = ["small", "medium", "skinny_in", "skinny_out"]
 PAIRS = 31
 #: the shortest block of calls, seconds of process CPU time
 BLOCK_S = 2e-3
+#: the shortest timed sample (calls of the loops kernel per sample: this over numpy's time)
+SAMPLE_S = 2e-4
 
 
 def numpy_call(op: str, shape: str):
@@ -124,7 +127,13 @@ class LoopsOverNumpy(Benchmark):
         global _unit_s
         use_threads(1)
         self.loops, self.args, _ = checked_op("loops", op, "float32", shape, 1)
-        _unit_s = reference_time(op, shape)
+        reference = reference_time(op, shape)
+        # a sample of at least SAMPLE_S: single calls of a few microseconds moved by 1.27x
+        # between two sets of processes of the same code
+        self.calls = max(1, math.ceil(SAMPLE_S / reference))
+        _unit_s = reference * self.calls
 
     def time_loops_in_numpy_units(self, op, shape):
-        self.loops(*self.args)
+        fn, args = self.loops, self.args
+        for _ in range(self.calls):
+            fn(*args)
