@@ -2,8 +2,9 @@
 
 Every ``@njit`` in the package takes its options from one of the dictionaries below, and every
 change to LLVM's vectorizer settings around a compilation comes from `VECTORIZE` through
-`fastlinear.kernels._slp.llvm_flags` (``tests/test_compile_options.py`` checks both for every
-compiled function of the package). The options are read once, when a kernel module is imported;
+`fastlinear.kernels._slp.llvm_flags` (``tests/test_compile_options.py`` checks the options of every
+compiled function against the entries its module may use, the vectorizer settings recorded on the
+register-blocked and packed micro-kernels, and the source of every module). The options are read once, when a kernel module is imported;
 nothing here is changed at run time.
 
 Numba's on-disk cache is keyed on a kernel's own source file, not on these options nor on the
@@ -83,7 +84,8 @@ BLAS_POOL_PARALLEL: dict = dict(BLAS_POOL, parallel=True)
 INLINE: dict = dict(inline="always")
 
 #: LLVM vectorizer settings (``numba.core.config`` names) for a compilation, per kernel family;
-#: Numba's defaults (loop vectorizer on, SLP off) everywhere else. The register-blocked kernels
+#: Numba's defaults (loop vectorizer on, SLP off) for every other kernel compiled on its own (a
+#: helper first compiled from inside a compilation with these settings gets them too). The register-blocked kernels
 #: hold their MR x NR output block in scalar locals, which only the SLP vectorizer turns into
 #: vector registers; for the packed micro-kernels the loop vectorizer is also switched off, since
 #: it turned their k-loop into vector reductions that spilled.

@@ -10,9 +10,10 @@ time measured in units of numpy's time in the same process cancels the process's
 
 How: asv runs setup right before every sample; setup times numpy's computation of the op (as many
 calls as numpy makes in `SAMPLE_S`, process CPU time, one thread for Numba and BLAS), and the
-benchmark's timer is process CPU time divided by that, so asv records, for each sample (the same
-number of calls of the loops kernel), the loops kernel's time over numpy's just before it (shown by asv as seconds; read "1.30s" as 1.30x numpy's time). The
-references use numpy alone, so they do not change between fastlinear revisions:
+benchmark's timer is process CPU time divided by that. So asv records, for each sample (the same
+number of calls of the loops kernel), the loops kernel's time over numpy's just before it; asv
+shows it as seconds: read "1.30s" as 1.30 times numpy's time. The references use numpy alone, so
+they do not change between fastlinear revisions:
 
 - forward: ``np.matmul(x, w.T, out=y)`` then ``np.add(y, b, out=y)``;
 - grad_weight: ``np.matmul(dy.T, x, out=dw)``; grad_input: ``np.matmul(dy, w, out=dx)``;
@@ -39,8 +40,8 @@ from .common import (
 
 #: The shape classes the gate covers: tiny is call overhead, large and wide take long.
 GATED_SHAPES = ["small", "medium", "skinny_in", "skinny_out"]
-#: blocks of numpy calls per reference measurement
-PAIRS = 31
+#: blocks of numpy calls behind `reference_time`
+BLOCKS = 31
 #: the shortest block of calls, seconds of process CPU time
 BLOCK_S = 2e-3
 #: the shortest timed sample (calls of the loops kernel per sample: this over numpy's time)
@@ -108,14 +109,14 @@ _reference_s: dict[tuple[str, str], float] = {}
 
 def reference_time(op: str, shape: str) -> float:
     """numpy's time for one call of ``op`` at ``shape`` (seconds of process CPU time), measured
-    once per process: the median of `PAIRS` blocks after three warm-up calls."""
+    once per process: the median of `BLOCKS` blocks after three warm-up calls."""
     key = (op, shape)
     if key not in _reference_s:
         fn, args = numpy_call(op, shape)
         for _ in range(3):
             fn(*args)
         count = _count(fn, args)
-        _reference_s[key] = statistics.median(_block(fn, args, count) for _ in range(PAIRS))
+        _reference_s[key] = statistics.median(_block(fn, args, count) for _ in range(BLOCKS))
     return _reference_s[key]
 
 

@@ -76,7 +76,10 @@ def reload() -> None:
     of FASTLINEAR_TUNING)."""
     global _forward, _grad_weight, _grad_input, _loaded
     with _lock:
-        _forward, _grad_weight, _grad_input, _loaded = {}, {}, {}, False
+        # _loaded first: a call that sees a new, empty memo must also see that the table is to
+        # be read again, or it would store a decision from the old table there
+        _loaded = False
+        _forward, _grad_weight, _grad_input = {}, {}, {}
 
 
 def _fast_thread_count() -> Callable[[], int]:

@@ -91,6 +91,10 @@ def _shaped(name: str, dtype, shape: tuple[int, int]) -> np.ndarray:
         return flat[: shape[0] * shape[1]].reshape(shape)
     if last is None or last.shape != shape or last.base is not flat.base:
         last = views[key] = flat[: shape[0] * shape[1]].reshape(shape)
+        # forget this buffer's other remembered views (the same dtype spelt another way may
+        # point at a buffer just replaced)
+        for stale in [k for k in _local.last if k[0] == name and np.dtype(k[1]) == dtype]:
+            del _local.last[stale]
     _local.last[name, asked] = last  # keyed by the dtype as given: np.float32 or np.dtype(...)
     return last
 

@@ -22,6 +22,9 @@ def test_a_type_and_a_dtype_name_the_same_buffer():
     a = _scratch.shaped("test_kind", np.float64, (2, 8))
     b = _scratch.shaped("test_kind", np.dtype("float64"), (2, 8))
     assert a.base is b.base and a.ctypes.data == b.ctypes.data
+    grown = _scratch.shaped("test_kind", np.dtype("float64"), (100, 128))  # replaces the buffer
+    again = _scratch.shaped("test_kind", np.float64, (2, 8))
+    assert again.base is grown.base, "the other spelling kept a view of the replaced buffer"
 
 
 def test_a_larger_shape_grows_the_buffer_and_smaller_shapes_then_use_it():

@@ -59,10 +59,11 @@ def compiled_micro(dtype):
         kernel = _compiled.get(dtype)
         if kernel is None:
             source = MICRO[dtype][0]
+            flags = dict(VECTORIZE["packed_micro"])
             kernel = njit(**PACKED_MICRO)(source)
-            with llvm_flags(**VECTORIZE["packed_micro"]):
+            with llvm_flags(**flags):
                 kernel.compile(_signature(dtype))
-            kernel.llvm_flags = dict(VECTORIZE["packed_micro"])
+            kernel.llvm_flags = flags
             kernel.disable_compile()
             _compiled[dtype] = kernel
     return kernel
