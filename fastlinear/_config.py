@@ -85,10 +85,10 @@ INLINE: dict = dict(inline="always")
 
 #: LLVM vectorizer settings (``numba.core.config`` names) for a compilation, per kernel family;
 #: Numba's defaults (loop vectorizer on, SLP off) for every other kernel compiled on its own (a
-#: helper first compiled from inside a compilation with these settings gets them too). The register-blocked kernels
-#: hold their MR x NR output block in scalar locals, which only the SLP vectorizer turns into
-#: vector registers; for the packed micro-kernels the loop vectorizer is also switched off, since
-#: it turned their k-loop into vector reductions that spilled.
+#: helper first compiled from inside a compilation with these settings gets them too). The
+#: register-blocked kernels hold their MR x NR output block in scalar locals, which only the SLP
+#: vectorizer turns into vector registers; for the packed micro-kernels the loop vectorizer is
+#: also switched off, since it turned their k-loop into vector reductions that spilled.
 VECTORIZE: dict[str, dict[str, int]] = {
     "blocked": {"SLP_VECTORIZE": 1},
     "packed_micro": {"SLP_VECTORIZE": 1, "LOOP_VECTORIZE": 0},
