@@ -9,7 +9,7 @@
 # Gated: relative.LoopsOverNumpy.time_loops_in_numpy_units, the time of every loop kernel (forward,
 # grad_weight, grad_bias, grad_input) and of the layer step in units of numpy's time for the same
 # work, measured in the same process (float32, one thread, small, medium, skinny_in and
-# skinny_out; 6 processes per revision). One whose median grew by more than GATE_FACTOR (default
+# skinny_out; 12 processes per revision). One whose median grew by more than GATE_FACTOR (default
 # 1.1), significantly by asv's test, fails (README.md, "The regression gate", has the experiment behind
 # it). GATE_BENCHMARKS replaces the selection (a regex over asv names with parameters). PYTHON is
 # the interpreter that has asv (default python); GATE_ASV_ARGS adds asv arguments.

@@ -43,7 +43,7 @@ PROFILES = {
 }
 #: Processes per revision for the relative benchmarks (`relative.py`): more than the 4 of the
 #: others, since their medians move less from one set of processes to the next.
-RELATIVE_ROUNDS = {"fast": 1, "regular": 6}
+RELATIVE_ROUNDS = {"fast": 1, "regular": 12}
 
 
 def _read_profile() -> dict:
