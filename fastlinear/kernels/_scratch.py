@@ -80,22 +80,21 @@ def _shaped(name: str, dtype, shape: tuple[int, int]) -> np.ndarray:
     """`shaped` when the last view of ``name`` has another shape (or there is none yet)."""
     asked = dtype
     dtype = np.dtype(dtype)
-    views = getattr(_local, "views", None)
+    views = getattr(_local, "last", None)
     if views is None:
-        views = _local.views = {}
-        _local.last = {}
-    key = (name, dtype)
-    last = views.get(key)
+        views = _local.last = {}
+    last = views.get((name, dtype))
     flat = buffer(name, dtype, shape[0] * shape[1])
-    if _local.pool.get(key) is not flat:  # too large to keep: a view for this call only
+    if _local.pool.get((name, dtype)) is not flat:  # too large to keep: a view for this call only
         return flat[: shape[0] * shape[1]].reshape(shape)
     if last is None or last.shape != shape or last.base is not flat.base:
-        last = views[key] = flat[: shape[0] * shape[1]].reshape(shape)
+        last = flat[: shape[0] * shape[1]].reshape(shape)
         # forget this buffer's other remembered views (the same dtype spelt another way may
         # point at a buffer just replaced)
-        for stale in [k for k in _local.last if k[0] == name and np.dtype(k[1]) == dtype]:
-            del _local.last[stale]
-    _local.last[name, asked] = last  # keyed by the dtype as given: np.float32 or np.dtype(...)
+        for stale in [k for k in views if k[0] == name and np.dtype(k[1]) == dtype]:
+            del views[stale]
+    # kept under the dtype as given (np.float32 or np.dtype(...)) and as a dtype
+    views[name, asked] = views[name, dtype] = last
     return last
 
 
