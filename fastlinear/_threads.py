@@ -82,6 +82,8 @@ def set_num_threads(n: int | None) -> None:
             _last_sample = None
             other_processes_cores()  # the first sample: the next look can decide at once
         _applied.__dict__.clear()
+        if not fixed:
+            _applied.count = n  # the count just set is the adaptive default's, not the program's
 
 
 def _set_blas_and_torch(n: int) -> None:
@@ -253,12 +255,15 @@ def adapt() -> None:
 
 def _apply_here(n: int) -> None:
     """Set the calling thread's Numba count to ``n``, unless this thread set its own count since
-    adapt last set it (a direct numba.set_num_threads call is left alone)."""
+    adapt last set it, or before adapt first did (a direct numba.set_num_threads call is left
+    alone)."""
     if getattr(_applied, "user", False):
         return
     current = numba.get_num_threads()
-    last = getattr(_applied, "count", None)
-    if last is not None and current != last:
+    # before adapt's first setting in this thread, Numba's default (the pool size) means nobody
+    # chose a count; anything else was a numba.set_num_threads call made before the first kernel
+    last = getattr(_applied, "count", numba.config.NUMBA_NUM_THREADS)
+    if current != last:
         _applied.user = True  # someone else chose this thread's count: leave it for good
         return
     if current != n:
