@@ -77,10 +77,62 @@ def combine_into(db, j, leaves, nleaves, scale, accumulate):
         db[j] = scale * s4
 
 
+#: rows after the leaves that hold the running sums of the levels above them (`tree_add`)
+LEVELS = 4
+
+
 def leaf_buffer(dtype, n: int, m: int):
-    """Scratch for the leaves of an (n, m) column sum: a (leaf count, m) C-contiguous array from
-    this Python thread's reused buffers (`fastlinear.kernels._scratch`)."""
-    return _scratch.shaped("leaves", dtype, (max(-(-n // LEAF), 1), m))
+    """Scratch for the leaves of an (n, m) column sum: a (leaf count + `LEVELS`, m) C-contiguous
+    array from this Python thread's reused buffers (`fastlinear.kernels._scratch`); the last
+    `LEVELS` rows hold the level sums of `tree_add`."""
+    return _scratch.shaped("leaves", dtype, (max(-(-n // LEAF), 1) + LEVELS, m))
+
+
+@njit(**ORDERED)
+def tree_start(s1, s2, s3, s4):
+    """Zero the four level sums of a column block before its first `tree_add`."""
+    z = s1.dtype.type(0)
+    for q in range(s1.shape[0]):
+        s1[q] = z
+        s2[q] = z
+        s3[q] = z
+        s4[q] = z
+
+
+@njit(**ORDERED)
+def tree_add(s1, s2, s3, s4, leaf, c):
+    """Step c of `combine_into` for a block of columns at once: leaf (the block's partial sums of
+    leaf c) goes into the level sums s1..s4, each a (block width,) row. Every column sees the same
+    additions in the same order as `combine_into` gives it, so the bits are the same; the adds run
+    across contiguous columns, so they vectorize, where `combine_into` walks a column with the
+    stride of a whole row."""
+    w = s1.shape[0]
+    for q in range(w):
+        s1[q] += leaf[q]
+    if (c + 1) % FAN == 0:
+        for q in range(w):
+            s2[q] += s1[q]
+            s1[q] = 0
+        if (c + 1) % (FAN * FAN) == 0:
+            for q in range(w):
+                s3[q] += s2[q]
+                s2[q] = 0
+            if (c + 1) % (FAN * FAN * FAN) == 0:
+                for q in range(w):
+                    s4[q] += s3[q]
+                    s3[q] = 0
+
+
+@njit(**ORDERED)
+def tree_finish_into(db, j0, s1, s2, s3, s4, scale, accumulate):
+    """db[j0:j0+w] (+)= scale * (the block's tree sum), after the last `tree_add`: the end of
+    `combine_into` for each of the w columns."""
+    for q in range(s1.shape[0]):
+        total = s4[q] + (s3[q] + (s2[q] + s1[q]))
+        if accumulate:
+            db[j0 + q] += scale * total
+        else:
+            db[j0 + q] = scale * total
 
 
 @njit(**ORDERED)

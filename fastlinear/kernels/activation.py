@@ -23,7 +23,8 @@ from numba import njit, prange
 
 from .._config import ORDERED, PARALLEL, SERIAL
 from ..activations import RELU, SIGMOID, TANH, grad
-from ._sums import LEAF, column_block, combine_into, leaf_buffer, leaf_count
+from ._sums import (LEAF, column_block, leaf_buffer, leaf_count, tree_add, tree_finish_into,
+                    tree_start)
 
 #: widest column block of a task; `column_block` halves it until there are enough tasks. 256 rather
 #: than 64: at 4096x256 float32 (tanh, no db, 2 threads) 64-column blocks took 205 us and whole
@@ -36,7 +37,7 @@ _TASKS_PER_THREAD = 4
 #: 19.2 / 17.8, 256x1024 73.0 / 55.9; float64 64x1024 26.0 / 33.0, 256x1024 112 / 125.
 _SERIAL_MAX = 1 << 16
 #: stands in for the leaves when no bias gradient is wanted (one Numba type per dtype either way)
-_NO_LEAVES = {np.dtype(t): np.empty((0, 0), t) for t in (np.float32, np.float64)}
+_NO_LEAVES = {np.dtype(t): np.empty((1, 0), t) for t in (np.float32, np.float64)}
 
 
 @njit(**ORDERED)
@@ -73,43 +74,71 @@ def _rows(g, dy, y, act, i0, i1, j0, j1):
 
 
 @njit(**ORDERED)
-def _leaf(g, leaves, dy, y, act, with_db, c, j0, j1):
-    """Rows of leaf c, columns j0:j1: g = dy * act'(y), and their column sums into leaves[c]
+def _leaf(g, out, dy, y, act, with_db, c, j0, j1):
+    """Rows of leaf c, columns j0:j1: g = dy * act'(y), and their column sums into ``out``
     (rows added in order; each column on its own, so the adds vectorize across columns)."""
     i0, i1 = c * LEAF, min(c * LEAF + LEAF, dy.shape[0])
     _rows(g, dy, y, act, i0, i1, j0, j1)
     if with_db:
-        acc = leaves[c, j0:j1]
-        acc[:] = 0
+        out[:] = 0
         for i in range(i0, i1):
             gi = g[i, j0:j1]
             for j in range(j1 - j0):
-                acc[j] += gi[j]
+                out[j] += gi[j]
+
+
+@njit(**ORDERED)
+def _combine_block(db, leaves, nleaves, j0, j1, scale, accumulate):
+    """db[j0:j1] (+)= scale * (the tree sum of leaves[:nleaves, j0:j1]), level sums in the rows
+    after the leaves."""
+    s1, s2, s3, s4 = (leaves[nleaves, j0:j1], leaves[nleaves + 1, j0:j1],
+                      leaves[nleaves + 2, j0:j1], leaves[nleaves + 3, j0:j1])
+    tree_start(s1, s2, s3, s4)
+    for c in range(nleaves):
+        tree_add(s1, s2, s3, s4, leaves[c, j0:j1], c)
+    tree_finish_into(db, j0, s1, s2, s3, s4, scale, accumulate)
 
 
 @njit(**SERIAL)
 def _serial(g, db, dy, y, act, scale, accumulate, leaves):
+    # One block of _COLS columns at a time, each leaf added into the level sums as soon as it is
+    # summed (row 0 of leaves holds it), so g and the sums stay in cache: the same additions as
+    # the parallel kernel, in one pass.
     n, m = dy.shape
     nleaves = leaf_count(n)
-    for c in range(nleaves):
-        _leaf(g, leaves, dy, y, act, db is not None, c, 0, m)
-    if db is not None:
-        for j in range(m):
-            combine_into(db, j, leaves, nleaves, scale, accumulate)
+    with_db = db is not None
+    for j0 in range(0, m, _COLS):
+        j1 = min(j0 + _COLS, m)
+        if with_db:
+            leaf = leaves[0, j0:j1]
+            s1, s2, s3, s4 = (leaves[nleaves, j0:j1], leaves[nleaves + 1, j0:j1],
+                              leaves[nleaves + 2, j0:j1], leaves[nleaves + 3, j0:j1])
+            tree_start(s1, s2, s3, s4)
+            for c in range(nleaves):
+                _leaf(g, leaf, dy, y, act, True, c, j0, j1)
+                tree_add(s1, s2, s3, s4, leaf, c)
+            tree_finish_into(db, j0, s1, s2, s3, s4, scale, accumulate)
+        else:
+            _rows(g, dy, y, act, 0, n, j0, j1)
 
 
 @njit(**PARALLEL)
 def _parallel(g, db, dy, y, act, scale, accumulate, leaves, threads):
     n, m = dy.shape
     nleaves = leaf_count(n)
+    with_db = db is not None
     cols = column_block(nleaves, m, _COLS, _TASKS_PER_THREAD * threads)
     blocks = (m + cols - 1) // cols
     for t in prange(nleaves * blocks):
+        c = t // blocks
         j0 = (t % blocks) * cols
-        _leaf(g, leaves, dy, y, act, db is not None, t // blocks, j0, min(j0 + cols, m))
-    if db is not None:
-        for j in prange(m):
-            combine_into(db, j, leaves, nleaves, scale, accumulate)
+        j1 = min(j0 + cols, m)
+        out = leaves[c, j0:j1] if with_db else leaves[0, 0:0]
+        _leaf(g, out, dy, y, act, with_db, c, j0, j1)
+    if with_db:
+        for t in prange(blocks):
+            j0 = t * cols
+            _combine_block(db, leaves, nleaves, j0, min(j0 + cols, m), scale, accumulate)
 
 
 def activation_grad(g: np.ndarray, db: np.ndarray | None, dy: np.ndarray, y: np.ndarray, act: int,

@@ -160,3 +160,41 @@ def test_naive_backend_sums_left_to_right_as_documented():
     assert np.array_equal(db, in_order)
     products = dy[:, :, None] * x[:, None, :]
     assert np.array_equal(dw, np.add.accumulate(products, axis=0)[-1])
+
+
+def _tree_reference(dy):
+    """The fixed tree of `fastlinear.kernels._sums`, written with numpy's elementwise adds (each
+    an IEEE addition in dy's dtype): leaves of LEAF rows in order, then FAN at a time per level."""
+    from fastlinear.kernels._sums import FAN, LEAF
+
+    z = np.zeros(dy.shape[1], dy.dtype)
+    s1, s2, s3, s4 = z.copy(), z.copy(), z.copy(), z.copy()
+    for c in range(max(-(-dy.shape[0] // LEAF), 1)):
+        leaf = z.copy()
+        for row in dy[c * LEAF:(c + 1) * LEAF]:
+            leaf = leaf + row
+        s1 = s1 + leaf
+        if (c + 1) % FAN == 0:
+            s2, s1 = s2 + s1, z.copy()
+            if (c + 1) % (FAN * FAN) == 0:
+                s3, s2 = s3 + s2, z.copy()
+                if (c + 1) % (FAN * FAN * FAN) == 0:
+                    s4, s3 = s4 + s3, z.copy()
+    return s4 + (s3 + (s2 + s1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, m", [(0, 3), (1, 1), (33, 17), (1061, 1030), (32 * 32 * 32 + 70, 19)])
+def test_every_bias_gradient_path_makes_the_same_additions(dtype, n, m):
+    """The bias gradient alone (serial, parallel) and fused into the activation gradient (serial,
+    parallel) give bitwise the tree's sum, at shapes that cross a leaf, every level of the tree,
+    the parallel column blocks (16 to 256) and the serial block (1024 columns)."""
+    dy = np.random.default_rng(n + m).standard_normal((n, m)).astype(dtype)
+    want = _tree_reference(dy)
+    paths = _db_paths(dtype)
+    for path in ("grad_bias_parallel", "grad_bias_serial", "activation_grad", "activation_grad_serial"):
+        assert np.array_equal(paths[path](dy), want), path
+    parallel = np.empty(m, dtype)
+    activation_kernels._parallel(np.empty_like(dy), parallel, dy, dy, 0, dtype(1), False,
+                                 leaf_buffer(dtype, n, m), 2)
+    assert np.array_equal(parallel, want)
