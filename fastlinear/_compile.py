@@ -146,13 +146,24 @@ def warmup(
     Returns:
         The number of kernels compiled (0 when everything came from the cache).
     """
+    import numba
+
     from . import _validate as check
+    from ._threads import threads
     from .functional import linear, linear_backward
 
     before = _compiles
     dts = [check.resolve_dtype(d) for d in dtypes]
     names = list(backends)
     rng = np.random.default_rng(0)
+    # at least 2 threads where the pool has them: some kernels run a serial variant on one thread
+    # (the same bits), and the parallel one must be compiled too
+    with threads(min(2, numba.config.NUMBA_NUM_THREADS)):
+        _warmup_runs(dts, names, shapes, rng, linear, linear_backward)
+    return _compiles - before
+
+
+def _warmup_runs(dts, names, shapes, rng, linear, linear_backward) -> None:
     for dt in dts:
         for n, k, m in shapes:
             x = rng.standard_normal((n, k)).astype(dt)
@@ -165,4 +176,3 @@ def warmup(
                         y = linear(x, w, bias, activation=activation, backend=name)
                         linear_backward(dy, x, w, bias=bias is not None, activation=activation,
                                         y=y, backend=name)
-    return _compiles - before

@@ -131,8 +131,9 @@ def grad_bias(db, dy, scale, accumulate) -> None:
     leaves = leaf_buffer(dy.dtype, *dy.shape)
     if dy.size > GRAD_BIAS_SERIAL:
         adapt()
-        if numba.get_num_threads() > 1:
-            small.grad_bias_parallel(db, dy, scale, accumulate, leaves)
+        threads = numba.get_num_threads()
+        if threads > 1:
+            small.grad_bias_parallel(db, dy, scale, accumulate, leaves, threads)
             return
     # the serial kernel makes the same additions (same bits) in one pass over dy, without the
     # parallel kernel's second pass over the leaves: 2-3.5x faster on one thread

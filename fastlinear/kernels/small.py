@@ -24,7 +24,7 @@ from .._config import ORDERED
 from .._config import PARALLEL as _PARALLEL
 from .._config import SERIAL as _SERIAL
 from ..activations import apply
-from ._sums import (LEAF, TASKS, column_block, leaf_count, tree_add, tree_finish_into,
+from ._sums import (LEAF, column_block, leaf_count, tree_add, tree_finish_into,
                     tree_start)
 
 #: rows and columns of a forward block
@@ -216,9 +216,15 @@ def _bias_leaf(out, dy, c, j0, j1):
             out[q] += row[q]
 
 
-#: widest column block of a task. A column-at-a-time sum reads dy with a whole row's stride and
-#: ran 20-45x slower than numpy; row segments of 16 or more values keep the reads unit-stride.
-_BIAS_COLS = 256
+#: widest column block of a parallel task; `_sums.column_block` halves it until every thread has
+#: `_BIAS_TASKS_PER_THREAD` tasks. A column-at-a-time sum reads dy with a whole row's stride and
+#: ran 20-45x slower than numpy; narrow blocks cost too. 2 threads, float32, microseconds, column
+#: blocks of 16 / 64 / 256 / 1024 (2-core AMD EPYC, znver4): 256x512 32.6 / 13.6 / 13.0 / 12.0;
+#: 1024x1024 229 / 119 / 91 / 74; 256x4096 200 / 91 / 70 / 65 (numpy's ``sum(0)``: 25, 130, 113).
+#: Any width gives the same bits (each column's additions are its own), so the width may follow
+#: the thread count.
+_BIAS_COLS = 1024
+_BIAS_TASKS_PER_THREAD = 4
 
 
 @njit(**ORDERED)
@@ -238,7 +244,7 @@ def _bias_block(db, dy, j0, j1, scale, accumulate, leaves):
     tree_finish_into(db, j0, s1, s2, s3, s4, scale, accumulate)
 
 
-#: column block of the serial kernel (any width gives the same bits). Measured on one thread of a
+#: column block of the serial kernel. Measured on one thread of a
 #: 2-core AMD EPYC (znver4), float32 / float64, microseconds, block of 256 / 512 / 1024 / 2048
 #: columns, numpy's ``sum(0)`` for scale: 1024x1024 160 / 136 / 91 / 93 (numpy 105), float64
 #: 299 / 264 / 194 / 194 (numpy 243); 256x512 16.7 / 14.2 / 14.1 / 13.1 (numpy 19.5); 256x4096
@@ -257,14 +263,15 @@ def grad_bias_serial(db, dy, scale, accumulate, leaves):
 
 
 @njit(**_PARALLEL)
-def grad_bias_parallel(db, dy, scale, accumulate, leaves):
+def grad_bias_parallel(db, dy, scale, accumulate, leaves, threads):
     """db (+)= scale * dy.sum(0). Tasks are (leaf of `LEAF` rows, block of columns) pairs, each
     writing its partial sums to ``leaves``; then each block of columns combines its leaves in the
-    fixed tree of `fastlinear.kernels._sums`, so the result is the same for any number of threads."""
+    fixed tree of `fastlinear.kernels._sums`, so the result is the same for any number of threads
+    (``threads``, the count in use, only sets how wide the blocks are)."""
     # dy is (n, out), db is (out,), leaves is `_sums.leaf_buffer(dtype, n, out)`
     n, m = dy.shape
     nleaves = leaf_count(n)
-    cols = column_block(nleaves, m, _BIAS_COLS, TASKS)  # the shape alone decides
+    cols = column_block(nleaves, m, _BIAS_COLS, _BIAS_TASKS_PER_THREAD * threads)
     blocks = (m + cols - 1) // cols
     for t in prange(nleaves * blocks):
         c = t // blocks

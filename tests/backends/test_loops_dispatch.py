@@ -5,8 +5,11 @@ both dtypes, bias on/off, every activation, accumulate, db or None, and bitwise-
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
+
+import fastlinear as fl
 
 import reference as ref
 from fastlinear.backends import auto, loops
@@ -132,8 +135,28 @@ def test_every_dispatch_branch_runs(dtype, monkeypatch):
     for key, names in cases.items():
         for shape, name in zip(THRESHOLD_SHAPES[key], names):
             log.clear()
-            _run_all(loops, dtype, shape, 0)
+            with fl.threads(min(2, numba.config.NUMBA_NUM_THREADS)):
+                _run_all(loops, dtype, shape, 0)
+            if key == "grad_bias" and numba.config.NUMBA_NUM_THREADS == 1:
+                name = "bs"  # on one thread grad_bias always runs serially (same bits)
             assert name in log and names[1 - names.index(name)] not in log, (key, shape, log)
+
+
+def test_grad_bias_runs_serially_on_one_thread(monkeypatch):
+    """Above the serial threshold, one thread runs the serial kernel (the same additions, one pass
+    over dy) and more threads the parallel one."""
+    log: set[str] = set()
+    monkeypatch.setattr(loops.small, "grad_bias_serial", _Spy(loops.small.grad_bias_serial, log, "bs"))
+    monkeypatch.setattr(loops.small, "grad_bias_parallel", _Spy(loops.small.grad_bias_parallel, log, "bp"))
+    dy = np.ones((1024, 128), np.float32)
+    with fl.threads(1):
+        loops.grad_bias(np.empty(128, np.float32), dy, np.float32(1), False)
+    assert log == {"bs"}
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        log.clear()
+        with fl.threads(2):
+            loops.grad_bias(np.empty(128, np.float32), dy, np.float32(1), False)
+        assert log == {"bp"}
 
 
 def test_generated_micro_kernels_are_up_to_date():

@@ -31,7 +31,7 @@ def _db_paths(dtype):
 
     def bias_parallel(dy):
         db = np.empty(dy.shape[1], dtype)
-        small.grad_bias_parallel(db, dy, one, False, leaf_buffer(dtype, *dy.shape))
+        small.grad_bias_parallel(db, dy, one, False, leaf_buffer(dtype, *dy.shape), 2)
         return db
 
     def bias_serial(dy):
@@ -194,7 +194,10 @@ def test_every_bias_gradient_path_makes_the_same_additions(dtype, n, m):
     paths = _db_paths(dtype)
     for path in ("grad_bias_parallel", "grad_bias_serial", "activation_grad", "activation_grad_serial"):
         assert np.array_equal(paths[path](dy), want), path
-    parallel = np.empty(m, dtype)
-    activation_kernels._parallel(np.empty_like(dy), parallel, dy, dy, 0, dtype(1), False,
-                                 leaf_buffer(dtype, n, m), 2)
-    assert np.array_equal(parallel, want)
+    for threads in (1, 3, 64):  # the column blocks narrow as the thread count grows
+        parallel = np.empty(m, dtype)
+        small.grad_bias_parallel(parallel, dy, dtype(1), False, leaf_buffer(dtype, n, m), threads)
+        assert np.array_equal(parallel, want), threads
+        activation_kernels._parallel(np.empty_like(dy), parallel, dy, dy, 0, dtype(1), False,
+                                     leaf_buffer(dtype, n, m), threads)
+        assert np.array_equal(parallel, want), threads

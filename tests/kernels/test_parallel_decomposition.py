@@ -129,9 +129,10 @@ def test_batch_reductions_match_the_float64_reference(dtype, shape, rng):
     n, k, m = shape
     x, dy = randn(rng, (n, k), dtype), randn(rng, (n, m), dtype)
     leaves = _sums.leaf_buffer(dtype, n, m)
-    for kernel in (small.grad_bias_serial, small.grad_bias_parallel):
+    for kernel, extra in ((small.grad_bias_serial, ()), (small.grad_bias_parallel, (2,)),
+                          (small.grad_bias_parallel, (64,))):
         db = np.full(m, 2.0, dtype)
-        kernel(db, dy, dtype(0.5), True, leaves)
+        kernel(db, dy, dtype(0.5), True, leaves, *extra)
         assert_close(db, 2 + 0.5 * ref.grad_bias(dy), 2 + 0.5 * ref.magnitude_grad_bias(dy), n, dtype, kernel.__name__)
     dw = np.empty((m, k), dtype)
     db = np.empty(m, dtype)
