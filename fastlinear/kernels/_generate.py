@@ -207,12 +207,19 @@ def _strip_{sfx}(row_blocks, col_blocks):
 
 
 @slp_njit(**SERIAL)
-def _dx_task_{sfx}(dx, dy, w, t, strips, strip, col_blocks):
-    """Task t: one row block, a strip of column blocks."""
-    i0 = (t // strips) * {MR}
-    c0 = (t % strips) * strip
-    for c in range(c0, min(c0 + strip, col_blocks)):
-        _dx_tile_{sfx}(dx, dy, w, i0, c * {NR})
+def _dx_task_{sfx}(dx, dy, w, i0, c0, c1):
+    """Row block i0 of dx, column blocks c0:c1. Full blocks are called from this loop directly:
+    every call of a function that takes arrays and branches costs a few reference-count updates
+    (atomic), which through one more level of calls per block cost more than the block at the
+    smallest shapes."""
+    full_rows = i0 + {MR} <= dy.shape[0]
+    k = w.shape[1]
+    for c in range(c0, c1):
+        p0 = c * {NR}
+        if full_rows and p0 + {NR} <= k:
+            _dx_block{MR}_{sfx}(dx, dy, w, i0, p0)
+        else:
+            _dx_tile_{sfx}(dx, dy, w, i0, p0)
 
 
 @slp_njit(**SERIAL)
@@ -221,8 +228,7 @@ def grad_input_serial_{sfx}(dx, dy, w):
     # dy is (n, out), w is (out, in), dx is (n, in)
     col_blocks = (w.shape[1] + {NR} - 1) // {NR}
     for i0 in range(0, dy.shape[0], {MR}):
-        for c in range(col_blocks):
-            _dx_tile_{sfx}(dx, dy, w, i0, c * {NR})
+        _dx_task_{sfx}(dx, dy, w, i0, 0, col_blocks)
 
 
 @slp_njit(**PARALLEL)
@@ -234,7 +240,8 @@ def grad_input_parallel_{sfx}(dx, dy, w):
     strip = _strip_{sfx}(row_blocks, col_blocks)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
-        _dx_task_{sfx}(dx, dy, w, t, strips, strip, col_blocks)
+        c0 = (t % strips) * strip
+        _dx_task_{sfx}(dx, dy, w, (t // strips) * {MR}, c0, min(c0 + strip, col_blocks))
 
 
 @slp_njit(**SERIAL)
@@ -298,24 +305,25 @@ def _dw_chunk_{sfx}(dw, dy, x, scale, add, j0, p0, r0, r1, acc):
 
 
 @slp_njit(**SERIAL)
-def _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, p0, acc):
-    """The {MR} x {NR} block of dw at (j0, p0), or the part of it inside dw, summed over the batch
-    in runs of DW_ROWS rows, each run's sum added to dw in batch order; the blocks of the first
-    column block also compute their rows of db. ``acc`` is this thread's scratch row."""
-    if db is not None and p0 == 0:
+def _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, j0, c0, c1, acc):
+    """Row block j0 of dw, column blocks c0:c1, each summed over the batch in runs of DW_ROWS
+    rows, each run's sum added to dw in batch order; the task of the first column block also
+    computes its rows of db. ``acc`` is this thread's scratch row. Full blocks are called from
+    this loop directly (see `_dx_task_{sfx}`)."""
+    if db is not None and c0 == 0:
         _db_rows_{sfx}(db, dy, j0, min(dy.shape[1] - j0, {MR}), scale, accumulate)
     n = dy.shape[0]
+    k = x.shape[1]
+    full_rows = j0 + {MR} <= dy.shape[1]
     for r0 in range(0, max(n, 1), DW_ROWS):
-        _dw_chunk_{sfx}(dw, dy, x, scale, accumulate or r0 > 0, j0, p0, r0, min(r0 + DW_ROWS, n), acc)
-
-
-@slp_njit(**SERIAL)
-def _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks, acc):
-    """Task t: one row block of dw, a strip of column blocks."""
-    j0 = (t // strips) * {MR}
-    c0 = (t % strips) * strip
-    for c in range(c0, min(c0 + strip, col_blocks)):
-        _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, c * {NR}, acc)
+        r1 = min(r0 + DW_ROWS, n)
+        add = accumulate or r0 > 0
+        for c in range(c0, c1):
+            p0 = c * {NR}
+            if full_rows and p0 + {NR} <= k:
+                _dw_block{MR}_{sfx}(dw, dy, x, j0, p0, scale, add, r0, r1)
+            else:
+                _dw_chunk_{sfx}(dw, dy, x, scale, add, j0, p0, r0, r1, acc)
 
 
 @slp_njit(**SERIAL)
@@ -327,8 +335,7 @@ def grad_weight_serial_{sfx}(dw, db, dy, x, scale, accumulate, ws):
     # Numba's threads yet (a kernel loaded from the cache starts nothing at compile time)
     acc = ws[0]
     for j0 in range(0, dy.shape[1], {MR}):
-        for c in range(col_blocks):
-            _dw_tile_{sfx}(dw, db, dy, x, scale, accumulate, j0, c * {NR}, acc)
+        _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, j0, 0, col_blocks, acc)
 
 
 @slp_njit(**PARALLEL)
@@ -341,8 +348,9 @@ def grad_weight_parallel_{sfx}(dw, db, dy, x, scale, accumulate, ws):
     strip = _strip_{sfx}(row_blocks, col_blocks)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
-        _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, t, strips, strip, col_blocks,
-                       ws[get_thread_id()])
+        c0 = (t % strips) * strip
+        _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, (t // strips) * {MR}, c0,
+                       min(c0 + strip, col_blocks), ws[get_thread_id()])
 '''
 
 
