@@ -187,23 +187,43 @@ def _forward_tile(y, x, w, b, act, t, col_tiles):
 
 
 @njit(**_SERIAL)
+def _forward_row(y, x, w, b, act, i0):
+    """Row of tiles i0 (a multiple of _R): full tiles called from this loop directly. Each call
+    of a function that takes arrays and branches costs a few reference-count updates (atomic);
+    one more level of calls per tile made the 32x128x128 forward ~20% slower."""
+    n, m = y.shape
+    col_tiles = (m + _C - 1) // _C
+    full_rows = i0 + _R <= n
+    for c in range(col_tiles):
+        j0 = c * _C
+        if full_rows and j0 + _C <= m:
+            _block4x4(y, x, w, b, act, i0, j0)
+        else:
+            _forward_tile(y, x, w, b, act, (i0 // _R) * col_tiles + c, col_tiles)
+
+
+@njit(**_SERIAL)
 def forward_serial(y, x, w, b, act):
     """y = act(x @ w.T + b) on one thread; b may be None."""
     # x is (n, in), w is (out, in), b is (out,) or None, y is (n, out)
-    col_tiles = (y.shape[1] + _C - 1) // _C
-    tiles = ((y.shape[0] + _R - 1) // _R) * col_tiles
-    for t in range(tiles):
-        _forward_tile(y, x, w, b, act, t, col_tiles)
+    for i0 in range(0, y.shape[0], _R):
+        _forward_row(y, x, w, b, act, i0)
 
 
 @njit(**_PARALLEL)
 def forward_parallel(y, x, w, b, act):
     """y = act(x @ w.T + b), tiles of outputs spread over threads; b may be None."""
     # x is (n, in), w is (out, in), b is (out,) or None, y is (n, out)
-    col_tiles = (y.shape[1] + _C - 1) // _C
-    tiles = ((y.shape[0] + _R - 1) // _R) * col_tiles
+    n, m = y.shape
+    col_tiles = (m + _C - 1) // _C
+    tiles = ((n + _R - 1) // _R) * col_tiles
     for t in prange(tiles):
-        _forward_tile(y, x, w, b, act, t, col_tiles)
+        i0 = (t // col_tiles) * _R
+        j0 = (t % col_tiles) * _C
+        if i0 + _R <= n and j0 + _C <= m:  # a full tile, called directly (see _forward_row)
+            _block4x4(y, x, w, b, act, i0, j0)
+        else:
+            _forward_tile(y, x, w, b, act, t, col_tiles)
 
 
 @njit(**ORDERED)
