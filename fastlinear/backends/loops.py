@@ -15,8 +15,9 @@ Variants, from small to large problems ("work" is n * in * out multiply-adds):
   spread over threads, operands read in place;
 * packed kernels (``fastlinear.kernels.packed``) for large problems, when that module is present.
 
-The choice depends only on the shape and dtype, never on the thread count, so a given input gives
-bitwise the same result with any number of threads. The thresholds below were measured on a 2-core
+The choice depends only on the shape and dtype, so a given input gives bitwise the same result
+with any number of threads; the one exception, grad_bias running serially on one thread, changes no
+bit (its serial and parallel kernels make the same additions). The thresholds below were measured on a 2-core
 AVX-512 AMD EPYC, znver5 (medians, microseconds per call, 2 threads; serial / parallel):
 
 * forward:    4x64x64 (2**14) 2.1 / 3.4 (1 thread: 2.1 / 2.2); 8x64x64 3.8 / 4.1 (1 thread:
