@@ -256,7 +256,8 @@ def adapt() -> None:
 def _apply_here(n: int) -> None:
     """Set the calling thread's Numba count to ``n``, unless this thread set its own count since
     adapt last set it, or before adapt first did (a direct numba.set_num_threads call is left
-    alone)."""
+    alone, unless it set the very count adapt would see as its own: the pool size before adapt's
+    first setting, its last setting after)."""
     if getattr(_applied, "user", False):
         return
     current = numba.get_num_threads()

@@ -1,4 +1,5 @@
-"""The "loops" backend: four kernels, each choosing a compiled variant from the shape and dtype.
+"""The "loops" backend: four kernels, each choosing a compiled variant from the shape and dtype
+(grad_bias also from the thread count, with the same bits).
 
     forward(y, x, w, b, act)                     y = act(x @ w.T + b)          b may be None
     grad_weight(dw, db, dy, x, scale, accumulate) dw (+)= scale * dy.T @ x      db (+)= scale * dy.sum(0)
@@ -16,9 +17,10 @@ Variants, from small to large problems ("work" is n * in * out multiply-adds):
 * packed kernels (``fastlinear.kernels.packed``) for large problems, when that module is present.
 
 The choice depends only on the shape and dtype, so a given input gives bitwise the same result
-with any number of threads; the one exception, grad_bias running serially on one thread, changes no
-bit (its serial and parallel kernels make the same additions). The thresholds below were measured on a 2-core
-AVX-512 AMD EPYC, znver5 (medians, microseconds per call, 2 threads; serial / parallel):
+with any number of threads; the one exception, grad_bias running serially on one thread, changes
+no bit (its serial and parallel kernels make the same additions). The thresholds below were
+measured on a 2-core AVX-512 AMD EPYC, znver5 (medians, microseconds per call, 2 threads; serial /
+parallel):
 
 * forward:    4x64x64 (2**14) 2.1 / 3.4 (1 thread: 2.1 / 2.2); 8x64x64 3.8 / 4.1 (1 thread:
   3.8 / 2.9); 16x64x64 7.2 / 4.7                                            -> serial up to 2**14.
@@ -28,9 +30,10 @@ AVX-512 AMD EPYC, znver5 (medians, microseconds per call, 2 threads; serial / pa
 * grad_weight: 16x64x64 (2**16) float32 2.3 / 4.3 (1 thread: 2.4 / 2.6), float64 3.7 / 5.4
   (1 thread: 3.6 / 3.4); 8x128x128 float32 5.5 / 7.2 (1 thread: 5.9 / 4.4), float64 10.5 / 9.1
                                                                              -> serial up to 2**16.
-* grad_bias: serial up to 2**16 elements of dy (32x128: 0.8 / 3.2), measured when the parallel
-  kernel split the work into blocks of 256 columns; it now splits into (32 rows, up to 256
-  columns) tasks (see ``small``), not re-measured.
+* grad_bias: serial up to 2**16 elements of dy (32x128: 0.8 / 3.2), measured with earlier
+  kernels; since then the parallel kernel splits into (32 rows, up to 1024 columns) tasks, 4 per
+  thread in use, and the serial one sums in one pass (see ``small``): not re-measured. On one
+  thread grad_bias always runs the serial kernel.
 """
 
 from __future__ import annotations
