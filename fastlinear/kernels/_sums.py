@@ -7,9 +7,9 @@ sum in two stages, both in an order fixed by the shape alone:
 
 1. leaves: each run of `LEAF` consecutive rows is summed in order (per column) into one partial sum;
    these are the parallel tasks, one (run of rows, block of columns) each;
-2. `combine_into`: the leaves of a column are added `FAN` at a time, in order, and the results again
-   `FAN` at a time, over four levels; 32**5 = 2**25 rows before the top level holds more than one
-   sum.
+2. `combine_into` (one column) or `tree_add` (a block of columns at once, the same additions): the
+   leaves of a column are added `FAN` at a time, in order, and the results again `FAN` at a time,
+   over four levels; 32**5 = 2**25 rows before the top level holds more than one sum.
 
 At 2**20 float32 rows no value is the result of more than 32 additions in a row, and the relative
 error of the sum stays below 1e-6 (0.1 everywhere: 9e-7; uniform [0, 1): 1e-7; normal: 2e-7, in a
@@ -29,7 +29,7 @@ from . import _scratch
 LEAF = 32
 #: partial sums added in order at each level above the leaves
 FAN = 32
-#: fewest independent tasks a parallel pass over the batch aims for: 4 per thread at 64 threads
+#: fewest independent tasks a parallel kernel aims for at large shapes: 4 per thread at 64 threads
 TASKS = 256
 #: narrowest column block of a leaf task: 16 float32 values, one 64-byte cache line
 MIN_COLS = 16

@@ -136,9 +136,12 @@ def _parallel(g, db, dy, y, act, scale, accumulate, leaves, threads):
         out = leaves[c, j0:j1] if with_db else leaves[0, 0:0]
         _leaf(g, out, dy, y, act, with_db, c, j0, j1)
     if with_db:
-        for t in prange(blocks):
-            j0 = t * cols
-            _combine_block(db, leaves, nleaves, j0, min(j0 + cols, m), scale, accumulate)
+        # the combining pass has only column blocks to split: narrower ones, so every thread gets
+        # some (any width gives each column the same additions)
+        wide = column_block(1, m, _COLS, _TASKS_PER_THREAD * threads)
+        for t in prange((m + wide - 1) // wide):
+            j0 = t * wide
+            _combine_block(db, leaves, nleaves, j0, min(j0 + wide, m), scale, accumulate)
 
 
 def activation_grad(g: np.ndarray, db: np.ndarray | None, dy: np.ndarray, y: np.ndarray, act: int,

@@ -298,9 +298,11 @@ def grad_bias_parallel(db, dy, scale, accumulate, leaves, threads):
         j0 = (t % blocks) * cols
         j1 = min(j0 + cols, m)
         _bias_leaf(leaves[c, j0:j1], dy, c, j0, j1)
-    for t in prange(blocks):
-        j0 = t * cols
-        j1 = min(j0 + cols, m)
+    # the combining pass has only column blocks to split: narrower ones, so every thread gets some
+    wide = column_block(1, m, _BIAS_COLS, _BIAS_TASKS_PER_THREAD * threads)
+    for t in prange((m + wide - 1) // wide):
+        j0 = t * wide
+        j1 = min(j0 + wide, m)
         s1, s2, s3, s4 = (leaves[nleaves, j0:j1], leaves[nleaves + 1, j0:j1],
                           leaves[nleaves + 2, j0:j1], leaves[nleaves + 3, j0:j1])
         tree_start(s1, s2, s3, s4)

@@ -201,3 +201,15 @@ def test_every_bias_gradient_path_makes_the_same_additions(dtype, n, m):
         activation_kernels._parallel(np.empty_like(dy), parallel, dy, dy, 0, dtype(1), False,
                                      leaf_buffer(dtype, n, m), threads)
         assert np.array_equal(parallel, want), threads
+    # scaled and accumulated (a multiply-add that may be fused): every path still agrees
+    scale, start = dtype(0.3), np.linspace(-1, 1, m).astype(dtype)
+    serial = start.copy()
+    small.grad_bias_serial(serial, dy, scale, True, leaf_buffer(dtype, n, m))
+    for threads in (2, 64):
+        got = start.copy()
+        small.grad_bias_parallel(got, dy, scale, True, leaf_buffer(dtype, n, m), threads)
+        assert np.array_equal(got, serial), threads
+        got = start.copy()
+        activation_kernels._parallel(np.empty_like(dy), got, dy, dy, 0, scale, True,
+                                     leaf_buffer(dtype, n, m), threads)
+        assert np.array_equal(got, serial), threads

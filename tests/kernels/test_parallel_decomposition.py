@@ -84,10 +84,10 @@ def test_batch_reductions_have_at_least_4_tasks_per_thread_at_64_threads():
     """grad_bias and the activation gradient at (batch, out) of 256 x 512 or more."""
     for n, m in itertools.product(BATCHES, FEATURES):
         leaves = _sums.leaf_count(n)
-        cols = _sums.column_block(leaves, m, small._BIAS_COLS, TASKS)
+        # both size their blocks for the threads they run on (no bit depends on the width): at 64
+        # threads they get as many tasks
+        cols = _sums.column_block(leaves, m, small._BIAS_COLS, small._BIAS_TASKS_PER_THREAD * 64)
         assert leaves * _ceil(m, cols) >= TASKS, (n, m, "grad_bias")
-        # the activation gradient sizes its blocks for the threads it runs on (no bit depends on
-        # the width): at 64 threads it gets as many tasks
         cols = _sums.column_block(leaves, m, activation_kernels._COLS,
                                   activation_kernels._TASKS_PER_THREAD * 64)
         assert leaves * _ceil(m, cols) >= TASKS, (n, m, "activation_grad")
