@@ -136,7 +136,10 @@ def warmup(
     """Compile (or load from the disk cache) every kernel the given backends use, ahead of need.
 
     Runs forward and backward, with and without bias and with and without a fused activation, on
-    small problems of each shape class, so that later calls of any size start at full speed.
+    small problems of each shape class, so that later calls of any size start at full speed. It
+    runs inside ``fl.threads(2)`` (1 where Numba's pool has one thread), so that the parallel
+    variants compile too: while it runs, every pool (Numba in this thread, BLAS, torch) uses that
+    count and the adaptive default pauses; each is restored when it returns.
 
     Args:
         dtypes: float32 and/or float64.
