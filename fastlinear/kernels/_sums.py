@@ -163,3 +163,15 @@ def column_sum_into(db, j, a, scale, accumulate):
         db[j] += scale * s4
     else:
         db[j] = scale * s4
+
+
+@njit(**ORDERED)
+def combine_block_into(db, leaves, nleaves, j0, j1, scale, accumulate):
+    """db[j0:j1] (+)= scale * (the tree sum of leaves[:nleaves, j0:j1]), the level sums kept in
+    the `LEVELS` rows after the leaves (`leaf_buffer`)."""
+    s1, s2, s3, s4 = (leaves[nleaves, j0:j1], leaves[nleaves + 1, j0:j1],
+                      leaves[nleaves + 2, j0:j1], leaves[nleaves + 3, j0:j1])
+    tree_start(s1, s2, s3, s4)
+    for c in range(nleaves):
+        tree_add(s1, s2, s3, s4, leaves[c, j0:j1], c)
+    tree_finish_into(db, j0, s1, s2, s3, s4, scale, accumulate)

@@ -23,8 +23,8 @@ from numba import njit, prange
 
 from .._config import ORDERED, PARALLEL, SERIAL
 from ..activations import RELU, SIGMOID, TANH, grad
-from ._sums import (LEAF, column_block, leaf_buffer, leaf_count, tree_add, tree_finish_into,
-                    tree_start)
+from ._sums import (LEAF, column_block, combine_block_into, leaf_buffer, leaf_count, tree_add,
+                    tree_finish_into, tree_start)
 
 #: widest column block of a task; `column_block` halves it until there are enough tasks. 256 rather
 #: than 64: at 4096x256 float32 (tanh, no db, 2 threads) 64-column blocks took 205 us and whole
@@ -87,18 +87,6 @@ def _leaf(g, out, dy, y, act, with_db, c, j0, j1):
                 out[j] += gi[j]
 
 
-@njit(**ORDERED)
-def _combine_block(db, leaves, nleaves, j0, j1, scale, accumulate):
-    """db[j0:j1] (+)= scale * (the tree sum of leaves[:nleaves, j0:j1]), level sums in the rows
-    after the leaves."""
-    s1, s2, s3, s4 = (leaves[nleaves, j0:j1], leaves[nleaves + 1, j0:j1],
-                      leaves[nleaves + 2, j0:j1], leaves[nleaves + 3, j0:j1])
-    tree_start(s1, s2, s3, s4)
-    for c in range(nleaves):
-        tree_add(s1, s2, s3, s4, leaves[c, j0:j1], c)
-    tree_finish_into(db, j0, s1, s2, s3, s4, scale, accumulate)
-
-
 @njit(**SERIAL)
 def _serial(g, db, dy, y, act, scale, accumulate, leaves):
     # One block of _COLS columns at a time, each leaf added into the level sums as soon as it is
@@ -141,7 +129,7 @@ def _parallel(g, db, dy, y, act, scale, accumulate, leaves, threads):
         wide = column_block(1, m, _COLS, _TASKS_PER_THREAD * threads)
         for t in prange((m + wide - 1) // wide):
             j0 = t * wide
-            _combine_block(db, leaves, nleaves, j0, min(j0 + wide, m), scale, accumulate)
+            combine_block_into(db, leaves, nleaves, j0, min(j0 + wide, m), scale, accumulate)
 
 
 def activation_grad(g: np.ndarray, db: np.ndarray | None, dy: np.ndarray, y: np.ndarray, act: int,

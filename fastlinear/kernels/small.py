@@ -24,7 +24,7 @@ from .._config import ORDERED
 from .._config import PARALLEL as _PARALLEL
 from .._config import SERIAL as _SERIAL
 from ..activations import apply
-from ._sums import (LEAF, column_block, leaf_count, tree_add, tree_finish_into,
+from ._sums import (LEAF, column_block, combine_block_into, leaf_count, tree_add, tree_finish_into,
                     tree_start)
 
 #: rows and columns of a forward block
@@ -302,10 +302,4 @@ def grad_bias_parallel(db, dy, scale, accumulate, leaves, threads):
     wide = column_block(1, m, _BIAS_COLS, _BIAS_TASKS_PER_THREAD * threads)
     for t in prange((m + wide - 1) // wide):
         j0 = t * wide
-        j1 = min(j0 + wide, m)
-        s1, s2, s3, s4 = (leaves[nleaves, j0:j1], leaves[nleaves + 1, j0:j1],
-                          leaves[nleaves + 2, j0:j1], leaves[nleaves + 3, j0:j1])
-        tree_start(s1, s2, s3, s4)
-        for c in range(nleaves):
-            tree_add(s1, s2, s3, s4, leaves[c, j0:j1], c)
-        tree_finish_into(db, j0, s1, s2, s3, s4, scale, accumulate)
+        combine_block_into(db, leaves, nleaves, j0, min(j0 + wide, m), scale, accumulate)
