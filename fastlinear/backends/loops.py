@@ -41,7 +41,7 @@ from __future__ import annotations
 import numba
 
 from .._threads import adapt
-from ..kernels import _micro, _scratch, small
+from ..kernels import _micro, small
 from ..kernels._sums import leaf_buffer
 
 try:  # packed large-shape kernels, when present in this build
@@ -84,14 +84,16 @@ VARIANTS: dict[str, tuple] = {
 
 
 def serial_kernel(op: str, itemsize: int, n: int, k: int, m: int):
-    """The compiled serial kernel that `forward` or `grad_input` would run for a (batch n,
-    in_features k, out_features m) problem of ``itemsize``-byte floats, with the same signature,
-    or None where that op runs in parallel (and for grad_weight, whose serial kernel takes
-    scratch). For callers that remember a decision per shape (the auto backend) and so can skip
-    this module's Python layer, about a third of a call at the smallest shapes."""
+    """The compiled serial kernel that `forward`, `grad_weight` or `grad_input` would run for a
+    (batch n, in_features k, out_features m) problem of ``itemsize``-byte floats, with the same
+    signature, or None where that op runs in parallel. For callers that remember a decision per
+    shape (the auto backend) and so can skip this module's Python layer, about a third of a call
+    at the smallest shapes."""
     work = n * k * m
     if op == "forward" and work <= FORWARD_SERIAL:
         return small.forward_serial
+    if op == "grad_weight" and work <= GRAD_WEIGHT_SERIAL[itemsize]:
+        return _GRAD_WEIGHT[itemsize][0]
     if op == "grad_input" and work <= GRAD_INPUT_SERIAL[itemsize]:
         return _GRAD_INPUT[itemsize][0]
     return None
@@ -121,11 +123,11 @@ def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
     work = n * k * m
     size = dw.dtype.itemsize
     if work <= GRAD_WEIGHT_SERIAL[size]:
-        _GRAD_WEIGHT[size][0](dw, db, dy, x, scale, accumulate, _scratch.per_thread(dw.dtype))
+        _GRAD_WEIGHT[size][0](dw, db, dy, x, scale, accumulate)
         return
     adapt()
     if work <= PACKED or packed_grad_weight is None or min(n, k, m) < PACKED_MIN_DIM:
-        _GRAD_WEIGHT[size][1](dw, db, dy, x, scale, accumulate, _scratch.per_thread(dw.dtype))
+        _GRAD_WEIGHT[size][1](dw, db, dy, x, scale, accumulate)
     else:
         packed_grad_weight(dw, db, dy, x, scale, accumulate)
 

@@ -38,8 +38,8 @@ reduction axis) whichever of these computes it. The weight gradient sums the bat
 DW_ROWS rows, adding each run's sum to dw in batch order: at 2**20 float32 rows that keeps dw
 near OpenBLAS's error (about 1e-6 relative) where one run over the whole batch was 20-200x worse,
 and it changes nothing for batches of DW_ROWS or fewer. The fused db is summed in the fixed tree
-of ``_sums``. Edge blocks narrower than NR take their scratch row from ``ws`` (one row per
-thread, allocated by the caller): nothing is allocated inside a parallel task.
+of ``_sums``. Edge blocks narrower than NR sum into a row on the stack (``_scratch.stack_row``):
+nothing is allocated on the heap, and the kernels take no scratch argument.
 
 Several blocks in a row form one parallel task when there are more than TASKS (``_strip_*``),
 which saves index arithmetic and calls; it depends only on the shape, and leaves at least TASKS
@@ -51,13 +51,18 @@ output blocks (``_parallel``).
 
 from __future__ import annotations
 
-from numba import get_thread_id, prange
+import numpy as np
+from numba import carray, prange
 
+from ._scratch import stack_row
 from ._slp import PARALLEL, SERIAL, slp_njit
 from ._sums import FAN, LEAF, TASKS, column_sum_into, leaf_count
 
 #: batch rows summed in registers before the partial sum is added to dw (see above)
 DW_ROWS = 512
+#: column block 0 as a run-time integer: Numba compiles a function called with the constant 0 a
+#: second time, specialised to that literal, besides the int64 version the parallel kernel uses
+FIRST = np.intp(0)
 '''
 
 
@@ -228,7 +233,7 @@ def grad_input_serial_{sfx}(dx, dy, w):
     # dy is (n, out), w is (out, in), dx is (n, in)
     col_blocks = (w.shape[1] + {NR} - 1) // {NR}
     for i0 in range(0, dy.shape[0], {MR}):
-        _dx_task_{sfx}(dx, dy, w, i0, 0, col_blocks)
+        _dx_task_{sfx}(dx, dy, w, i0, FIRST, col_blocks)
 
 
 @slp_njit(**PARALLEL)
@@ -255,9 +260,10 @@ def _dw_rows_{sfx}(dw, dy, x, j0, rows, p0, scale, add, r0, r1):
 
 
 @slp_njit(**SERIAL)
-def _dw_edge_{sfx}(dw, dy, x, j0, p0, scale, add, r0, r1, acc):
+def _dw_edge_{sfx}(dw, dy, x, j0, p0, scale, add, r0, r1):
     """The part of the {MR} x {NR} block at (j0, p0) inside dw when it is cut by the last column,
-    batch rows r0:r1; ``acc`` is this thread's scratch row (at least {NR} elements)."""
+    batch rows r0:r1, each row summed in a row of {NR} on this call's stack."""
+    acc = carray(stack_row(x, {NR}), {NR})
     k = x.shape[1]
     m = dy.shape[1]
     cols = k - p0
@@ -290,14 +296,14 @@ def _db_rows_{sfx}(db, dy, j0, rows, scale, accumulate):
 
 
 @slp_njit(**SERIAL)
-def _dw_chunk_{sfx}(dw, dy, x, scale, add, j0, p0, r0, r1, acc):
+def _dw_chunk_{sfx}(dw, dy, x, scale, add, j0, p0, r0, r1):
     """Batch rows r0:r1 of the {MR} x {NR} block of dw at (j0, p0), or of the part of it inside dw."""
     rows = min(dy.shape[1] - j0, {MR})
     if p0 + {NR} > x.shape[1]:
         if rows == {MR} and p0 + {NH} <= x.shape[1]:
             _dw_block{MR}h_{sfx}(dw, dy, x, j0, p0, scale, add, r0, r1)
             p0 += {NH}
-        _dw_edge_{sfx}(dw, dy, x, j0, p0, scale, add, r0, r1, acc)
+        _dw_edge_{sfx}(dw, dy, x, j0, p0, scale, add, r0, r1)
     elif rows < {MR}:
         _dw_rows_{sfx}(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
     else:
@@ -305,11 +311,11 @@ def _dw_chunk_{sfx}(dw, dy, x, scale, add, j0, p0, r0, r1, acc):
 
 
 @slp_njit(**SERIAL)
-def _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, j0, c0, c1, acc):
+def _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, j0, c0, c1):
     """Row block j0 of dw, column blocks c0:c1, each summed over the batch in runs of DW_ROWS
     rows, each run's sum added to dw in batch order; the task of the first column block also
-    computes its rows of db. ``acc`` is this thread's scratch row. Full blocks are called from
-    this loop directly (see `_dx_task_{sfx}`)."""
+    computes its rows of db. Full blocks are called from this loop directly (see
+    `_dx_task_{sfx}`)."""
     if db is not None and c0 == 0:
         _db_rows_{sfx}(db, dy, j0, min(dy.shape[1] - j0, {MR}), scale, accumulate)
     n = dy.shape[0]
@@ -323,26 +329,23 @@ def _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, j0, c0, c1, acc):
             if full_rows and p0 + {NR} <= k:
                 _dw_block{MR}_{sfx}(dw, dy, x, j0, p0, scale, add, r0, r1)
             else:
-                _dw_chunk_{sfx}(dw, dy, x, scale, add, j0, p0, r0, r1, acc)
+                _dw_chunk_{sfx}(dw, dy, x, scale, add, j0, p0, r0, r1)
 
 
 @slp_njit(**SERIAL)
-def grad_weight_serial_{sfx}(dw, db, dy, x, scale, accumulate, ws):
+def grad_weight_serial_{sfx}(dw, db, dy, x, scale, accumulate):
     """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0), on one thread."""
-    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None, ws is (threads, >= {NR})
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
     col_blocks = max((x.shape[1] + {NR} - 1) // {NR}, 1)
-    # row 0: get_thread_id() outside a parallel region crashes when the process has not started
-    # Numba's threads yet (a kernel loaded from the cache starts nothing at compile time)
-    acc = ws[0]
     for j0 in range(0, dy.shape[1], {MR}):
-        _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, j0, 0, col_blocks, acc)
+        _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, j0, FIRST, col_blocks)
 
 
 @slp_njit(**PARALLEL)
-def grad_weight_parallel_{sfx}(dw, db, dy, x, scale, accumulate, ws):
+def grad_weight_parallel_{sfx}(dw, db, dy, x, scale, accumulate):
     """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0); strips of output
     blocks spread over threads, each block summed over the whole batch by one thread."""
-    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None, ws is (threads, >= {NR})
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
     col_blocks = max((x.shape[1] + {NR} - 1) // {NR}, 1)
     row_blocks = (dy.shape[1] + {MR} - 1) // {MR}
     strip = _strip_{sfx}(row_blocks, col_blocks)
@@ -350,7 +353,7 @@ def grad_weight_parallel_{sfx}(dw, db, dy, x, scale, accumulate, ws):
     for t in prange(row_blocks * strips):
         c0 = (t % strips) * strip
         _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, (t // strips) * {MR}, c0,
-                       min(c0 + strip, col_blocks), ws[get_thread_id()])
+                       min(c0 + strip, col_blocks))
 '''
 
 

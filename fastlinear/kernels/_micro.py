@@ -12,8 +12,8 @@ reduction axis) whichever of these computes it. The weight gradient sums the bat
 DW_ROWS rows, adding each run's sum to dw in batch order: at 2**20 float32 rows that keeps dw
 near OpenBLAS's error (about 1e-6 relative) where one run over the whole batch was 20-200x worse,
 and it changes nothing for batches of DW_ROWS or fewer. The fused db is summed in the fixed tree
-of ``_sums``. Edge blocks narrower than NR take their scratch row from ``ws`` (one row per
-thread, allocated by the caller): nothing is allocated inside a parallel task.
+of ``_sums``. Edge blocks narrower than NR sum into a row on the stack (``_scratch.stack_row``):
+nothing is allocated on the heap, and the kernels take no scratch argument.
 
 Several blocks in a row form one parallel task when there are more than TASKS (``_strip_*``),
 which saves index arithmetic and calls; it depends only on the shape, and leaves at least TASKS
@@ -25,13 +25,18 @@ output blocks (``_parallel``).
 
 from __future__ import annotations
 
-from numba import get_thread_id, prange
+import numpy as np
+from numba import carray, prange
 
+from ._scratch import stack_row
 from ._slp import PARALLEL, SERIAL, slp_njit
 from ._sums import FAN, LEAF, TASKS, column_sum_into, leaf_count
 
 #: batch rows summed in registers before the partial sum is added to dw (see above)
 DW_ROWS = 512
+#: column block 0 as a run-time integer: Numba compiles a function called with the constant 0 a
+#: second time, specialised to that literal, besides the int64 version the parallel kernel uses
+FIRST = np.intp(0)
 
 
 @slp_njit(**SERIAL)
@@ -3061,7 +3066,7 @@ def grad_input_serial_f32(dx, dy, w):
     # dy is (n, out), w is (out, in), dx is (n, in)
     col_blocks = (w.shape[1] + 32 - 1) // 32
     for i0 in range(0, dy.shape[0], 8):
-        _dx_task_f32(dx, dy, w, i0, 0, col_blocks)
+        _dx_task_f32(dx, dy, w, i0, FIRST, col_blocks)
 
 
 @slp_njit(**PARALLEL)
@@ -3088,9 +3093,10 @@ def _dw_rows_f32(dw, dy, x, j0, rows, p0, scale, add, r0, r1):
 
 
 @slp_njit(**SERIAL)
-def _dw_edge_f32(dw, dy, x, j0, p0, scale, add, r0, r1, acc):
+def _dw_edge_f32(dw, dy, x, j0, p0, scale, add, r0, r1):
     """The part of the 8 x 32 block at (j0, p0) inside dw when it is cut by the last column,
-    batch rows r0:r1; ``acc`` is this thread's scratch row (at least 32 elements)."""
+    batch rows r0:r1, each row summed in a row of 32 on this call's stack."""
+    acc = carray(stack_row(x, 32), 32)
     k = x.shape[1]
     m = dy.shape[1]
     cols = k - p0
@@ -3123,14 +3129,14 @@ def _db_rows_f32(db, dy, j0, rows, scale, accumulate):
 
 
 @slp_njit(**SERIAL)
-def _dw_chunk_f32(dw, dy, x, scale, add, j0, p0, r0, r1, acc):
+def _dw_chunk_f32(dw, dy, x, scale, add, j0, p0, r0, r1):
     """Batch rows r0:r1 of the 8 x 32 block of dw at (j0, p0), or of the part of it inside dw."""
     rows = min(dy.shape[1] - j0, 8)
     if p0 + 32 > x.shape[1]:
         if rows == 8 and p0 + 16 <= x.shape[1]:
             _dw_block8h_f32(dw, dy, x, j0, p0, scale, add, r0, r1)
             p0 += 16
-        _dw_edge_f32(dw, dy, x, j0, p0, scale, add, r0, r1, acc)
+        _dw_edge_f32(dw, dy, x, j0, p0, scale, add, r0, r1)
     elif rows < 8:
         _dw_rows_f32(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
     else:
@@ -3138,11 +3144,11 @@ def _dw_chunk_f32(dw, dy, x, scale, add, j0, p0, r0, r1, acc):
 
 
 @slp_njit(**SERIAL)
-def _dw_task_f32(dw, db, dy, x, scale, accumulate, j0, c0, c1, acc):
+def _dw_task_f32(dw, db, dy, x, scale, accumulate, j0, c0, c1):
     """Row block j0 of dw, column blocks c0:c1, each summed over the batch in runs of DW_ROWS
     rows, each run's sum added to dw in batch order; the task of the first column block also
-    computes its rows of db. ``acc`` is this thread's scratch row. Full blocks are called from
-    this loop directly (see `_dx_task_f32`)."""
+    computes its rows of db. Full blocks are called from this loop directly (see
+    `_dx_task_f32`)."""
     if db is not None and c0 == 0:
         _db_rows_f32(db, dy, j0, min(dy.shape[1] - j0, 8), scale, accumulate)
     n = dy.shape[0]
@@ -3156,26 +3162,23 @@ def _dw_task_f32(dw, db, dy, x, scale, accumulate, j0, c0, c1, acc):
             if full_rows and p0 + 32 <= k:
                 _dw_block8_f32(dw, dy, x, j0, p0, scale, add, r0, r1)
             else:
-                _dw_chunk_f32(dw, dy, x, scale, add, j0, p0, r0, r1, acc)
+                _dw_chunk_f32(dw, dy, x, scale, add, j0, p0, r0, r1)
 
 
 @slp_njit(**SERIAL)
-def grad_weight_serial_f32(dw, db, dy, x, scale, accumulate, ws):
+def grad_weight_serial_f32(dw, db, dy, x, scale, accumulate):
     """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0), on one thread."""
-    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None, ws is (threads, >= 32)
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
     col_blocks = max((x.shape[1] + 32 - 1) // 32, 1)
-    # row 0: get_thread_id() outside a parallel region crashes when the process has not started
-    # Numba's threads yet (a kernel loaded from the cache starts nothing at compile time)
-    acc = ws[0]
     for j0 in range(0, dy.shape[1], 8):
-        _dw_task_f32(dw, db, dy, x, scale, accumulate, j0, 0, col_blocks, acc)
+        _dw_task_f32(dw, db, dy, x, scale, accumulate, j0, FIRST, col_blocks)
 
 
 @slp_njit(**PARALLEL)
-def grad_weight_parallel_f32(dw, db, dy, x, scale, accumulate, ws):
+def grad_weight_parallel_f32(dw, db, dy, x, scale, accumulate):
     """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0); strips of output
     blocks spread over threads, each block summed over the whole batch by one thread."""
-    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None, ws is (threads, >= 32)
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
     col_blocks = max((x.shape[1] + 32 - 1) // 32, 1)
     row_blocks = (dy.shape[1] + 8 - 1) // 8
     strip = _strip_f32(row_blocks, col_blocks)
@@ -3183,7 +3186,7 @@ def grad_weight_parallel_f32(dw, db, dy, x, scale, accumulate, ws):
     for t in prange(row_blocks * strips):
         c0 = (t % strips) * strip
         _dw_task_f32(dw, db, dy, x, scale, accumulate, (t // strips) * 8, c0,
-                       min(c0 + strip, col_blocks), ws[get_thread_id()])
+                       min(c0 + strip, col_blocks))
 
 
 @slp_njit(**SERIAL)
@@ -4901,7 +4904,7 @@ def grad_input_serial_f64(dx, dy, w):
     # dy is (n, out), w is (out, in), dx is (n, in)
     col_blocks = (w.shape[1] + 16 - 1) // 16
     for i0 in range(0, dy.shape[0], 8):
-        _dx_task_f64(dx, dy, w, i0, 0, col_blocks)
+        _dx_task_f64(dx, dy, w, i0, FIRST, col_blocks)
 
 
 @slp_njit(**PARALLEL)
@@ -4928,9 +4931,10 @@ def _dw_rows_f64(dw, dy, x, j0, rows, p0, scale, add, r0, r1):
 
 
 @slp_njit(**SERIAL)
-def _dw_edge_f64(dw, dy, x, j0, p0, scale, add, r0, r1, acc):
+def _dw_edge_f64(dw, dy, x, j0, p0, scale, add, r0, r1):
     """The part of the 8 x 16 block at (j0, p0) inside dw when it is cut by the last column,
-    batch rows r0:r1; ``acc`` is this thread's scratch row (at least 16 elements)."""
+    batch rows r0:r1, each row summed in a row of 16 on this call's stack."""
+    acc = carray(stack_row(x, 16), 16)
     k = x.shape[1]
     m = dy.shape[1]
     cols = k - p0
@@ -4963,14 +4967,14 @@ def _db_rows_f64(db, dy, j0, rows, scale, accumulate):
 
 
 @slp_njit(**SERIAL)
-def _dw_chunk_f64(dw, dy, x, scale, add, j0, p0, r0, r1, acc):
+def _dw_chunk_f64(dw, dy, x, scale, add, j0, p0, r0, r1):
     """Batch rows r0:r1 of the 8 x 16 block of dw at (j0, p0), or of the part of it inside dw."""
     rows = min(dy.shape[1] - j0, 8)
     if p0 + 16 > x.shape[1]:
         if rows == 8 and p0 + 8 <= x.shape[1]:
             _dw_block8h_f64(dw, dy, x, j0, p0, scale, add, r0, r1)
             p0 += 8
-        _dw_edge_f64(dw, dy, x, j0, p0, scale, add, r0, r1, acc)
+        _dw_edge_f64(dw, dy, x, j0, p0, scale, add, r0, r1)
     elif rows < 8:
         _dw_rows_f64(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
     else:
@@ -4978,11 +4982,11 @@ def _dw_chunk_f64(dw, dy, x, scale, add, j0, p0, r0, r1, acc):
 
 
 @slp_njit(**SERIAL)
-def _dw_task_f64(dw, db, dy, x, scale, accumulate, j0, c0, c1, acc):
+def _dw_task_f64(dw, db, dy, x, scale, accumulate, j0, c0, c1):
     """Row block j0 of dw, column blocks c0:c1, each summed over the batch in runs of DW_ROWS
     rows, each run's sum added to dw in batch order; the task of the first column block also
-    computes its rows of db. ``acc`` is this thread's scratch row. Full blocks are called from
-    this loop directly (see `_dx_task_f64`)."""
+    computes its rows of db. Full blocks are called from this loop directly (see
+    `_dx_task_f64`)."""
     if db is not None and c0 == 0:
         _db_rows_f64(db, dy, j0, min(dy.shape[1] - j0, 8), scale, accumulate)
     n = dy.shape[0]
@@ -4996,26 +5000,23 @@ def _dw_task_f64(dw, db, dy, x, scale, accumulate, j0, c0, c1, acc):
             if full_rows and p0 + 16 <= k:
                 _dw_block8_f64(dw, dy, x, j0, p0, scale, add, r0, r1)
             else:
-                _dw_chunk_f64(dw, dy, x, scale, add, j0, p0, r0, r1, acc)
+                _dw_chunk_f64(dw, dy, x, scale, add, j0, p0, r0, r1)
 
 
 @slp_njit(**SERIAL)
-def grad_weight_serial_f64(dw, db, dy, x, scale, accumulate, ws):
+def grad_weight_serial_f64(dw, db, dy, x, scale, accumulate):
     """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0), on one thread."""
-    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None, ws is (threads, >= 16)
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
     col_blocks = max((x.shape[1] + 16 - 1) // 16, 1)
-    # row 0: get_thread_id() outside a parallel region crashes when the process has not started
-    # Numba's threads yet (a kernel loaded from the cache starts nothing at compile time)
-    acc = ws[0]
     for j0 in range(0, dy.shape[1], 8):
-        _dw_task_f64(dw, db, dy, x, scale, accumulate, j0, 0, col_blocks, acc)
+        _dw_task_f64(dw, db, dy, x, scale, accumulate, j0, FIRST, col_blocks)
 
 
 @slp_njit(**PARALLEL)
-def grad_weight_parallel_f64(dw, db, dy, x, scale, accumulate, ws):
+def grad_weight_parallel_f64(dw, db, dy, x, scale, accumulate):
     """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0); strips of output
     blocks spread over threads, each block summed over the whole batch by one thread."""
-    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None, ws is (threads, >= 16)
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
     col_blocks = max((x.shape[1] + 16 - 1) // 16, 1)
     row_blocks = (dy.shape[1] + 8 - 1) // 8
     strip = _strip_f64(row_blocks, col_blocks)
@@ -5023,4 +5024,4 @@ def grad_weight_parallel_f64(dw, db, dy, x, scale, accumulate, ws):
     for t in prange(row_blocks * strips):
         c0 = (t % strips) * strip
         _dw_task_f64(dw, db, dy, x, scale, accumulate, (t // strips) * 8, c0,
-                       min(c0 + strip, col_blocks), ws[get_thread_id()])
+                       min(c0 + strip, col_blocks))

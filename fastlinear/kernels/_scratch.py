@@ -3,15 +3,17 @@
 No kernel allocates inside a parallel task: a heap allocation there takes the allocator's lock on
 every task and places each buffer at an address that differs from call to call and from process to
 process (and with it the cache-set and 64-byte-line alignment of the data a task works on). Scratch
-space comes instead from the Python wrapper, which takes it from here:
+space comes instead from the Python wrapper or from the stack, through one of these:
 
 * `buffer(name, dtype, size)`: a 1-D buffer of at least ``size`` elements for one use (``name``)
   in this Python thread. It grows to the next power of two when a call needs more and is then kept,
   so a training loop over fixed shapes allocates nothing after its first step; a buffer larger than
   `KEEP_BYTES` is made for the call alone and freed when the call drops it, so one huge call does not
   pin its scratch memory for the rest of the process.
-* `per_thread(dtype)`: one row of `THREAD_SLOT` elements per Numba worker, indexed in a kernel by
-  ``numba.get_thread_id()``; each row starts on a 64-byte boundary.
+* `stack_row(like, count)`, inside a kernel: room for ``count`` elements of ``like``'s dtype on
+  the stack of the calling function (``numba.carray(stack_row(x, 32), 32)`` makes it an array),
+  64-byte aligned, for small per-call rows such as an edge block's sums. No heap, no reference
+  count, nothing for the caller to pass.
 
 Buffers belong to the Python thread that asked for them (`threading.local`), so two Python threads
 running kernels at the same time never share one. How much of a buffer a task uses depends only on
@@ -23,14 +25,13 @@ from __future__ import annotations
 
 import threading
 
-import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
-#: Bytes of alignment for every buffer and every per-thread row: one cache line.
+#: Bytes of alignment for every buffer and every stack row: one cache line.
 ALIGN = 64
-#: Elements of a per-thread row: the widest edge block of the register-blocked kernels (32 float32
-#: columns) rounded up to a cache line of either dtype.
-THREAD_SLOT = 32
 #: Largest buffer kept between calls (the same cap as the packed workspace's): the shared packed B
 #: (4 KiB per output column) and the db partial sums (one row per 32 batch rows) exceed it only for
 #: very large layers or batches, where one allocation per call is cheap beside the work.
@@ -98,7 +99,21 @@ def _shaped(name: str, dtype, shape: tuple[int, int]) -> np.ndarray:
     return last
 
 
-def per_thread(dtype) -> np.ndarray:
-    """(NUMBA_NUM_THREADS, `THREAD_SLOT`) scratch rows for ``dtype``, one per Numba worker, each
-    64-byte aligned (the row length is a whole number of cache lines for both dtypes)."""
-    return shaped("per_thread", dtype, (numba.config.NUMBA_NUM_THREADS, THREAD_SLOT))
+@intrinsic
+def stack_row(typingctx, like, count):
+    """A pointer to ``count`` (a constant) uninitialised elements of ``like``'s dtype on the stack
+    of the jitted function that calls it, `ALIGN`-byte aligned; valid until that function returns.
+    The space is reserved once, at the function's entry, however often the call runs (an LLVM
+    ``alloca`` in the entry block). ``numba.carray(ptr, count)`` views it as an array."""
+    if not isinstance(like, types.Array) or not isinstance(count, types.IntegerLiteral):
+        return None  # Numba then reports that no signature matches
+    dtype = like.dtype
+    size = count.literal_value
+
+    def codegen(context, builder, signature, args):
+        with builder.goto_entry_block():
+            row = builder.alloca(context.get_value_type(dtype), size=ir.Constant(ir.IntType(64), size))
+            row.align = ALIGN
+        return row
+
+    return types.CPointer(dtype)(like, count), codegen

@@ -32,6 +32,9 @@ from ._sums import (LEAF, column_block, combine_block_into, leaf_buffer, leaf_co
 _COLS = 256
 #: tasks per thread the column blocks aim for
 _TASKS_PER_THREAD = 4
+#: row 0 as a run-time integer: a call with the constant 0 would compile `_rows` a second time,
+#: specialised to that literal
+_ROW0 = np.intp(0)
 #: elements below which the serial kernel runs. Serial / parallel, relu with db, 2 threads, us
 #: (2-core AMD EPYC, znver4): float32 64x256 6.2 / 10.8, 64x512 9.6 / 12.3, 64x1024 (2**16)
 #: 19.2 / 17.8, 256x1024 73.0 / 55.9; float64 64x1024 26.0 / 33.0, 256x1024 112 / 125.
@@ -103,11 +106,11 @@ def _serial(g, db, dy, y, act, scale, accumulate, leaves):
                               leaves[nleaves + 2, j0:j1], leaves[nleaves + 3, j0:j1])
             tree_start(s1, s2, s3, s4)
             for c in range(nleaves):
-                _leaf(g, leaf, dy, y, act, True, c, j0, j1)
+                _leaf(g, leaf, dy, y, act, with_db, c, j0, j1)
                 tree_add(s1, s2, s3, s4, leaf, c)
             tree_finish_into(db, j0, s1, s2, s3, s4, scale, accumulate)
         else:
-            _rows(g, dy, y, act, 0, n, j0, j1)
+            _rows(g, dy, y, act, _ROW0, n, j0, j1)
 
 
 @njit(**PARALLEL)

@@ -300,13 +300,13 @@ def test_a_serial_loops_shape_goes_straight_to_the_loop_kernel(dtype, table_file
     kernel itself (no second Python layer), and the result is loops' bit for bit."""
     t = fl.get_num_threads()
     write_table(table_file, [entry(op, dtype, "tiny", t, "loops") for op in OPS])
-    for op in ("forward", "grad_input"):
+    for op in OPS:
         want, _ = run_op(loops, op, dtype, TINY)
         got, inputs = run_op(auto, op, dtype, TINY)
         for name in want:
             np.testing.assert_array_equal(got[name], want[name])
-        memo = auto._forward if op == "forward" else auto._grad_input
+        memo = {"forward": auto._forward, "grad_weight": auto._grad_weight,
+                "grad_input": auto._grad_input}[op]
         kernel = loops.serial_kernel(op, np.dtype(dtype).itemsize, *TINY)
         assert kernel is not None and kernel in memo.values()
-    assert loops.serial_kernel("grad_weight", 4, *TINY) is None
     assert loops.serial_kernel("forward", 4, *SHAPE_CLASSES["large"]) is None

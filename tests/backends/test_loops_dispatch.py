@@ -227,9 +227,12 @@ def test_narrow_problems_stay_on_the_direct_kernels(monkeypatch, rng):
     ("forward", 8, THRESHOLD_SHAPES["forward"]),
     ("grad_input", 4, THRESHOLD_SHAPES["grad_input_f32"]),
     ("grad_input", 8, THRESHOLD_SHAPES["grad_input_f64"]),
+    ("grad_weight", 4, THRESHOLD_SHAPES["grad_weight"]),
+    ("grad_weight", 8, THRESHOLD_SHAPES["grad_weight"]),
 ])
 def test_serial_kernel_names_the_serial_side_of_each_threshold(op, size, shapes):
     below, above = shapes
     serial = L.serial_kernel(op, size, *below)
-    assert serial is (L.small.forward_serial if op == "forward" else L._GRAD_INPUT[size][0])
+    assert serial is {"forward": L.small.forward_serial, "grad_input": L._GRAD_INPUT[size][0],
+                      "grad_weight": L._GRAD_WEIGHT[size][0]}[op]
     assert L.serial_kernel(op, size, *above) is None

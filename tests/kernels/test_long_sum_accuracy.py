@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fastlinear.backends import loops, naive
-from fastlinear.kernels import _micro, _scratch, small
+from fastlinear.kernels import _micro, small
 from fastlinear.kernels import activation as activation_kernels
 from fastlinear.kernels._sums import leaf_buffer
 from fastlinear.kernels.packed import packed_grad_weight
@@ -44,7 +44,7 @@ def _db_paths(dtype):
         x = np.ones((dy.shape[0], 1), dtype)
         dw = np.empty((dy.shape[1], 1), dtype)
         kernel = _micro.grad_weight_parallel_f32 if dtype == np.float32 else _micro.grad_weight_parallel_f64
-        kernel(dw, db, dy, x, one, False, _scratch.per_thread(dtype))
+        kernel(dw, db, dy, x, one, False)
         return db
 
     def fused_packed(dy):
@@ -121,26 +121,35 @@ def test_long_weight_gradient_within_4x_of_blas(kernel, data):
     db = np.empty(10, np.float32)
     one = np.float32(1)
     if kernel == "direct":
-        _micro.grad_weight_parallel_f32(dw, db, dy, x, one, False, _scratch.per_thread(np.float32))
+        _micro.grad_weight_parallel_f32(dw, db, dy, x, one, False)
     else:
         packed_grad_weight(dw, db, dy, x, one, False)
     got = _relative_error(dw, exact)
     assert got <= DW_VS_BLAS * blas, f"{kernel} dw error {got:.2e}, BLAS {blas:.2e}"
 
 
+#: relative error allowed in the float32 weight gradient of the constant data below. In-order
+#: addition is 1e-2 off there; the runs of DW_ROWS rows give 1.6e-5. BLAS is no fixed yardstick on
+#: this data: OpenBLAS 0.3.31's SkylakeX kernel is 1.9e-5 off and its Haswell kernel exact (1.5e-8,
+#: the rounding of 0.1 itself), so the comparison with BLAS is made on random data above.
+DW_CONSTANT_RTOL = 2e-5
+
+
 @pytest.mark.slow
 def test_dispatch_routes_a_long_skinny_weight_gradient_to_an_accurate_kernel():
-    """The public loops kernel (whatever it dispatches to) meets the db target, and the dw target on
-    the same constant data (x = 1, so dw is db again, summed by the weight-gradient kernel)."""
+    """The public loops kernel (whatever it dispatches to) meets the db target, and computes dw as
+    the direct kernel checked against BLAS above does, on constant data (x = 1, so dw is db again,
+    summed by the weight-gradient kernel)."""
     dy = np.full((ROWS, 10), 0.1, np.float32)
     x = np.ones((ROWS, 3), np.float32)
     dw = np.empty((10, 3), np.float32)
     db = np.empty(10, np.float32)
     loops.grad_weight(dw, db, dy, x, np.float32(1), False)
     assert np.abs(db / (0.1 * ROWS) - 1).max() <= DB_RTOL
-    exact = np.full((10, 3), 0.1 * ROWS)
-    blas = _relative_error(dy.T @ x, exact)
-    assert _relative_error(dw, exact) <= DW_VS_BLAS * blas, (_relative_error(dw, exact), blas)
+    direct = np.empty_like(dw)
+    _micro.grad_weight_parallel_f32(direct, None, dy, x, np.float32(1), False)
+    np.testing.assert_array_equal(dw, direct)
+    assert _relative_error(dw, np.full((10, 3), 0.1 * ROWS)) <= DW_CONSTANT_RTOL
 
 
 @pytest.mark.slow

@@ -1,14 +1,18 @@
 """The kernels' scratch buffers (`fastlinear.kernels._scratch`): one view per name and shape reused
 call after call, a grown buffer never shadowed by a stale smaller view, the dtype accepted as a
-type or a dtype, 64-byte alignment, and one set of buffers per Python thread."""
+type or a dtype, 64-byte alignment, one set of buffers per Python thread, and the in-kernel stack
+row (one aligned ``alloca`` in the function's entry block)."""
 
 from __future__ import annotations
 
 import threading
 
 import numpy as np
+import pytest
+from numba import carray, njit, types
 
-from fastlinear.kernels import _scratch
+from fastlinear._config import BLOCKED_SERIAL
+from fastlinear.kernels import _micro, _scratch
 
 
 def test_the_same_shape_gives_the_same_view():
@@ -45,12 +49,33 @@ def test_a_buffer_too_large_to_keep_is_not_remembered():
     assert _scratch.shaped("test_big", np.float32, (2, 2)) is kept
 
 
-def test_per_thread_rows_are_aligned_and_reused():
-    rows = _scratch.per_thread(np.dtype(np.float32))
-    assert rows.shape[1] == _scratch.THREAD_SLOT
-    assert rows.ctypes.data % _scratch.ALIGN == 0
-    assert (rows.strides[0] % _scratch.ALIGN) == 0
-    assert _scratch.per_thread(np.dtype(np.float32)) is rows
+@njit(cache=False)
+def _sums_on_the_stack(x):
+    acc = carray(_scratch.stack_row(x, 32), 32)
+    total = x.dtype.type(0)
+    for i in range(x.shape[0]):  # fills the row afresh for every row of x: reserved once
+        for q in range(32):
+            acc[q] = x[i, q] * 2
+        for q in range(32):
+            total += acc[q]
+    return total
+
+
+def test_stack_row_holds_what_is_written():
+    x = np.arange(3 * 32, dtype=np.float32).reshape(3, 32)
+    assert _sums_on_the_stack(x) == 2 * x.sum()
+
+
+@pytest.mark.parametrize("sfx, nr, elem", [("f32", 32, "float"), ("f64", 16, "double")])
+def test_the_edge_kernel_sums_in_one_aligned_stack_row(sfx, nr, elem):
+    # a copy that is never cached: Numba shows no LLVM IR for code loaded from its cache
+    edge = njit(**dict(BLOCKED_SERIAL, cache=False))(getattr(_micro, f"_dw_edge_{sfx}").py_func)
+    a = (types.float32 if sfx == "f32" else types.float64)[:, ::1]
+    sig = (a, a, a, types.intp, types.intp, a.dtype, types.boolean, types.intp, types.intp)
+    edge.compile(sig)
+    rows = [line for line in edge.inspect_llvm(sig).splitlines() if " alloca [" in line
+            and f"x {elem}]" in line]
+    assert rows == [rows[0]] and f"alloca [{nr} x {elem}], align {_scratch.ALIGN}" in rows[0]
 
 
 def test_each_python_thread_has_its_own_buffers():
