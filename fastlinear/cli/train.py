@@ -176,7 +176,13 @@ class _NumpySteps:
         return loss
 
     def predict(self, X) -> np.ndarray:
-        return self.model.predict(X)
+        # in batches of the training batch size: the kernels the steps compiled already. The
+        # whole test split in one call reaches, from a few hundred rows, the packed kernels, whose
+        # compilation (about 12 s per dtype on 2 cores) a first run would pay for this call alone.
+        size = len(self.xb)
+        if len(X) <= size:
+            return self.model.predict(X)
+        return np.concatenate([self.model.predict(X[i : i + size]) for i in range(0, len(X), size)])
 
 
 class _TorchSteps:
