@@ -48,7 +48,7 @@ def _blas_grad_weight(dw, db, dy, x, scale, accumulate) -> None:
     """dw (+)= scale * dy.T @ x by BLAS; db by the loop kernel, which beat numpy's sum at every
     shape measured."""
     blas.grad_weight(dw, None, dy, x, scale, accumulate)
-    if db is not None:
+    if db is not None and db.shape[0]:  # auto passes an empty db for none
         loops.grad_bias(db, dy, scale, accumulate)
 
 
@@ -256,7 +256,9 @@ def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
         kernel = memo[key]
     except KeyError:
         kernel = _route("grad_weight", memo, key)
-    kernel(dw, db, dy, x, scale, accumulate)
+    # an empty db rather than None: loops' serial kernel, which the memo may hold, then runs the
+    # signature it compiled for calls with db
+    kernel(dw, loops.NO_DB[key[0]] if db is None else db, dy, x, scale, accumulate)
 
 
 def grad_bias(db, dy, scale, accumulate) -> None:

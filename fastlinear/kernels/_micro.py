@@ -2,7 +2,7 @@
 edit by hand, edit the generator and rerun ``python -m fastlinear.kernels._generate``).
 
 grad_input: dx = dy @ w ("NN"). grad_weight: dw (+)= scale * dy.T @ x ("TN"), with db (+)=
-scale * dy.sum(0) fused when db is not None. Both are outer-product kernels: each 8 x NR block of
+scale * dy.sum(0) fused unless db is None or empty. Both are outer-product kernels: each 8 x NR block of
 the output is summed over the whole reduction axis by one thread, reading w or x rows
 directly (no packing: at these shapes the operands fit in cache and packing cost more than it
 saved). Blocks are the same for every thread count, so results do not depend on it. A block cut
@@ -3149,7 +3149,7 @@ def _dw_task_f32(dw, db, dy, x, scale, accumulate, j0, c0, c1):
     rows, each run's sum added to dw in batch order; the task of the first column block also
     computes its rows of db. Full blocks are called from this loop directly (see
     `_dx_task_f32`)."""
-    if db is not None and c0 == 0:
+    if db is not None and c0 == 0 and db.shape[0] > 0:
         _db_rows_f32(db, dy, j0, min(dy.shape[1] - j0, 8), scale, accumulate)
     n = dy.shape[0]
     k = x.shape[1]
@@ -3167,8 +3167,9 @@ def _dw_task_f32(dw, db, dy, x, scale, accumulate, j0, c0, c1):
 
 @slp_njit(**SERIAL)
 def grad_weight_serial_f32(dw, db, dy, x, scale, accumulate):
-    """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0), on one thread."""
-    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
+    """dw (+)= scale * dy.T @ x and, unless db is None or empty, db (+)= scale * dy.sum(0), on one
+    thread."""
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + 32 - 1) // 32, 1)
     for j0 in range(0, dy.shape[1], 8):
         _dw_task_f32(dw, db, dy, x, scale, accumulate, j0, FIRST, col_blocks)
@@ -3176,9 +3177,9 @@ def grad_weight_serial_f32(dw, db, dy, x, scale, accumulate):
 
 @slp_njit(**PARALLEL)
 def grad_weight_parallel_f32(dw, db, dy, x, scale, accumulate):
-    """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0); strips of output
-    blocks spread over threads, each block summed over the whole batch by one thread."""
-    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
+    """dw (+)= scale * dy.T @ x and, unless db is None or empty, db (+)= scale * dy.sum(0); strips
+    of output blocks spread over threads, each block summed over the whole batch by one thread."""
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + 32 - 1) // 32, 1)
     row_blocks = (dy.shape[1] + 8 - 1) // 8
     strip = _strip_f32(row_blocks, col_blocks)
@@ -4987,7 +4988,7 @@ def _dw_task_f64(dw, db, dy, x, scale, accumulate, j0, c0, c1):
     rows, each run's sum added to dw in batch order; the task of the first column block also
     computes its rows of db. Full blocks are called from this loop directly (see
     `_dx_task_f64`)."""
-    if db is not None and c0 == 0:
+    if db is not None and c0 == 0 and db.shape[0] > 0:
         _db_rows_f64(db, dy, j0, min(dy.shape[1] - j0, 8), scale, accumulate)
     n = dy.shape[0]
     k = x.shape[1]
@@ -5005,8 +5006,9 @@ def _dw_task_f64(dw, db, dy, x, scale, accumulate, j0, c0, c1):
 
 @slp_njit(**SERIAL)
 def grad_weight_serial_f64(dw, db, dy, x, scale, accumulate):
-    """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0), on one thread."""
-    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
+    """dw (+)= scale * dy.T @ x and, unless db is None or empty, db (+)= scale * dy.sum(0), on one
+    thread."""
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + 16 - 1) // 16, 1)
     for j0 in range(0, dy.shape[1], 8):
         _dw_task_f64(dw, db, dy, x, scale, accumulate, j0, FIRST, col_blocks)
@@ -5014,9 +5016,9 @@ def grad_weight_serial_f64(dw, db, dy, x, scale, accumulate):
 
 @slp_njit(**PARALLEL)
 def grad_weight_parallel_f64(dw, db, dy, x, scale, accumulate):
-    """dw (+)= scale * dy.T @ x and, if db is not None, db (+)= scale * dy.sum(0); strips of output
-    blocks spread over threads, each block summed over the whole batch by one thread."""
-    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
+    """dw (+)= scale * dy.T @ x and, unless db is None or empty, db (+)= scale * dy.sum(0); strips
+    of output blocks spread over threads, each block summed over the whole batch by one thread."""
+    # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + 16 - 1) // 16, 1)
     row_blocks = (dy.shape[1] + 8 - 1) // 8
     strip = _strip_f64(row_blocks, col_blocks)
