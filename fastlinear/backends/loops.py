@@ -76,8 +76,9 @@ _GRAD_WEIGHT = {4: (_micro.grad_weight_serial_f32, _micro.grad_weight_parallel_f
                 8: (_micro.grad_weight_serial_f64, _micro.grad_weight_parallel_f64)}
 
 #: "no bias gradient" for the direct grad_weight kernels, by itemsize: an empty db instead of None,
-#: so that calls with and without db share one compiled signature (None would compile every
-#: weight-gradient function a second time: about 2.5 s per dtype on 2 cores)
+#: so that calls with and without db share one compiled signature (None compiles the weight-gradient
+#: driver and task functions a second time: the second grad_weight_parallel_f32 alone took 1.4 s of
+#: a first training run's compiling, 2 cores). Never written: it has no elements.
 NO_DB = {4: np.empty(0, np.float32), 8: np.empty(0, np.float64)}
 
 #: every compiled variant behind each public kernel (for tests and compile-time benchmarks)

@@ -176,13 +176,10 @@ class _NumpySteps:
         return loss
 
     def predict(self, X) -> np.ndarray:
-        # in batches of the training batch size: the kernels the steps compiled already. The
-        # whole test split in one call reaches, from a few hundred rows, the packed kernels, whose
-        # compilation (about 12 s per dtype on 2 cores) a first run would pay for this call alone.
-        size = len(self.xb)
-        if len(X) <= size:
-            return self.model.predict(X)
-        return np.concatenate([self.model.predict(X[i : i + size]) for i in range(0, len(X), size)])
+        # in batches of the training batch size: the kernels the steps compiled already. Batches
+        # of a few hundred rows reach the packed kernels, whose compilation (about 12 s per dtype
+        # on 2 cores) a first run would pay for the evaluation alone.
+        return self.model.predict(X, batch_size=len(self.xb))
 
 
 class _TorchSteps:

@@ -310,3 +310,34 @@ def test_a_serial_loops_shape_goes_straight_to_the_loop_kernel(dtype, table_file
         kernel = loops.serial_kernel(op, np.dtype(dtype).itemsize, *TINY)
         assert kernel is not None and kernel in memo.values()
     assert loops.serial_kernel("forward", 4, *SHAPE_CLASSES["large"]) is None
+
+
+@pytest.mark.parametrize("choice", ["loops", "blas"])
+@pytest.mark.parametrize("shape", [TINY, (4, 5, 0), SHAPE_CLASSES["small"]])
+def test_grad_weight_without_db_through_every_route(choice, shape, table_file, monkeypatch):
+    """auto hands an empty db (`loops.NO_DB`) for None to whichever kernel it remembered (loops'
+    serial kernel, loops' Python layer, BLAS with the loop bias gradient): dw is right, no bias
+    gradient is computed (the BLAS route never calls the bias kernel), and the shared empty arrays
+    stay empty."""
+    bias_calls = []
+    real_grad_bias = loops.grad_bias
+    monkeypatch.setattr(loops, "grad_bias", lambda db, *rest: (bias_calls.append(db.shape),
+                                                              real_grad_bias(db, *rest)))
+    t = fl.get_num_threads()
+    write_table(table_file, [entry("grad_weight", "float32", c, t, choice) for c in SHAPE_CLASSES])
+    n, k, m = shape
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, k)).astype(np.float32)
+    dy = rng.standard_normal((n, m)).astype(np.float32)
+    want = dy.astype(np.float64).T @ x
+    one = np.float32(1)
+    for with_db in (False, True, False):
+        dw = np.full((m, k), np.nan, np.float32)
+        db = np.full(m, np.nan, np.float32) if with_db else None
+        bias_calls.clear()
+        auto.grad_weight(dw, db, dy, x, one, False)
+        assert bias_calls == ([(m,)] if with_db and choice == "blas" and m else [])
+        np.testing.assert_allclose(dw, want, rtol=1e-4, atol=1e-4)
+        if with_db:
+            np.testing.assert_allclose(db, dy.astype(np.float64).sum(0), rtol=1e-4, atol=1e-4)
+    assert loops.NO_DB[4].shape == (0,) and loops.NO_DB[8].shape == (0,)
