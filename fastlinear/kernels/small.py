@@ -18,6 +18,7 @@ several times the whole computation at batch 1, 16 x 16.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
 from .._config import ORDERED
@@ -223,7 +224,9 @@ def forward_parallel(y, x, w, b, act):
         if i0 + _R <= n and j0 + _C <= m:  # a full tile, called directly (see _forward_row)
             _block4x4(y, x, w, b, act, i0, j0)
         else:
-            _forward_tile(y, x, w, b, act, t, col_tiles)
+            # prange's index is unsigned here: as it is, it would compile _forward_tile a second
+            # time, for uint64, besides the int64 version the serial kernel uses
+            _forward_tile(y, x, w, b, act, np.intp(t), col_tiles)
 
 
 @njit(**ORDERED)
