@@ -20,6 +20,7 @@ threads, so results stay bitwise identical for any thread count.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from .._config import ORDERED
@@ -39,6 +40,11 @@ MIN_COLS = 16
 def leaf_count(n):
     """Number of leaves of an n-row sum (at least 1, so that an empty batch gives zeros)."""
     return max((n + LEAF - 1) // LEAF, 1)
+
+
+#: one row piece, as a run-time integer for `column_block`'s combining passes: called with the
+#: constant 1, Numba would compile it a second time, specialised to that literal
+ONE_LEAF = np.intp(1)
 
 
 @njit(**ORDERED)

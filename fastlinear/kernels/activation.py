@@ -23,8 +23,8 @@ from numba import njit, prange
 
 from .._config import ORDERED, PARALLEL, SERIAL
 from ..activations import RELU, SIGMOID, TANH, grad
-from ._sums import (LEAF, column_block, combine_block_into, leaf_buffer, leaf_count, tree_add,
-                    tree_finish_into, tree_start)
+from ._sums import (LEAF, ONE_LEAF, column_block, combine_block_into, leaf_buffer, leaf_count,
+                    tree_add, tree_finish_into, tree_start)
 
 #: widest column block of a task; `column_block` halves it until there are enough tasks. 256 rather
 #: than 64: at 4096x256 float32 (tanh, no db, 2 threads) 64-column blocks took 205 us and whole
@@ -129,7 +129,7 @@ def _parallel(g, db, dy, y, act, scale, accumulate, leaves, threads):
     if with_db:
         # the combining pass has only column blocks to split: narrower ones, so every thread gets
         # some (any width gives each column the same additions)
-        wide = column_block(1, m, _COLS, _TASKS_PER_THREAD * threads)
+        wide = column_block(ONE_LEAF, m, _COLS, _TASKS_PER_THREAD * threads)
         for t in prange((m + wide - 1) // wide):
             j0 = t * wide
             combine_block_into(db, leaves, nleaves, j0, min(j0 + wide, m), scale, accumulate)

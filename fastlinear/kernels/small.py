@@ -25,8 +25,8 @@ from .._config import ORDERED
 from .._config import PARALLEL as _PARALLEL
 from .._config import SERIAL as _SERIAL
 from ..activations import apply
-from ._sums import (LEAF, column_block, combine_block_into, leaf_count, tree_add, tree_finish_into,
-                    tree_start)
+from ._sums import (LEAF, ONE_LEAF, column_block, combine_block_into, leaf_count, tree_add,
+                    tree_finish_into, tree_start)
 
 #: rows and columns of a forward block
 _R = 4
@@ -302,7 +302,7 @@ def grad_bias_parallel(db, dy, scale, accumulate, leaves, threads):
         j1 = min(j0 + cols, m)
         _bias_leaf(leaves[c, j0:j1], dy, c, j0, j1)
     # the combining pass has only column blocks to split: narrower ones, so every thread gets some
-    wide = column_block(1, m, _BIAS_COLS, _BIAS_TASKS_PER_THREAD * threads)
+    wide = column_block(ONE_LEAF, m, _BIAS_COLS, _BIAS_TASKS_PER_THREAD * threads)
     for t in prange((m + wide - 1) // wide):
         j0 = t * wide
         combine_block_into(db, leaves, nleaves, j0, min(j0 + wide, m), scale, accumulate)

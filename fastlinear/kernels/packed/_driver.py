@@ -210,4 +210,5 @@ def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, leaves, with_db, bia
     if with_db:
         nleaves = (k + PACK_STEPS - 1) // PACK_STEPS  # signed, as `combine_into` expects
         for j in prange(c.shape[0]):
-            combine_into(db, j, leaves, nleaves, c.dtype.type(1), accumulate)
+            # signed, as the other callers pass it (prange's unsigned index compiled a twin)
+            combine_into(db, np.intp(j), leaves, nleaves, c.dtype.type(1), accumulate)
