@@ -106,7 +106,8 @@ def test_the_register_blocked_kernels_compile_with_the_blocked_flags():
     blocked = {n for n, d in DISPATCHERS.items() if n.startswith("fastlinear.kernels._micro.")}
     assert blocked
     for name in blocked:
-        assert DISPATCHERS[name].llvm_flags == _config.VECTORIZE["blocked"], name
+        family = "register_block" if re.search(r"\._d[wx]_block\d+h?_f(32|64)$", name) else "blocked"
+        assert DISPATCHERS[name].llvm_flags == _config.VECTORIZE[family], name
         assert _of(DISPATCHERS[name]) in (_as_given(_config.BLOCKED_SERIAL),
                                           _as_given(_config.BLOCKED_PARALLEL)), name
     others = [n for n in DISPATCHERS if n not in blocked and hasattr(DISPATCHERS[n], "llvm_flags")]

@@ -1,11 +1,18 @@
 """Writes ``_micro.py``, the register-blocked input- and weight-gradient kernels.
 
-A register-blocked kernel spells out its MR x NR accumulators as separate local variables (LLVM
-keeps them in vector registers only when they are plain scalars, see ``_slp``), which is
-hundreds of lines that nobody should type. Numba caches compiled code only for functions defined
-in a real source file, so the kernels are generated once into ``_micro.py`` and committed; a test
-checks that the file matches this generator. Run ``python -m fastlinear.kernels._generate`` after
-editing the templates below.
+A register block sums its MR x NR part of the output into an MR x NR array on its own stack
+(``_scratch.stack_row``) through loops with constant trip counts. With LLVM's loop vectorizer off
+and its SLP vectorizer on (``VECTORIZE["register_block"]`` in `fastlinear._config`), LLVM unrolls
+those loops, promotes the array to vector registers and vectorizes across the NR columns, giving
+the same machine code, the same bits and the same speed as accumulators spelt out as MR * NR
+scalar locals. The spelt-out form took Numba 5-10 s to compile for the 8 x 32 float32
+weight-gradient block alone (its typing, SSA and lowering passes run over every statement), the
+loops 0.5 s; ``tests/kernels/test_register_blocks.py`` checks that no block's accumulators are left
+in memory. What stays generated is one copy of the blocks and drivers per dtype and block shape,
+with MR, NR and the half width written in as constants. Numba caches compiled code only for
+functions defined in a real source file, so the kernels are generated once into ``_micro.py`` and
+committed; a test checks that the file matches this generator. Run
+``python -m fastlinear.kernels._generate`` after editing the templates below.
 
 Block sizes: MR = 8 rows by NR = 32 float32 columns or NR = 16 float64 columns, that is 16 vector
 registers of accumulators (512-bit), two loads and eight broadcasts per step. 12x32 and 14x32
@@ -66,36 +73,39 @@ FIRST = np.intp(0)
 '''
 
 
-def _names(mr: int, nr: int) -> list[list[str]]:
-    return [[f"c{r}_{q}" for q in range(nr)] for r in range(mr)]
-
-
-def _zero(acc: list[list[str]]) -> list[str]:
-    return ["    z = out.dtype.type(0)"] + ["    " + " = ".join(row) + " = z" for row in acc]
-
-
-def _fma(acc: list[list[str]]) -> list[str]:
-    lines = [f"        b{q} = b[{q}]" for q in range(len(acc[0]))]
-    for r, row in enumerate(acc):
-        lines += [f"        {c} += a{r} * b{q}" for q, c in enumerate(row)]
-    return lines
+def _block_lines(mr: int, nr: int, step: list[str], a: str, b: str) -> list[str]:
+    """The accumulator row on this call's stack, zeroed, and the reduction loop: ``step`` are the
+    lines that start one step (they bind rows or columns of the operands), then acc += a[r] * b[q]
+    for every r < mr and q < nr. Loops with constant trip counts: LLVM unrolls them and keeps acc
+    in vector registers (see ``_slp``)."""
+    return [
+        f"    acc = carray(stack_row(out, {mr * nr}), ({mr}, {nr}))",
+        "    z = out.dtype.type(0)",
+        f"    for r in range({mr}):",
+        f"        for q in range({nr}):",
+        "            acc[r, q] = z",
+        *step,
+        f"        for r in range({mr}):",
+        f"            for q in range({nr}):",
+        f"                acc[r, q] += {a} * {b}",
+    ]
 
 
 def _dx_source(sfx: str, mr: int, nr: int, tag: str = "") -> str:
     """An mr x nr block of dx = dy @ w: a column of dy times a row of w per step."""
-    acc = _names(mr, nr)
     lines = [
-        "@slp_njit(**SERIAL)",
+        "@slp_njit(**SERIAL, family=\"register_block\")",
         f"def _dx_block{mr}{tag}_{sfx}(out, dy, w, o0, p0):",
         f'    """out[o0:o0+{mr}, p0:p0+{nr}] = dy[o0:o0+{mr}, :] @ w[:, p0:p0+{nr}]  (out is dx)."""',
     ]
-    lines += _zero(acc)
-    lines += [f"    for kk in range(w.shape[0]):", f"        b = w[kk, p0:p0 + {nr}]"]
-    lines += [f"        a{r} = dy[o0 + {r}, kk]" for r in range(mr)]
-    lines += _fma(acc)
-    for r in range(mr):
-        lines.append(f"    o = out[o0 + {r}, p0:p0 + {nr}]")
-        lines += [f"    o[{q}] = {acc[r][q]}" for q in range(nr)]
+    lines += _block_lines(mr, nr, ["    for kk in range(w.shape[0]):", f"        b = w[kk, p0:p0 + {nr}]"],
+                          "dy[o0 + r, kk]", "b[q]")
+    # "+ 0": a loop that only copies a row of acc becomes a memcpy out of it, and that row then
+    # stays in memory instead of registers (1.35x slower at float64 4096x256x10). The sum is
+    # never -0.0 (it starts at +0.0), so adding +0.0 changes no value, and without "nsz"
+    # LLVM may not remove it.
+    lines += [f"    for r in range({mr}):", f"        o = out[o0 + r, p0:p0 + {nr}]",
+              f"        for q in range({nr}):", "            o[q] = acc[r, q] + z"]
     return "\n".join(lines) + "\n"
 
 
@@ -103,30 +113,20 @@ def _dw_source(sfx: str, mr: int, nr: int, tag: str = "") -> str:
     """An mr x nr block of dw (+)= scale * dy.T @ x: a row of dy times a row of x per step.
 
     One function for both ways of storing the block (``add``: dw += ..., else dw = ...), the
-    reduction written once: a storing and an adding copy of each block function made ``_micro.py``
-    6,052 lines, this 5,010 (same bits, same speed within 0.95-1.09x at 7 shapes, 1 thread). Zeroing the block and always adding (one store loop) was slower where the
-    reduction is short: 1.10-1.23x at 32x128x128 and 8x784x128, one thread. Writing the unscaled
-    sums into a stack row and scaling them into dw in a loop (256 unrolled stores instead of 512)
-    halved the 8 x 32 float32 block's compile time (6.1 -> 3.2 s) but made grad_weight 1.06-1.84x
-    slower at 1 thread over 9 shapes (8x784x128: 24 -> 45 us), same bits."""
-    acc = _names(mr, nr)
-    factor = "scale * "  # a variant without it for scale == 1 was no faster (18.7 vs 18.5 us)
+    reduction written once. Zeroing the block and always adding (one store loop) was slower where
+    the reduction is short: 1.10-1.23x at 32x128x128 and 8x784x128, one thread (measured with the
+    block's accumulators spelt as scalar locals, before LLVM unrolled them)."""
     lines = [
-        "@slp_njit(**SERIAL)",
+        "@slp_njit(**SERIAL, family=\"register_block\")",
         f"def _dw_block{mr}{tag}_{sfx}(out, dy, x, o0, p0, scale, add, r0, r1):",
-        f'    """out[o0:o0+{mr}, p0:p0+{nr}] (+)= {factor}dy[r0:r1, o0:o0+{mr}].T @ x[r0:r1, p0:p0+{nr}]  '
+        f'    """out[o0:o0+{mr}, p0:p0+{nr}] (+)= scale * dy[r0:r1, o0:o0+{mr}].T @ x[r0:r1, p0:p0+{nr}]  '
         '(out is dw; += when add)."""',
     ]
-    lines += _zero(acc)
-    lines += [f"    for kk in range(r0, r1):", f"        a = dy[kk, o0:o0 + {mr}]",
-              f"        b = x[kk, p0:p0 + {nr}]"]
-    lines += [f"        a{r} = a[{r}]" for r in range(mr)]
-    lines += _fma(acc)
+    lines += _block_lines(mr, nr, ["    for kk in range(r0, r1):", f"        a = dy[kk, o0:o0 + {mr}]",
+                                   f"        b = x[kk, p0:p0 + {nr}]"], "a[r]", "b[q]")
     for op, branch in (("+=", "    if add:"), ("=", "    else:")):
-        lines.append(branch)
-        for r in range(mr):
-            lines.append(f"        o = out[o0 + {r}, p0:p0 + {nr}]")
-            lines += [f"        o[{q}] {op} {factor}{acc[r][q]}" for q in range(nr)]
+        lines += [branch, f"        for r in range({mr}):", f"            o = out[o0 + r, p0:p0 + {nr}]",
+                  f"            for q in range({nr}):", f"                o[q] {op} scale * acc[r, q]"]
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,75 @@
+"""The register blocks of ``kernels/_micro`` keep their accumulators in registers.
+
+Each block sums into an mr x nr array on its own stack (``_scratch.stack_row``) through loops with
+constant trip counts; LLVM unrolls them and promotes the array to vector registers. Nothing in
+Numba reports when that promotion fails: the kernel still gives the right bits, only slower (a row
+copied out by a plain loop became a memcpy from the stack, and float64 grad_input at 4096x256x10
+ran 1.35x slower). So this reads the machine code of every block: inside its reduction loop
+no vector register is stored to or loaded from the stack, and the full 8-row blocks (the ones
+every shape runs) have no such move at all. (LLVM's SLP vectorizer leaves a few around the loop
+of some edge blocks, such as the float64 8 x 8 weight-gradient block.) The blocks are sized for 32 vector registers (AVX-512; 8 x 32
+float32 accumulators are 16 of them), so the check runs on CPUs that have them.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from llvmlite import binding as llvm
+from numba import njit, types
+
+from fastlinear._config import BLOCKED_SERIAL, VECTORIZE
+from fastlinear.kernels import _micro
+from fastlinear.kernels._slp import llvm_flags
+
+BLOCKS = sorted(n for n in dir(_micro) if re.fullmatch(r"_d[wx]_block\d+h?_f(32|64)", n))
+#: a vector register stored to, or loaded from, the stack (a spill, or an array left in memory)
+STACK_MOVE = re.compile(r"vmov\w*\s+(%[yz]mm\d+, -?\d*\(%rsp|-?\d*\(%rsp[^)]*\), %[yz]mm)")
+
+
+def _has_avx512() -> bool:
+    return "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
+
+
+def _signature(name: str) -> tuple:
+    a = (types.float32 if name.endswith("f32") else types.float64)[:, ::1]
+    if name.startswith("_dx"):
+        return (a, a, a, types.intp, types.intp)
+    return (a, a, a, types.intp, types.intp, a.dtype, types.boolean, types.intp, types.intp)
+
+
+def test_every_register_block_is_checked():
+    assert len(BLOCKS) == 16  # dx and dw; 8, 8h, 2 and 1 rows; two dtypes
+    for name in BLOCKS:
+        assert getattr(_micro, name).llvm_flags == VECTORIZE["register_block"], name
+
+
+@pytest.mark.skipif(not _has_avx512(), reason="the blocks are sized for AVX-512's 32 registers")
+@pytest.mark.parametrize("name", BLOCKS)
+def test_the_accumulators_of_a_register_block_live_in_registers(name):
+    # a copy that is never cached: Numba shows no machine code for code loaded from its cache
+    block = njit(**dict(BLOCKED_SERIAL, cache=False))(getattr(_micro, name).py_func)
+    sig = _signature(name)
+    with llvm_flags(**VECTORIZE["register_block"]):
+        block.compile(sig)
+    own = block.inspect_asm(sig).split("cpython", 1)[0]  # the block, before Numba's wrappers
+    loop = _reduction_loop(own)
+    assert "vfmadd" in loop, f"{name}: no fused multiply-add found in the loop"
+    moves = STACK_MOVE.findall(loop)
+    assert not moves, f"{name}: {len(moves)} vector moves to or from the stack in its loop"
+    if re.fullmatch(r"_d[wx]_block8_f(32|64)", name):
+        moves = STACK_MOVE.findall(own)
+        assert not moves, f"{name}: {len(moves)} vector moves to or from the stack"
+
+
+def _reduction_loop(asm: str) -> str:
+    """The lines of the loop (from a label to a jump back to it) with the most FMAs."""
+    lines = asm.splitlines()
+    labels = {line.split(":")[0]: i for i, line in enumerate(lines) if re.match(r"\.LBB\w+:", line)}
+    loops = []
+    for i, line in enumerate(lines):
+        jump = re.match(r"\s+j\w+\s+(\.LBB\w+)", line)
+        if jump and labels.get(jump.group(1), i) < i:
+            loops.append("\n".join(lines[labels[jump.group(1)]:i + 1]))
+    return max(loops, key=lambda body: body.count("vfmadd"), default="")
