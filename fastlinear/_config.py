@@ -53,10 +53,9 @@ ORDERED: dict = dict(cache=True, nogil=True, fastmath=set(FASTMATH) - {"reassoc"
 BLOCKED_SERIAL: dict = dict(cache=True, nogil=True, fastmath=set(FASTMATH) & {"contract"})
 BLOCKED_PARALLEL: dict = dict(BLOCKED_SERIAL, parallel=True)
 
-#: Options for the packed micro-kernels (``kernels/packed/_micro_f32``, ``_micro_f64``). Never
-#: cached on their own: Numba's cache key does not include `VECTORIZE`'s settings, so each is
-#: compiled once per process with them and linked into the cached driver that calls it
-#: (``kernels/packed/_compile``).
+#: Options for the packed micro-kernels (``kernels/packed/_micro``). Never cached on their own:
+#: Numba's cache key does not include `VECTORIZE`'s settings, so each is compiled once per process
+#: with them and linked into the cached driver that calls it.
 PACKED_MICRO: dict = dict(cache=False, nogil=True, fastmath=set(FASTMATH))
 
 #: Options for the "naive" reference kernels: parallel, but no reassociation, so each sum runs in

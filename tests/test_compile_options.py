@@ -18,7 +18,7 @@ from numba.core.registry import CPUDispatcher
 import fastlinear
 from fastlinear import _config
 from fastlinear.kernels import _micro, _slp
-from fastlinear.kernels.packed import _compile
+from fastlinear.kernels.packed import _micro as _packed_micro
 
 PACKAGE = Path(fastlinear.__file__).parent
 OPTIONAL = ("fastlinear.torch",)  # needs PyTorch
@@ -116,7 +116,7 @@ def test_the_register_blocked_kernels_compile_with_the_blocked_flags():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_packed_micro_kernels_compile_with_their_flags(dtype):
-    kernel = _compile.compiled_micro(dtype)
+    kernel = _packed_micro.compiled_micro(dtype)
     assert kernel.llvm_flags == _config.VECTORIZE["packed_micro"]
     assert _of(kernel) == _as_given(_config.PACKED_MICRO)
 

@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent("""
     import numba
     from numba import njit
     import fastlinear
-    from fastlinear.kernels.packed._compile import compiled_micro
+    from fastlinear.kernels.packed._micro import compiled_micro
 
     micro = compiled_micro(np.float32)
     micro_asm = "\\n".join(micro.inspect_asm().values())

@@ -11,7 +11,7 @@ settings per kernel family are in `fastlinear._config.VECTORIZE`. Two users:
   ``"register_block"`` for the blocks themselves, ``"blocked"`` for the drivers around them.
   Numba's on-disk cache is not keyed on these settings, which is harmless here because every
   kernel so decorated is always compiled with them.
-* ``packed/_compile.compiled_micro``, which compiles each packed micro-kernel once per process
+* ``packed/_micro.compiled_micro``, which compiles each packed micro-kernel once per process
   inside ``llvm_flags(**VECTORIZE["packed_micro"])``.
 """
 

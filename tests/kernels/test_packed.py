@@ -17,8 +17,8 @@ import reference as ref
 from helpers import DTYPE_IDS, DTYPES, assert_close, randn
 from fastlinear.kernels import packed
 from fastlinear._config import FASTMATH
-from fastlinear.kernels.packed import _generate, _workspace
-from fastlinear.kernels.packed._compile import MICRO
+from fastlinear.kernels.packed import _workspace
+from fastlinear.kernels.packed._micro import MICRO, micro_kernel
 
 ACTS = {
     packed.ACT_NONE: lambda v: v,
@@ -147,15 +147,9 @@ def test_workspace_is_reused(rng, dtype):
     assert ws.packed_a(50) is buffers[0] and ws.apack.nbytes <= _workspace.KEEP_BYTES
 
 
-@pytest.mark.parametrize("stem, name, mr, nr, dtype", _generate.SHAPES)
-def test_micro_kernel_sources_are_generated(stem, name, mr, nr, dtype):
-    committed = (_generate.Path(_generate.__file__).parent / f"{stem}.py").read_text()
-    assert committed == _generate.source(name, mr, nr, dtype), f"rerun the generator for {stem}.py"
-
-
 def test_float32_micro_kernel_stays_float32():
     """No float64 arithmetic in the float32 micro-kernel's LLVM IR."""
-    fresh = numba.njit(fastmath=set(FASTMATH))(MICRO[np.dtype(np.float32)][0])
+    fresh = numba.njit(fastmath=set(FASTMATH))(micro_kernel(*MICRO[np.dtype(np.float32)]))
     u = np.uintp
     fresh(u(4), np.ones(8 * 4, np.float32), u(0), np.ones(32 * 4, np.float32), u(0), np.empty(256, np.float32))
     ir = "\n".join(fresh.inspect_llvm().values())

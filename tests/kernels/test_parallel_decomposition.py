@@ -20,7 +20,7 @@ from fastlinear.backends import loops
 from fastlinear.kernels import _micro, _sums, small
 from fastlinear.kernels import activation as activation_kernels
 from fastlinear.kernels.packed import packed_forward, packed_grad_input, packed_grad_weight
-from fastlinear.kernels.packed._compile import MICRO
+from fastlinear.kernels.packed._micro import MICRO
 from fastlinear.kernels.packed._driver import PACK_STEPS, tile_shape
 from fastlinear.kernels.packed._workspace import KC
 
@@ -37,7 +37,7 @@ def _ceil(a, b):
 def _packed_tasks(rows, cols, k, dtype):
     """(tiles, packing tasks of the first k-block) of the packed GEMM for C (rows, cols) and a
     reduction of length k."""
-    _, mr, nr = MICRO[np.dtype(dtype)]
+    mr, nr = MICRO[np.dtype(dtype)]
     mp, np_ = _ceil(rows, mr), _ceil(cols, nr)
     tr, tc = tile_shape(mp, np_, mr, nr)
     chunks = _ceil(min(k, KC[np.dtype(dtype)]), PACK_STEPS)

@@ -1,4 +1,5 @@
-"""The register blocks of ``kernels/_micro`` keep their accumulators in registers.
+"""The register blocks of ``kernels/_micro`` and the packed micro-kernels keep their accumulators
+in registers.
 
 Each block sums into an mr x nr array on its own stack (``_scratch.stack_row``) through loops with
 constant trip counts; LLVM unrolls them and promotes the array to vector registers. Nothing in
@@ -22,6 +23,7 @@ from numba import njit, types
 from fastlinear._config import BLOCKED_SERIAL, VECTORIZE
 from fastlinear.kernels import _micro
 from fastlinear.kernels._slp import llvm_flags
+from fastlinear.kernels.packed import _micro as packed_micro
 
 BLOCKS = sorted(n for n in dir(_micro) if re.fullmatch(r"_d[wx]_block\d+h?_f(32|64)", n))
 #: a vector register stored to, or loaded from, the stack (a spill, or an array left in memory)
@@ -73,3 +75,16 @@ def _reduction_loop(asm: str) -> str:
         if jump and labels.get(jump.group(1), i) < i:
             loops.append("\n".join(lines[labels[jump.group(1)]:i + 1]))
     return max(loops, key=lambda body: body.count("vfmadd"), default="")
+
+
+@pytest.mark.skipif(not _has_avx512(), reason="the blocks are sized for AVX-512's 32 registers")
+@pytest.mark.parametrize("dtype", sorted(packed_micro.MICRO, key=str))
+def test_the_packed_micro_kernel_keeps_its_block_in_registers(dtype):
+    kernel = packed_micro.compiled_micro(dtype)  # compiled once per process, never cached
+    own = kernel.inspect_asm(kernel.signatures[0]).split("cpython", 1)[0]
+    mr, nr = packed_micro.MICRO[dtype]
+    loop = _reduction_loop(own)
+    per_step = mr * nr * dtype.itemsize // 64  # one FMA per 512-bit vector of the block
+    assert loop.count("vfmadd") and loop.count("vfmadd") % per_step == 0
+    moves = STACK_MOVE.findall(own)
+    assert not moves, f"{dtype} micro-kernel: {len(moves)} vector moves to or from the stack"

@@ -28,7 +28,7 @@ def _packed_b(ws, dt, n: int) -> np.ndarray:
 
 def _prepare(dtype):
     """Workspace for ``dtype``. (The driver compiles, or loads from Numba's cache, on its first
-    call; compiling it compiles the micro-kernel, see `_compile`.)"""
+    call; compiling it compiles the micro-kernel, see `_micro`.)"""
     return workspace(dtype)
 
 

@@ -1,17 +1,119 @@
-"""``micro``: the micro-kernel for the dtype of its arguments (8 x 32 float32, 8 x 16 float64),
-resolved when the calling driver is compiled, so one driver source serves both dtypes."""
+"""The micro-kernel of the packed GEMM: its source (`micro_kernel`), its compilation
+(`compiled_micro`), and ``micro``, through which a driver calls the one for its dtype.
+
+The micro-kernel sums an MR x NR block of C = A-panel @ B-panel into an array on its own stack,
+with loops whose trip counts are constants: LLVM unrolls them, keeps the block in vector registers
+(16 zmm registers for 8 x 32 float32 and 8 x 16 float64) and makes every step of the k-loop 2
+vector loads of B, MR broadcasts of A and 2 * MR fused multiply-adds. For that LLVM's SLP
+vectorizer must be on and its loop vectorizer off (the loop vectorizer turns the k-loop into vector
+reductions that spill; Numba's defaults are the other way round). Numba reads
+``numba.core.config.SLP_VECTORIZE`` and ``LOOP_VECTORIZE`` when it builds LLVM's pass pipeline
+for a compilation, so `compiled_micro` runs an explicit ``dispatcher.compile(signature)`` inside
+``kernels._slp.llvm_flags`` with the settings of ``_config.VECTORIZE["packed_micro"]`` (the
+package's one mechanism for such flags).
+
+Why this cannot go wrong silently:
+* Numba's on-disk cache key does not include these flags, so a cached micro-kernel could have
+  been built with either setting. The micro-kernels are therefore never cached on their own
+  (``cache=False``): the only dispatcher for each is made here, compiled with the flags, and then
+  closed to further compilation.
+* `compiled_micro` is called while a driver that uses the micro-kernel is being compiled (from
+  the ``micro`` overload below). The driver is cached with the micro-kernel's machine code linked
+  into it, so a process that loads the driver from the cache never compiles a micro-kernel at
+  all. The driver itself is compiled with Numba's default flags; LLVM's loop vectorizer leaves
+  the micro-kernel's already vectorized loop alone when it is linked in.
+* Numba does not notice when a function that a cached kernel calls changes in another file: after
+  editing anything in this package, delete the cache files
+  (``find fastlinear -name '*.nb[ic]' -delete``).
+"""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
-from numba import types
+from numba import carray, from_dtype, njit, types
+from numba.core.compiler_lock import global_compiler_lock
 from numba.extending import overload
 
-from ._compile import compiled_micro
+from ..._config import PACKED_MICRO, VECTORIZE
+from .._scratch import stack_row
+from .._slp import llvm_flags
+
+#: (MR, NR) of the micro-kernel for each dtype: 16 vector registers of 512 bits hold the block.
+#: 12 x 32 and 14 x 32 spilled; 4 x 64 and 16 x 16 were slower.
+MICRO = {
+    np.dtype(np.float32): (8, 32),
+    np.dtype(np.float64): (8, 16),
+}
+
+_compiled: dict = {}
+
+
+def micro_kernel(mr: int, nr: int) -> Callable:
+    """The source of the mr x nr micro-kernel, a plain function for `compiled_micro` to compile
+    (mr and nr become constants of its code)."""
+    size = mr * nr
+    step_a = np.uintp(mr)
+    step_b = np.uintp(nr)
+
+    def micro_kernel_source(kc, a, ao, b, bo, t):
+        """t[i * nr + j] = sum over p < kc of a[ao + p * mr + i] * b[bo + p * nr + j].
+
+        ``a`` holds a packed mr-row panel of A (column p of the panel at ao + p * mr), ``b`` a
+        packed nr-column panel of B (row p at bo + p * nr), ``t`` receives the mr x nr block
+        row-major. kc, ao and bo are np.uintp: unsigned indices need no negative-index fix-up,
+        which would otherwise block vectorization."""
+        acc = carray(stack_row(t, size), (mr, nr))
+        zero = t.dtype.type(0)
+        for i in range(mr):
+            for j in range(nr):
+                acc[i, j] = zero
+        pa = ao
+        pb = bo
+        for _ in range(kc):
+            for i in range(mr):
+                for j in range(nr):
+                    acc[i, j] += a[pa + np.uintp(i)] * b[pb + np.uintp(j)]
+            pa += step_a
+            pb += step_b
+        # "+ zero": a loop that only copies a row of acc becomes a memcpy out of it, and that row
+        # then stays in memory instead of registers. The sums are never -0.0 (they start at
+        # +0.0), so adding +0.0 changes no value.
+        for i in range(mr):
+            for j in range(nr):
+                t[i * nr + j] = acc[i, j] + zero
+
+    return micro_kernel_source
+
+
+def _signature(dtype: np.dtype):
+    """(kc, a, ao, b, bo, t): uintp sizes/offsets and 1-D C-contiguous arrays of ``dtype``."""
+    arr = types.Array(from_dtype(dtype), 1, "C")
+    return (types.uintp, arr, types.uintp, arr, types.uintp, arr)
+
+
+def compiled_micro(dtype):
+    """The micro-kernel dispatcher for ``dtype``, compiled with SLP-only vectorization for its
+    single signature on the first call (under a second for either dtype)."""
+    dtype = np.dtype(dtype)
+    # Numba's (re-entrant) compiler lock, not a lock of our own: this runs inside the compilation
+    # of a driver, which already holds it, and taking a second lock here could deadlock.
+    with global_compiler_lock:
+        kernel = _compiled.get(dtype)
+        if kernel is None:
+            flags = dict(VECTORIZE["packed_micro"])
+            kernel = njit(**PACKED_MICRO)(micro_kernel(*MICRO[dtype]))
+            with llvm_flags(**flags):
+                kernel.compile(_signature(dtype))
+            kernel.llvm_flags = flags
+            kernel.disable_compile()
+            _compiled[dtype] = kernel
+    return kernel
 
 
 def micro(kc, a, ao, b, bo, t):
-    """t = A-panel @ B-panel for packed panels (see ``_micro_f32.micro_8x32``); compiled code only."""
+    """t = A-panel @ B-panel for packed panels (see `micro_kernel`); compiled code only."""
     raise NotImplementedError("micro is only callable from Numba-compiled code")
 
 

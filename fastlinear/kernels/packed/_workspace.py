@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ._compile import MICRO
+from ._micro import MICRO
 
 #: Reduction (k) block: one packed A panel (MR x KC) stays in the 48 KB L1 cache, one B block
 #: (KC x NC) in the L2 cache; the same number of bytes for both dtypes.
@@ -78,7 +78,7 @@ def workspace(dtype) -> Workspace:
         spaces = _local.spaces = {}
     ws = spaces.get(dtype)
     if ws is None:
-        _, mr, nr = MICRO[dtype]
+        mr, nr = MICRO[dtype]
         kc = KC[dtype]
         threads = numba.config.NUMBA_NUM_THREADS
         ws = spaces[dtype] = Workspace(
