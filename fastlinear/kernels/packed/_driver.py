@@ -10,7 +10,7 @@ it (see `_pack`). Loop order (Goto / van de Geijn, BLIS-style, with the roles me
                                                                            (parallel over tiles)
             for each row panel, for each column panel of the tile:
                 micro-kernel -> MR x NR block -> stored into C with the k-block's store mode
-    (weight gradient with db: combine the leaf sums of db, in parallel over its elements)
+    (weight gradient with db: combine the leaf sums of db, one pass on one thread)
 
 Parallel tasks. Both parallel loops have at least TASKS (256 = 4 x 64 threads) tasks of nearly
 equal size at every shape of 256 x 512 x 512 or more: a tile starts as all the row panels by
@@ -44,11 +44,14 @@ from numba import get_thread_id, njit, prange
 from ..._config import PARALLEL, PLAIN, SERIAL
 from ._act import apply_act
 from ._micro import micro
-from .._sums import LEAF, TASKS, combine_into
+from .._sums import LEAF, TASKS, combine_block_into
 from ._pack import pack_cols, pack_cols_scaled_sum, pack_rows
 from ._prefetch import prefetch_write
 
 _U = np.uintp
+#: column 0 as a run-time integer: called with the constant 0, Numba would compile
+#: `combine_block_into` a second time, specialised to that literal
+_COL0 = np.intp(0)
 
 
 @njit(**SERIAL)
@@ -160,8 +163,9 @@ def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, leaves, with_db, bia
     mpanels = (m + mr - one) // mr
     npanels = (n + nr - one) // nr
     if kk == 0:
-        # empty reduction: C = 0 (or unchanged when accumulating), then bias and activation
-        for i in prange(m):
+        # empty reduction: C = 0 (or unchanged when accumulating), then bias and activation; on
+        # one thread (a rare case, and each prange is another function for Numba to compile)
+        for i in range(m):
             row = c[i]
             if not accumulate:
                 for j in range(n):
@@ -208,7 +212,7 @@ def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, leaves, with_db, bia
                     micro(kc, apack, ip * mr * kc, bpack, jp * nr * kc, t)
                     _store(c, i0, rows, jj, cols, t, nr, add, last, bias, with_bias, act)
     if with_db:
-        nleaves = (k + PACK_STEPS - 1) // PACK_STEPS  # signed, as `combine_into` expects
-        for j in prange(c.shape[0]):
-            # signed, as the other callers pass it (prange's unsigned index compiled a twin)
-            combine_into(db, np.intp(j), leaves, nleaves, c.dtype.type(1), accumulate)
+        # one pass across the leaves' rows on one thread (vectorized; O(M * k / LEAF) additions,
+        # small beside the GEMM); the same tree per column as every other bias gradient
+        nleaves = (k + PACK_STEPS - 1) // PACK_STEPS  # signed, as `combine_block_into` expects
+        combine_block_into(db, leaves, nleaves, _COL0, c.shape[0], c.dtype.type(1), accumulate)
