@@ -41,6 +41,10 @@ _ROW0 = np.intp(0)
 _SERIAL_MAX = 1 << 16
 #: stands in for the leaves when no bias gradient is wanted (one Numba type per dtype either way)
 _NO_LEAVES = {np.dtype(t): np.empty((1, 0), t) for t in (np.float32, np.float64)}
+#: stands in for db when no bias gradient is wanted: an empty array rather than None, so that
+#: calls with and without db share one compiled signature (None compiled each kernel a second
+#: time). Never written: it has no elements.
+_NO_DB = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}
 
 
 @njit(**ORDERED)
@@ -97,7 +101,7 @@ def _serial(g, db, dy, y, act, scale, accumulate, leaves):
     # the parallel kernel, in one pass.
     n, m = dy.shape
     nleaves = leaf_count(n)
-    with_db = db is not None
+    with_db = db.shape[0] > 0  # empty: no db (an empty layer has none to write)
     for j0 in range(0, m, _COLS):
         j1 = min(j0 + _COLS, m)
         if with_db:
@@ -117,7 +121,7 @@ def _serial(g, db, dy, y, act, scale, accumulate, leaves):
 def _parallel(g, db, dy, y, act, scale, accumulate, leaves, threads):
     n, m = dy.shape
     nleaves = leaf_count(n)
-    with_db = db is not None
+    with_db = db.shape[0] > 0  # empty: no db (an empty layer has none to write)
     cols = column_block(nleaves, m, _COLS, _TASKS_PER_THREAD * threads)
     blocks = (m + cols - 1) // cols
     for t in prange(nleaves * blocks):
@@ -141,7 +145,9 @@ def activation_grad(g: np.ndarray, db: np.ndarray | None, dy: np.ndarray, y: np.
 
     g, dy, y are (n, out) and db is (out,) or None, C-contiguous, one float dtype (checked by the
     caller); ``scale`` is a scalar of that dtype, ``act`` an activation code."""
-    leaves = leaf_buffer(dy.dtype, *dy.shape) if db is not None else _NO_LEAVES[dy.dtype]
+    if db is None:
+        db = _NO_DB[dy.dtype]
+    leaves = leaf_buffer(dy.dtype, *dy.shape) if db.shape[0] else _NO_LEAVES[dy.dtype]
     # On one thread the serial kernel does the same arithmetic (same bits) without a parallel
     # region: 256x1024 float32 relu with db took 98 us in the parallel kernel, 67 us serially.
     threads = numba.get_num_threads() if dy.size >= _SERIAL_MAX else 1
