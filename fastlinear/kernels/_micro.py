@@ -12,8 +12,10 @@ reduction axis) whichever of these computes it. The weight gradient sums the bat
 DW_ROWS rows, adding each run's sum to dw in batch order: at 2**20 float32 rows that keeps dw
 near OpenBLAS's error (about 1e-6 relative) where one run over the whole batch was 20-200x worse,
 and it changes nothing for batches of DW_ROWS or fewer. The fused db is summed in the fixed tree
-of ``_sums``. Edge blocks narrower than NR sum into a row on the stack (``_scratch.stack_row``):
-nothing is allocated on the heap, and the kernels take no scratch argument.
+of ``_sums``. Every block sums into an array on its own stack (``_scratch.stack_row``): the
+register blocks into an MR x NR array that LLVM unrolls into vector registers (see ``_generate``),
+the edge blocks narrower than that into a row in memory. Nothing is allocated on the heap, and the
+kernels take no scratch argument.
 
 Several blocks in a row form one parallel task when there are more than TASKS (``_strip_*``),
 which saves index arithmetic and calls; it depends only on the shape, and leaves at least TASKS
