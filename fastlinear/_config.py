@@ -45,10 +45,10 @@ PLAIN: dict = dict(cache=True, nogil=True)
 #: loops in functions compiled with these options too.
 ORDERED: dict = dict(cache=True, nogil=True, fastmath=set(FASTMATH) - {"reassoc"})
 
-#: Options for the register-blocked kernels (``kernels/_micro``): fused multiply-add only, no
-#: reassociation. Without reassociation LLVM's loop vectorizer may not turn the reduction loop
-#: into vector reductions over the MR * NR accumulators (which spilled and ran at 12 GFLOP/s),
-#: while the SLP vectorizer (`VECTORIZE`), which only combines independent lanes, still
+#: Options for the register-blocked kernels (``kernels/grad_input``, ``kernels/grad_weight``): fused
+#: multiply-add only, no reassociation. Without reassociation LLVM's loop vectorizer may not turn
+#: the reduction loop into vector reductions over the MR * NR accumulators (which spilled and ran at
+#: 12 GFLOP/s), while the SLP vectorizer (`VECTORIZE`), which only combines independent lanes, still
 #: vectorizes across the NR columns. NaN and Inf propagate.
 BLOCKED_SERIAL: dict = dict(cache=True, nogil=True, fastmath=set(FASTMATH) & {"contract"})
 BLOCKED_PARALLEL: dict = dict(BLOCKED_SERIAL, parallel=True)
@@ -85,13 +85,13 @@ INLINE: dict = dict(inline="always")
 #: LLVM vectorizer settings (``numba.core.config`` names) for a compilation, per kernel family;
 #: Numba's defaults (loop vectorizer on, SLP off) for every other kernel compiled on its own (a
 #: helper first compiled from inside a compilation with these settings gets them too). A register
-#: block (``kernels/_micro``'s ``_dx_block*``/``_dw_block*``, the packed micro-kernels) sums into a
-#: small array on its stack through loops of constant trip count: with the loop vectorizer off,
-#: LLVM unrolls them and the SLP vectorizer, which combines independent lanes, turns the array
-#: into vector registers; with the loop vectorizer on, it vectorized those loops first and the
-#: block ran from memory, 40x slower (2.2 against 90-130 GFLOP/s for the 8 x 32 float32
-#: weight-gradient block on one core). The drivers around the register blocks ("blocked") keep
-#: the loop vectorizer for their edge loops.
+#: block (the ``_dx_block*``/``_dw_block*`` of ``kernels/grad_input``/``grad_weight``, the packed
+#: micro-kernels) sums into a small array on its stack through loops of constant trip count: with
+#: the loop vectorizer off, LLVM unrolls them and the SLP vectorizer, which combines independent
+#: lanes, turns the array into vector registers; with the loop vectorizer on, it vectorized those
+#: loops first and the block ran from memory, 40x slower (2.2 against 90-130 GFLOP/s for the 8 x 32
+#: float32 weight-gradient block on one core). The drivers around the register blocks ("blocked")
+#: keep the loop vectorizer for their edge loops.
 VECTORIZE: dict[str, dict[str, int]] = {
     "blocked": {"SLP_VECTORIZE": 1},
     "register_block": {"SLP_VECTORIZE": 1, "LOOP_VECTORIZE": 0},

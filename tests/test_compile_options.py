@@ -17,7 +17,7 @@ from numba.core.registry import CPUDispatcher
 
 import fastlinear
 from fastlinear import _config
-from fastlinear.kernels import _micro, _slp
+from fastlinear.kernels import _slp
 from fastlinear.kernels.packed import _micro as _packed_micro
 
 PACKAGE = Path(fastlinear.__file__).parent
@@ -62,8 +62,10 @@ DISPATCHERS = _dispatchers()
 
 def test_the_walk_finds_the_kernels():
     assert len(DISPATCHERS) > 80  # 94 when this was written
-    for name in ("fastlinear.kernels.small.forward_serial", "fastlinear.backends.naive.forward",
-                 "fastlinear.kernels._micro.grad_weight_parallel_f32",
+    for name in ("fastlinear.kernels.forward.forward_serial", "fastlinear.backends.naive.forward",
+                 "fastlinear.kernels.grad_weight.grad_weight_parallel_f32",
+                 "fastlinear.kernels.grad_input.grad_input_serial_f64",
+                 "fastlinear.kernels.grad_bias.grad_bias_parallel",
                  "fastlinear.kernels.packed._driver.gemm", "fastlinear.activations.apply"):
         assert name in DISPATCHERS
 
@@ -75,13 +77,15 @@ ALLOWED = {
     "fastlinear._blas_callback": {"BLAS_POOL", "BLAS_POOL_PARALLEL"},
     "fastlinear.activations": {"INLINE"},
     "fastlinear.backends.naive": {"NAIVE"},
-    "fastlinear.kernels._micro": {"BLOCKED_SERIAL", "BLOCKED_PARALLEL"},
     "fastlinear.kernels._sums": {"ORDERED"},
     "fastlinear.kernels.activation": {"SERIAL", "PARALLEL", "ORDERED"},
+    "fastlinear.kernels.forward": {"SERIAL", "PARALLEL"},
+    "fastlinear.kernels.grad_bias": {"SERIAL", "PARALLEL", "ORDERED"},
+    "fastlinear.kernels.grad_input": {"BLOCKED_SERIAL", "BLOCKED_PARALLEL"},
+    "fastlinear.kernels.grad_weight": {"BLOCKED_SERIAL", "BLOCKED_PARALLEL"},
     "fastlinear.kernels.packed._act": {"SERIAL"},
     "fastlinear.kernels.packed._driver": {"SERIAL", "PARALLEL", "PLAIN"},
     "fastlinear.kernels.packed._pack": {"SERIAL", "ORDERED"},
-    "fastlinear.kernels.small": {"SERIAL", "PARALLEL", "ORDERED"},
     "fastlinear.nn._optim_kernels": {"OPTIM_SERIAL", "OPTIM_PARALLEL", "INLINE"},
 }
 
@@ -103,7 +107,8 @@ def test_the_ordered_sums_really_leave_out_reassociation():
 
 
 def test_the_register_blocked_kernels_compile_with_the_blocked_flags():
-    blocked = {n for n, d in DISPATCHERS.items() if n.startswith("fastlinear.kernels._micro.")}
+    blocked = {n for n, d in DISPATCHERS.items()
+               if n.startswith(("fastlinear.kernels.grad_input.", "fastlinear.kernels.grad_weight."))}
     assert blocked
     for name in blocked:
         family = "register_block" if re.search(r"\._d[wx]_block\d+h?_f(32|64)$", name) else "blocked"
@@ -152,7 +157,8 @@ def test_no_module_spells_out_its_own_options(path):
         assert not SETS_A_SWITCH.search(text), f"{path}: vectorizer flags go through llvm_flags"
 
 
-def test_micro_module_is_what_the_generator_writes():
+def test_the_generated_modules_are_what_the_generator_writes():
     from fastlinear.kernels import _generate
 
-    assert Path(_micro.__file__).read_text() == _generate.generate()
+    for path, text in _generate.generate().items():
+        assert path.read_text() == text, path.name

@@ -232,7 +232,7 @@ def test_other_libraries_numba_functions_keep_numbas_cache_rules(tmp_path, monke
 
 def test_fastlinear_kernels_use_fastlinears_locator():
     from fastlinear import _cache
-    from fastlinear.kernels import small
+    from fastlinear.kernels import grad_bias
 
     assert _cache._installed
-    assert isinstance(small.grad_bias_serial._cache._impl.locator, _cache.FastlinearCacheLocator)
+    assert isinstance(grad_bias.grad_bias_serial._cache._impl.locator, _cache.FastlinearCacheLocator)

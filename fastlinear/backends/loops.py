@@ -10,10 +10,11 @@ Arrays are C-contiguous with one float dtype, already checked (see ``fastlinear.
 
 Variants, from small to large problems ("work" is n * in * out multiply-adds):
 
-* serial kernels (``small.forward_serial``, ``_micro.grad_*_serial_*``, ``small.grad_bias_serial``):
-  no parallel region, which alone costs about 1.4 us to enter (3 us measured per call here);
-* parallel direct kernels (``small.forward_parallel``, ``_micro.grad_*_parallel_*``): output blocks
-  spread over threads, operands read in place;
+* serial kernels (``forward.forward_serial``, ``grad_*.grad_*_serial_*``,
+  ``grad_bias.grad_bias_serial``, all in ``fastlinear.kernels``): no parallel region, which
+  alone costs about 1.4 us to enter (3 us measured per call here);
+* parallel direct kernels (``forward.forward_parallel``, ``grad_*.grad_*_parallel_*``): output
+  blocks spread over threads, operands read in place;
 * packed kernels (``fastlinear.kernels.packed``) for large problems, when that module is present.
 
 The choice depends only on the shape and dtype, so a given input gives bitwise the same result
@@ -32,7 +33,7 @@ parallel):
                                                                              -> serial up to 2**16.
 * grad_bias: serial up to 2**16 elements of dy (32x128: 0.8 / 3.2), measured with earlier
   kernels; since then the parallel kernel splits into (32 rows, up to 1024 columns) tasks, 4 per
-  thread in use, and the serial one sums in one pass (see ``small``): not re-measured. On one
+  thread in use, and the serial one sums in one pass (see ``kernels.grad_bias``): not re-measured. On one
   thread grad_bias always runs the serial kernel.
 """
 
@@ -42,7 +43,10 @@ import numba
 import numpy as np
 
 from .._threads import adapt
-from ..kernels import _micro, small
+from ..kernels import forward as forward_kernels
+from ..kernels import grad_bias as grad_bias_kernels
+from ..kernels import grad_input as grad_input_kernels
+from ..kernels import grad_weight as grad_weight_kernels
 from ..kernels._sums import leaf_buffer
 
 try:  # packed large-shape kernels, when present in this build
@@ -69,11 +73,13 @@ PACKED = 1 << 26
 #: driver: forward packed 7.12 ms, direct 1.14 ms; grad_input packed 2.51 ms, direct 0.75 ms.
 PACKED_MIN_DIM = 64
 
-_FORWARD = (small.forward_serial, small.forward_parallel)
-_GRAD_INPUT = {4: (_micro.grad_input_serial_f32, _micro.grad_input_parallel_f32),
-               8: (_micro.grad_input_serial_f64, _micro.grad_input_parallel_f64)}
-_GRAD_WEIGHT = {4: (_micro.grad_weight_serial_f32, _micro.grad_weight_parallel_f32),
-                8: (_micro.grad_weight_serial_f64, _micro.grad_weight_parallel_f64)}
+_FORWARD = (forward_kernels.forward_serial, forward_kernels.forward_parallel)
+_GRAD_INPUT = {
+    4: (grad_input_kernels.grad_input_serial_f32, grad_input_kernels.grad_input_parallel_f32),
+    8: (grad_input_kernels.grad_input_serial_f64, grad_input_kernels.grad_input_parallel_f64)}
+_GRAD_WEIGHT = {
+    4: (grad_weight_kernels.grad_weight_serial_f32, grad_weight_kernels.grad_weight_parallel_f32),
+    8: (grad_weight_kernels.grad_weight_serial_f64, grad_weight_kernels.grad_weight_parallel_f64)}
 
 #: "no bias gradient" for the direct grad_weight kernels, by itemsize: an empty db instead of None,
 #: so that calls with and without db share one compiled signature (None compiles the weight-gradient
@@ -85,7 +91,7 @@ NO_DB = {4: np.empty(0, np.float32), 8: np.empty(0, np.float64)}
 VARIANTS: dict[str, tuple] = {
     "forward": _FORWARD,
     "grad_weight": _GRAD_WEIGHT[4] + _GRAD_WEIGHT[8],
-    "grad_bias": (small.grad_bias_serial, small.grad_bias_parallel),
+    "grad_bias": (grad_bias_kernels.grad_bias_serial, grad_bias_kernels.grad_bias_parallel),
     "grad_input": _GRAD_INPUT[4] + _GRAD_INPUT[8],
 }
 
@@ -98,7 +104,7 @@ def serial_kernel(op: str, itemsize: int, n: int, k: int, m: int):
     at the smallest shapes."""
     work = n * k * m
     if op == "forward" and work <= FORWARD_SERIAL:
-        return small.forward_serial
+        return forward_kernels.forward_serial
     if op == "grad_weight" and work <= GRAD_WEIGHT_SERIAL[itemsize]:
         return _GRAD_WEIGHT[itemsize][0]
     if op == "grad_input" and work <= GRAD_INPUT_SERIAL[itemsize]:
@@ -113,11 +119,11 @@ def forward(y, x, w, b, act) -> None:
     m = w.shape[0]
     work = n * k * m
     if work <= FORWARD_SERIAL:
-        small.forward_serial(y, x, w, b, act)
+        forward_kernels.forward_serial(y, x, w, b, act)
         return
     adapt()
     if work <= FORWARD_PACKED or packed_forward is None or min(n, k, m) < PACKED_MIN_DIM:
-        small.forward_parallel(y, x, w, b, act)
+        forward_kernels.forward_parallel(y, x, w, b, act)
     else:
         packed_forward(y, x, w, b, act)
 
@@ -146,11 +152,11 @@ def grad_bias(db, dy, scale, accumulate) -> None:
         adapt()
         threads = numba.get_num_threads()
         if threads > 1:
-            small.grad_bias_parallel(db, dy, scale, accumulate, leaves, threads)
+            grad_bias_kernels.grad_bias_parallel(db, dy, scale, accumulate, leaves, threads)
             return
     # the serial kernel makes the same additions (same bits) in one pass over dy, without the
     # parallel kernel's second pass over the leaves: 2-3.5x faster on one thread
-    small.grad_bias_serial(db, dy, scale, accumulate, leaves)
+    grad_bias_kernels.grad_bias_serial(db, dy, scale, accumulate, leaves)
 
 
 def grad_input(dx, dy, w) -> None:

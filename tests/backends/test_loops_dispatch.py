@@ -121,10 +121,10 @@ def test_every_dispatch_branch_runs(dtype, monkeypatch):
     """Shapes on both sides of each threshold reach the serial and the parallel variant."""
     size = np.dtype(dtype).itemsize
     log: set[str] = set()
-    monkeypatch.setattr(loops.small, "forward_serial", _Spy(loops.small.forward_serial, log, "fs"))
-    monkeypatch.setattr(loops.small, "forward_parallel", _Spy(loops.small.forward_parallel, log, "fp"))
-    monkeypatch.setattr(loops.small, "grad_bias_serial", _Spy(loops.small.grad_bias_serial, log, "bs"))
-    monkeypatch.setattr(loops.small, "grad_bias_parallel", _Spy(loops.small.grad_bias_parallel, log, "bp"))
+    monkeypatch.setattr(loops.forward_kernels, "forward_serial", _Spy(loops.forward_kernels.forward_serial, log, "fs"))
+    monkeypatch.setattr(loops.forward_kernels, "forward_parallel", _Spy(loops.forward_kernels.forward_parallel, log, "fp"))
+    monkeypatch.setattr(loops.grad_bias_kernels, "grad_bias_serial", _Spy(loops.grad_bias_kernels.grad_bias_serial, log, "bs"))
+    monkeypatch.setattr(loops.grad_bias_kernels, "grad_bias_parallel", _Spy(loops.grad_bias_kernels.grad_bias_parallel, log, "bp"))
     s, p = loops._GRAD_INPUT[size]
     monkeypatch.setitem(loops._GRAD_INPUT, size, (_Spy(s, log, "xs"), _Spy(p, log, "xp")))
     s, p = loops._GRAD_WEIGHT[size]
@@ -146,8 +146,8 @@ def test_grad_bias_runs_serially_on_one_thread(monkeypatch):
     """Above the serial threshold, one thread runs the serial kernel (the same additions, one pass
     over dy) and more threads the parallel one."""
     log: set[str] = set()
-    monkeypatch.setattr(loops.small, "grad_bias_serial", _Spy(loops.small.grad_bias_serial, log, "bs"))
-    monkeypatch.setattr(loops.small, "grad_bias_parallel", _Spy(loops.small.grad_bias_parallel, log, "bp"))
+    monkeypatch.setattr(loops.grad_bias_kernels, "grad_bias_serial", _Spy(loops.grad_bias_kernels.grad_bias_serial, log, "bs"))
+    monkeypatch.setattr(loops.grad_bias_kernels, "grad_bias_parallel", _Spy(loops.grad_bias_kernels.grad_bias_parallel, log, "bp"))
     dy = np.ones((1024, 128), np.float32)
     with fl.threads(1):
         loops.grad_bias(np.empty(128, np.float32), dy, np.float32(1), False)
@@ -159,8 +159,9 @@ def test_grad_bias_runs_serially_on_one_thread(monkeypatch):
         assert log == {"bp"}
 
 
-def test_generated_micro_kernels_are_up_to_date():
-    assert _generate.TARGET.read_text() == _generate.generate(), "rerun python -m fastlinear.kernels._generate"
+def test_generated_kernels_are_up_to_date():
+    for path, text in _generate.generate().items():
+        assert path.read_text() == text, f"rerun python -m fastlinear.kernels._generate ({path.name})"
 
 
 def test_nan_and_inf_propagate():
@@ -233,6 +234,6 @@ def test_narrow_problems_stay_on_the_direct_kernels(monkeypatch, rng):
 def test_serial_kernel_names_the_serial_side_of_each_threshold(op, size, shapes):
     below, above = shapes
     serial = L.serial_kernel(op, size, *below)
-    assert serial is {"forward": L.small.forward_serial, "grad_input": L._GRAD_INPUT[size][0],
+    assert serial is {"forward": L.forward_kernels.forward_serial, "grad_input": L._GRAD_INPUT[size][0],
                       "grad_weight": L._GRAD_WEIGHT[size][0]}[op]
     assert L.serial_kernel(op, size, *above) is None

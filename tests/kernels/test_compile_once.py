@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent(
                 seen[plain] = str(sig)
     # where the callers pass an empty array for "no bias gradient" (not None), one signature
     # per dtype: the activation gradient and the direct weight-gradient kernels
-    for name in ("fastlinear.kernels.activation", "fastlinear.kernels._micro"):
+    for name in ("fastlinear.kernels.activation", "fastlinear.kernels.grad_weight"):
         for value in vars(sys.modules[name]).values():
             if isinstance(value, CPUDispatcher) and value.__module__ == name:
                 firsts = [str(sig[0]) for sig in value.signatures]

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from fastlinear.backends import loops, naive
-from fastlinear.kernels import _micro, small
+from fastlinear.kernels import grad_bias as bias_kernels
+from fastlinear.kernels import grad_weight as weight_kernels
 from fastlinear.kernels import activation as activation_kernels
 from fastlinear.kernels._sums import leaf_buffer
 from fastlinear.kernels.packed import packed_grad_weight
@@ -31,19 +32,19 @@ def _db_paths(dtype):
 
     def bias_parallel(dy):
         db = np.empty(dy.shape[1], dtype)
-        small.grad_bias_parallel(db, dy, one, False, leaf_buffer(dtype, *dy.shape), 2)
+        bias_kernels.grad_bias_parallel(db, dy, one, False, leaf_buffer(dtype, *dy.shape), 2)
         return db
 
     def bias_serial(dy):
         db = np.empty(dy.shape[1], dtype)
-        small.grad_bias_serial(db, dy, one, False, leaf_buffer(dtype, *dy.shape))
+        bias_kernels.grad_bias_serial(db, dy, one, False, leaf_buffer(dtype, *dy.shape))
         return db
 
     def fused_direct(dy):  # out = 10: one 8-row register block, then 2 single columns
         db = np.empty(dy.shape[1], dtype)
         x = np.ones((dy.shape[0], 1), dtype)
         dw = np.empty((dy.shape[1], 1), dtype)
-        kernel = _micro.grad_weight_parallel_f32 if dtype == np.float32 else _micro.grad_weight_parallel_f64
+        kernel = weight_kernels.grad_weight_parallel_f32 if dtype == np.float32 else weight_kernels.grad_weight_parallel_f64
         kernel(dw, db, dy, x, one, False)
         return db
 
@@ -121,7 +122,7 @@ def test_long_weight_gradient_within_4x_of_blas(kernel, data):
     db = np.empty(10, np.float32)
     one = np.float32(1)
     if kernel == "direct":
-        _micro.grad_weight_parallel_f32(dw, db, dy, x, one, False)
+        weight_kernels.grad_weight_parallel_f32(dw, db, dy, x, one, False)
     else:
         packed_grad_weight(dw, db, dy, x, one, False)
     got = _relative_error(dw, exact)
@@ -148,7 +149,7 @@ def test_dispatch_routes_a_long_skinny_weight_gradient_to_an_accurate_kernel():
     loops.grad_weight(dw, db, dy, x, np.float32(1), False)
     assert np.abs(db / (0.1 * ROWS) - 1).max() <= DB_RTOL
     direct = np.empty_like(dw)
-    _micro.grad_weight_parallel_f32(direct, loops.NO_DB[4], dy, x, np.float32(1), False)
+    weight_kernels.grad_weight_parallel_f32(direct, loops.NO_DB[4], dy, x, np.float32(1), False)
     np.testing.assert_array_equal(dw, direct)
     assert _relative_error(dw, np.full((10, 3), 0.1 * ROWS)) <= DW_CONSTANT_RTOL
 
@@ -206,7 +207,7 @@ def test_every_bias_gradient_path_makes_the_same_additions(dtype, n, m):
         assert np.array_equal(paths[path](dy), want), path
     for threads in (1, 3, 64):  # the column blocks narrow as the thread count grows
         parallel = np.empty(m, dtype)
-        small.grad_bias_parallel(parallel, dy, dtype(1), False, leaf_buffer(dtype, n, m), threads)
+        bias_kernels.grad_bias_parallel(parallel, dy, dtype(1), False, leaf_buffer(dtype, n, m), threads)
         assert np.array_equal(parallel, want), threads
         activation_kernels._parallel(np.empty_like(dy), parallel, dy, dy, 0, dtype(1), False,
                                      leaf_buffer(dtype, n, m), threads)
@@ -214,10 +215,10 @@ def test_every_bias_gradient_path_makes_the_same_additions(dtype, n, m):
     # scaled and accumulated (a multiply-add that may be fused): every path still agrees
     scale, start = dtype(0.3), np.linspace(-1, 1, m).astype(dtype)
     serial = start.copy()
-    small.grad_bias_serial(serial, dy, scale, True, leaf_buffer(dtype, n, m))
+    bias_kernels.grad_bias_serial(serial, dy, scale, True, leaf_buffer(dtype, n, m))
     for threads in (2, 64):
         got = start.copy()
-        small.grad_bias_parallel(got, dy, scale, True, leaf_buffer(dtype, n, m), threads)
+        bias_kernels.grad_bias_parallel(got, dy, scale, True, leaf_buffer(dtype, n, m), threads)
         assert np.array_equal(got, serial), threads
         got = start.copy()
         activation_kernels._parallel(np.empty_like(dy), got, dy, dy, 0, scale, True,

@@ -17,7 +17,9 @@ import pytest
 import reference as ref
 from helpers import DTYPE_IDS, DTYPES, assert_close, randn
 from fastlinear.backends import loops
-from fastlinear.kernels import _micro, _sums, small
+from fastlinear.kernels import _sums
+from fastlinear.kernels import grad_bias as bias_kernels
+from fastlinear.kernels import grad_weight as weight_kernels
 from fastlinear.kernels import activation as activation_kernels
 from fastlinear.kernels.packed import packed_forward, packed_grad_input, packed_grad_weight
 from fastlinear.kernels.packed._micro import MICRO
@@ -66,7 +68,7 @@ def test_tiles_are_equal_apart_from_the_edges_and_ignore_the_thread_count():
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_direct_kernels_have_at_least_4_tasks_per_thread_at_64_threads(dtype):
     """The shapes of 256 x 512 x 512 or more that the loops backend sends to the direct kernels."""
-    strip = _micro._strip_f32 if dtype == np.float32 else _micro._strip_f64
+    strip = weight_kernels._strip_f32 if dtype == np.float32 else weight_kernels._strip_f64
     nr = 32 if dtype == np.float32 else 16
     sent = 0
     for n, k, m in LARGE:
@@ -86,7 +88,7 @@ def test_batch_reductions_have_at_least_4_tasks_per_thread_at_64_threads():
         leaves = _sums.leaf_count(n)
         # both size their blocks for the threads they run on (no bit depends on the width): at 64
         # threads they get as many tasks
-        cols = _sums.column_block(leaves, m, small._BIAS_COLS, small._BIAS_TASKS_PER_THREAD * 64)
+        cols = _sums.column_block(leaves, m, bias_kernels._BIAS_COLS, bias_kernels._BIAS_TASKS_PER_THREAD * 64)
         assert leaves * _ceil(m, cols) >= TASKS, (n, m, "grad_bias")
         cols = _sums.column_block(leaves, m, activation_kernels._COLS,
                                   activation_kernels._TASKS_PER_THREAD * 64)
@@ -129,8 +131,8 @@ def test_batch_reductions_match_the_float64_reference(dtype, shape, rng):
     n, k, m = shape
     x, dy = randn(rng, (n, k), dtype), randn(rng, (n, m), dtype)
     leaves = _sums.leaf_buffer(dtype, n, m)
-    for kernel, extra in ((small.grad_bias_serial, ()), (small.grad_bias_parallel, (2,)),
-                          (small.grad_bias_parallel, (64,))):
+    for kernel, extra in ((bias_kernels.grad_bias_serial, ()), (bias_kernels.grad_bias_parallel, (2,)),
+                          (bias_kernels.grad_bias_parallel, (64,))):
         db = np.full(m, 2.0, dtype)
         kernel(db, dy, dtype(0.5), True, leaves, *extra)
         assert_close(db, 2 + 0.5 * ref.grad_bias(dy), 2 + 0.5 * ref.magnitude_grad_bias(dy), n, dtype, kernel.__name__)

@@ -1,5 +1,5 @@
-"""The register blocks of ``kernels/_micro`` and the packed micro-kernels keep their accumulators
-in registers.
+"""The register blocks of ``kernels/grad_input`` and ``kernels/grad_weight`` and the packed
+micro-kernels keep their accumulators in registers.
 
 Each block sums into an mr x nr array on its own stack (``_scratch.stack_row``) through loops with
 constant trip counts; LLVM unrolls them and promotes the array to vector registers. Nothing in
@@ -21,11 +21,13 @@ from llvmlite import binding as llvm
 from numba import njit, types
 
 from fastlinear._config import BLOCKED_SERIAL, VECTORIZE
-from fastlinear.kernels import _micro
+from fastlinear.kernels import grad_input, grad_weight
 from fastlinear.kernels._slp import llvm_flags
 from fastlinear.kernels.packed import _micro as packed_micro
 
-BLOCKS = sorted(n for n in dir(_micro) if re.fullmatch(r"_d[wx]_block\d+h?_f(32|64)", n))
+#: every register block, by name, and its module
+BLOCKS = {n: module for module in (grad_input, grad_weight) for n in dir(module)
+          if re.fullmatch(r"_d[wx]_block\d+h?_f(32|64)", n)}
 #: a vector register stored to, or loaded from, the stack (a spill, or an array left in memory)
 STACK_MOVE = re.compile(r"vmov\w*\s+(%[yz]mm\d+, -?\d*\(%rsp|-?\d*\(%rsp[^)]*\), %[yz]mm)")
 
@@ -44,14 +46,14 @@ def _signature(name: str) -> tuple:
 def test_every_register_block_is_checked():
     assert len(BLOCKS) == 16  # dx and dw; 8, 8h, 2 and 1 rows; two dtypes
     for name in BLOCKS:
-        assert getattr(_micro, name).llvm_flags == VECTORIZE["register_block"], name
+        assert getattr(BLOCKS[name], name).llvm_flags == VECTORIZE["register_block"], name
 
 
 @pytest.mark.skipif(not _has_avx512(), reason="the blocks are sized for AVX-512's 32 registers")
-@pytest.mark.parametrize("name", BLOCKS)
+@pytest.mark.parametrize("name", sorted(BLOCKS))
 def test_the_accumulators_of_a_register_block_live_in_registers(name):
     # a copy that is never cached: Numba shows no machine code for code loaded from its cache
-    block = njit(**dict(BLOCKED_SERIAL, cache=False))(getattr(_micro, name).py_func)
+    block = njit(**dict(BLOCKED_SERIAL, cache=False))(getattr(BLOCKS[name], name).py_func)
     sig = _signature(name)
     with llvm_flags(**VECTORIZE["register_block"]):
         block.compile(sig)

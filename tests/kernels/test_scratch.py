@@ -12,7 +12,8 @@ import pytest
 from numba import carray, njit, types
 
 from fastlinear._config import BLOCKED_SERIAL
-from fastlinear.kernels import _micro, _scratch
+from fastlinear.kernels import _scratch
+from fastlinear.kernels import grad_weight as weight_kernels
 
 
 def test_the_same_shape_gives_the_same_view():
@@ -69,7 +70,7 @@ def test_stack_row_holds_what_is_written():
 @pytest.mark.parametrize("sfx, nr, elem", [("f32", 32, "float"), ("f64", 16, "double")])
 def test_the_edge_kernel_sums_in_one_aligned_stack_row(sfx, nr, elem):
     # a copy that is never cached: Numba shows no LLVM IR for code loaded from its cache
-    edge = njit(**dict(BLOCKED_SERIAL, cache=False))(getattr(_micro, f"_dw_edge_{sfx}").py_func)
+    edge = njit(**dict(BLOCKED_SERIAL, cache=False))(getattr(weight_kernels, f"_dw_edge_{sfx}").py_func)
     a = (types.float32 if sfx == "f32" else types.float64)[:, ::1]
     sig = (a, a, a, types.intp, types.intp, a.dtype, types.boolean, types.intp, types.intp)
     edge.compile(sig)
