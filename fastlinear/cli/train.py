@@ -411,9 +411,10 @@ def run(args: argparse.Namespace) -> int:
         if args.backend == "torch":
             raise ValueError("--save needs a fastlinear backend (loops, blas, naive, auto), not torch")
         check_writable(args.save)
-    sizes = ",".join(map(str, args.hidden))
-    print(f"fastlinear train: data {args.data or 'digits (embedded)'}, hidden {sizes or 'none'} "
-          f"{args.activation}, {args.optimizer} lr {args.lr:g}, batch {args.batch_size}, "
+    # no hidden layer, no activation to name
+    layers = f"{','.join(map(str, args.hidden))} {args.activation}" if args.hidden else "none"
+    print(f"fastlinear train: data {args.data or 'digits (embedded)'}, hidden {layers}, "
+          f"{args.optimizer} lr {args.lr:g}, batch {args.batch_size}, "
           f"{args.dtype}, backend {args.backend}, seed {args.seed}", flush=True)
     reporter = _Reporter(args.epochs, not args.no_progress)
     try:
