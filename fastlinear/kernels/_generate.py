@@ -5,8 +5,8 @@ A register block sums its MR x NR part of the output into an MR x NR array on it
 (``_scratch.stack_row``) through loops with constant trip counts. With LLVM's loop vectorizer off
 and its SLP vectorizer on (``VECTORIZE["register_block"]`` in `fastlinear._config`), LLVM unrolls
 those loops, promotes the array to vector registers and vectorizes across the NR columns, giving
-the same machine code, the same bits and the same speed as accumulators spelt out as MR * NR
-scalar locals. The spelt-out form took Numba 5-10 s to compile for the 8 x 32 float32
+the same reduction loop in machine code (for the full blocks; the edge blocks' differ a little),
+the same bits and the same speed as accumulators spelt out as MR * NR scalar locals. The spelt-out form took Numba 5-10 s to compile for the 8 x 32 float32
 weight-gradient block alone (its typing, SSA and lowering passes run over every statement), the
 loops 0.5 s; ``tests/kernels/test_register_blocks.py`` checks that no block's accumulators are left
 in memory. What stays generated is one copy of the blocks and drivers per dtype and block shape,

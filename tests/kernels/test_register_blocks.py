@@ -5,11 +5,13 @@ Each block sums into an mr x nr array on its own stack (``_scratch.stack_row``) 
 constant trip counts; LLVM unrolls them and promotes the array to vector registers. Nothing in
 Numba reports when that promotion fails: the kernel still gives the right bits, only slower (a row
 copied out by a plain loop became a memcpy from the stack, and float64 grad_input at 4096x256x10
-ran 1.35x slower). So this reads the machine code of every block: inside its reduction loop
-no vector register is stored to or loaded from the stack, and the full 8-row blocks (the ones
-every shape runs) have no such move at all. (LLVM's SLP vectorizer leaves a few around the loop
-of some edge blocks, such as the float64 8 x 8 weight-gradient block.) The blocks are sized for 32 vector registers (AVX-512; 8 x 32
-float32 accumulators are 16 of them), so the check runs on CPUs that have them.
+ran 1.35x slower). So this reads the machine code of every block: inside its reduction loop no
+vector register is stored to or loaded from the stack, and the full 8-row blocks (the ones every
+shape runs) have no such move at all. (LLVM's SLP vectorizer leaves a few around the loop of some
+edge blocks, such as the float64 8 x 8 weight-gradient block.) The blocks are sized for 32 vector
+registers of 512 bits (8 x 32 float32 accumulators are 16 of them), so the check runs where
+fastlinear's kernels are compiled for those (`fastlinear._cpu.vectors_512`: an AVX-512 target and
+the 512-bit preference on).
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from llvmlite import binding as llvm
 from numba import njit, types
 
 from fastlinear._config import BLOCKED_SERIAL, VECTORIZE
+from fastlinear._cpu import vectors_512
 from fastlinear.kernels import grad_input, grad_weight
 from fastlinear.kernels._slp import llvm_flags
 from fastlinear.kernels.packed import _micro as packed_micro
@@ -30,10 +32,6 @@ BLOCKS = {n: module for module in (grad_input, grad_weight) for n in dir(module)
           if re.fullmatch(r"_d[wx]_block\d+h?_f(32|64)", n)}
 #: a vector register stored to, or loaded from, the stack (a spill, or an array left in memory)
 STACK_MOVE = re.compile(r"vmov\w*\s+(%[yz]mm\d+, -?\d*\(%rsp|-?\d*\(%rsp[^)]*\), %[yz]mm)")
-
-
-def _has_avx512() -> bool:
-    return "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
 
 
 def _signature(name: str) -> tuple:
@@ -49,7 +47,7 @@ def test_every_register_block_is_checked():
         assert getattr(BLOCKS[name], name).llvm_flags == VECTORIZE["register_block"], name
 
 
-@pytest.mark.skipif(not _has_avx512(), reason="the blocks are sized for AVX-512's 32 registers")
+@pytest.mark.skipif(not vectors_512(), reason="the blocks are sized for 32 512-bit registers")
 @pytest.mark.parametrize("name", sorted(BLOCKS))
 def test_the_accumulators_of_a_register_block_live_in_registers(name):
     # a copy that is never cached: Numba shows no machine code for code loaded from its cache
@@ -79,7 +77,7 @@ def _reduction_loop(asm: str) -> str:
     return max(loops, key=lambda body: body.count("vfmadd"), default="")
 
 
-@pytest.mark.skipif(not _has_avx512(), reason="the blocks are sized for AVX-512's 32 registers")
+@pytest.mark.skipif(not vectors_512(), reason="the blocks are sized for 32 512-bit registers")
 @pytest.mark.parametrize("dtype", sorted(packed_micro.MICRO, key=str))
 def test_the_packed_micro_kernel_keeps_its_block_in_registers(dtype):
     kernel = packed_micro.compiled_micro(dtype)  # compiled once per process, never cached

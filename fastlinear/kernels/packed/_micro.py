@@ -77,12 +77,9 @@ def micro_kernel(mr: int, nr: int) -> Callable:
                     acc[i, j] += a[pa + np.uintp(i)] * b[pb + np.uintp(j)]
             pa += step_a
             pb += step_b
-        # "+ zero": a loop that only copies a row of acc becomes a memcpy out of it, and that row
-        # then stays in memory instead of registers. The sums are never -0.0 (they start at
-        # +0.0), so adding +0.0 changes no value.
         for i in range(mr):
             for j in range(nr):
-                t[i * nr + j] = acc[i, j] + zero
+                t[i * nr + j] = acc[i, j]
 
     return micro_kernel_source
 
