@@ -33,8 +33,8 @@ parallel):
                                                                              -> serial up to 2**16.
 * grad_bias: serial up to 2**16 elements of dy (32x128: 0.8 / 3.2), measured with earlier
   kernels; since then the parallel kernel splits into (32 rows, up to 1024 columns) tasks, 4 per
-  thread in use, and the serial one sums in one pass (see ``kernels.grad_bias``): not re-measured. On one
-  thread grad_bias always runs the serial kernel.
+  thread in use, and the serial one sums in one pass (see ``kernels.grad_bias``): not
+  re-measured. On one thread grad_bias always runs the serial kernel.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from ..kernels import forward as forward_kernels
 from ..kernels import grad_bias as grad_bias_kernels
 from ..kernels import grad_input as grad_input_kernels
 from ..kernels import grad_weight as grad_weight_kernels
+from ..kernels._scratch import EMPTY
 from ..kernels._sums import leaf_buffer
 
 try:  # packed large-shape kernels, when present in this build
@@ -85,7 +86,7 @@ _GRAD_WEIGHT = {
 #: so that calls with and without db share one compiled signature (None compiles the weight-gradient
 #: driver and task functions a second time: the second grad_weight_parallel_f32 alone took 1.4 s of
 #: a first training run's compiling, 2 cores). Never written: it has no elements.
-NO_DB = {4: np.empty(0, np.float32), 8: np.empty(0, np.float64)}
+NO_DB = {dt.itemsize: empty for dt, empty in EMPTY.items()}
 
 #: every compiled variant behind each public kernel (for tests and compile-time benchmarks)
 VARIANTS: dict[str, tuple] = {

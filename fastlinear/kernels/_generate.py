@@ -44,9 +44,9 @@ into an array on its own stack (``_scratch.stack_row``): the register blocks int
 that LLVM unrolls into vector registers (see ``_generate``), the edge blocks narrower than that
 into a row in memory. Nothing is allocated on the heap, and the kernels take no scratch argument.
 
-Several blocks in a row form one parallel task when there are more than TASKS (``_strip_*``),
-which saves index arithmetic and calls; it depends only on the shape, and leaves at least TASKS
-tasks (4 per thread at 64 threads) whenever there are that many blocks.
+Several blocks in a row form one parallel task when there are more than TASKS
+(``_sums.strip_length``), which saves index arithmetic and calls; it depends only on the shape, and
+leaves at least TASKS tasks (4 per thread at 64 threads) whenever there are that many blocks.
 
 Variants: ``_f32`` (NR = 32) and ``_f64`` (NR = 16), each serial (``_serial``) and parallel over
 output blocks (``_parallel``).
@@ -81,22 +81,14 @@ fewer. The fused db is summed in the fixed tree of ``_sums``.
 
 #: what each module imports and defines after `COMMON`
 TAILS = {
-    "grad_input": '''from ._sums import TASKS
-
-#: column block 0 as a run-time integer: Numba compiles a function called with the constant 0 a
-#: second time, specialised to that literal, besides the int64 version the parallel kernel uses
-FIRST = np.intp(0)
+    "grad_input": '''from ._sums import INDEX0, strip_length
 ''',
-    "grad_weight": '''from ._sums import FAN, LEAF, TASKS, column_sum_into, leaf_count
+    "grad_weight": '''from ._sums import FAN, INDEX0, LEAF, column_sum_into, leaf_count, strip_length
 
 #: batch rows summed in registers before the partial sum is added to dw (see above)
 DW_ROWS = 512
-#: column block 0 as a run-time integer: Numba compiles a function called with the constant 0 a
-#: second time, specialised to that literal, besides the int64 version the parallel kernel uses
-FIRST = np.intp(0)
 ''',
 }
-
 
 def _block_lines(mr: int, nr: int, step: list[str], a: str, b: str) -> list[str]:
     """The accumulator row on this call's stack, zeroed, and the reduction loop: ``step`` are the
@@ -193,13 +185,6 @@ def _db_source(sfx: str, mr: int) -> str:
 
 DX_DRIVERS = '''
 @slp_njit(**SERIAL)
-def _strip_{sfx}(row_blocks, col_blocks):
-    """Column blocks per task: 1, or more when there are over TASKS blocks (fewer divisions and
-    calls), leaving at least TASKS tasks (4 per thread at 64 threads). Depends only on the shape."""
-    return max(1, min(col_blocks, (row_blocks * col_blocks) // TASKS))
-
-
-@slp_njit(**SERIAL)
 def _dx_rows_{sfx}(dx, dy, w, i0, rows, p0):
     """rows (< {MR}) rows of dx from i0, columns p0:p0+{NR}, as 2-row blocks and a 1-row block."""
     for i in range(i0, i0 + rows - 1, 2):
@@ -261,7 +246,7 @@ def grad_input_serial_{sfx}(dx, dy, w):
     # dy is (n, out), w is (out, in), dx is (n, in)
     col_blocks = (w.shape[1] + {NR} - 1) // {NR}
     for i0 in range(0, dy.shape[0], {MR}):
-        _dx_task_{sfx}(dx, dy, w, i0, FIRST, col_blocks)
+        _dx_task_{sfx}(dx, dy, w, i0, INDEX0, col_blocks)
 
 
 @slp_njit(**PARALLEL)
@@ -270,7 +255,7 @@ def grad_input_parallel_{sfx}(dx, dy, w):
     # dy is (n, out), w is (out, in), dx is (n, in)
     col_blocks = (w.shape[1] + {NR} - 1) // {NR}
     row_blocks = (dy.shape[0] + {MR} - 1) // {MR}
-    strip = _strip_{sfx}(row_blocks, col_blocks)
+    strip = strip_length(row_blocks, col_blocks)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
         c0 = (t % strips) * strip
@@ -278,13 +263,6 @@ def grad_input_parallel_{sfx}(dx, dy, w):
 '''
 
 DW_DRIVERS = '''
-@slp_njit(**SERIAL)
-def _strip_{sfx}(row_blocks, col_blocks):
-    """Column blocks per task: 1, or more when there are over TASKS blocks (fewer divisions and
-    calls), leaving at least TASKS tasks (4 per thread at 64 threads). Depends only on the shape."""
-    return max(1, min(col_blocks, (row_blocks * col_blocks) // TASKS))
-
-
 @slp_njit(**SERIAL)
 def _dw_rows_{sfx}(dw, dy, x, j0, rows, p0, scale, add, r0, r1):
     """rows (< {MR}) rows of dw from j0, columns p0:p0+{NR}, batch rows r0:r1, as 2-row blocks and
@@ -375,7 +353,7 @@ def grad_weight_serial_{sfx}(dw, db, dy, x, scale, accumulate):
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + {NR} - 1) // {NR}, 1)
     for j0 in range(0, dy.shape[1], {MR}):
-        _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, j0, FIRST, col_blocks)
+        _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, j0, INDEX0, col_blocks)
 
 
 @slp_njit(**PARALLEL)
@@ -385,7 +363,7 @@ def grad_weight_parallel_{sfx}(dw, db, dy, x, scale, accumulate):
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + {NR} - 1) // {NR}, 1)
     row_blocks = (dy.shape[1] + {MR} - 1) // {MR}
-    strip = _strip_{sfx}(row_blocks, col_blocks)
+    strip = strip_length(row_blocks, col_blocks)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
         c0 = (t % strips) * strip

@@ -32,6 +32,9 @@ from numba.extending import intrinsic
 
 #: Bytes of alignment for every buffer and every stack row: one cache line.
 ALIGN = 64
+#: An empty 1-D array per dtype, never written: what the kernels take for "no bias" or "no bias
+#: gradient" where None would compile them a second time (one Numba type either way).
+EMPTY = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}
 #: Largest buffer kept between calls (the same cap as the packed workspace's): the shared packed B
 #: (4 KiB per output column) and the db partial sums (one row per 32 batch rows) exceed it only for
 #: very large layers or batches, where one allocation per call is cheap beside the work.

@@ -42,9 +42,20 @@ def leaf_count(n):
     return max((n + LEAF - 1) // LEAF, 1)
 
 
-#: one row piece, as a run-time integer for `column_block`'s combining passes: called with the
-#: constant 1, Numba would compile it a second time, specialised to that literal
+#: 0 and 1 as run-time integers (numpy scalars, typed int64): a kernel function called with the
+#: constant 0 or 1 is compiled a second time, specialised to that literal, besides the int64
+#: version its other callers use. INDEX0 is a first row or column block; ONE_LEAF one row piece
+#: for `column_block`'s combining passes.
+INDEX0 = np.intp(0)
 ONE_LEAF = np.intp(1)
+
+
+@njit(**ORDERED)
+def strip_length(row_blocks, col_blocks):
+    """Column blocks per parallel task of the direct gradient kernels: 1, or more when there are
+    over `TASKS` blocks (fewer divisions and calls), leaving at least `TASKS` tasks (4 per thread at
+    64 threads). Depends only on the shape."""
+    return max(1, min(col_blocks, (row_blocks * col_blocks) // TASKS))
 
 
 @njit(**ORDERED)

@@ -23,8 +23,9 @@ from numba import njit, prange
 
 from .._config import ORDERED, PARALLEL, SERIAL
 from ..activations import RELU, SIGMOID, TANH, grad
-from ._sums import (LEAF, ONE_LEAF, column_block, combine_block_into, leaf_buffer, leaf_count,
-                    tree_add, tree_finish_into, tree_start)
+from ._scratch import EMPTY
+from ._sums import (INDEX0, LEAF, ONE_LEAF, column_block, combine_block_into, leaf_buffer,
+                    leaf_count, tree_add, tree_finish_into, tree_start)
 
 #: widest column block of a task; `column_block` halves it until there are enough tasks. 256 rather
 #: than 64: at 4096x256 float32 (tanh, no db, 2 threads) 64-column blocks took 205 us and whole
@@ -32,19 +33,12 @@ from ._sums import (LEAF, ONE_LEAF, column_block, combine_block_into, leaf_buffe
 _COLS = 256
 #: tasks per thread the column blocks aim for
 _TASKS_PER_THREAD = 4
-#: row 0 as a run-time integer: a call with the constant 0 would compile `_rows` a second time,
-#: specialised to that literal
-_ROW0 = np.intp(0)
 #: elements below which the serial kernel runs. Serial / parallel, relu with db, 2 threads, us
 #: (2-core AMD EPYC, znver4): float32 64x256 6.2 / 10.8, 64x512 9.6 / 12.3, 64x1024 (2**16)
 #: 19.2 / 17.8, 256x1024 73.0 / 55.9; float64 64x1024 26.0 / 33.0, 256x1024 112 / 125.
 _SERIAL_MAX = 1 << 16
 #: stands in for the leaves when no bias gradient is wanted (one Numba type per dtype either way)
 _NO_LEAVES = {np.dtype(t): np.empty((1, 0), t) for t in (np.float32, np.float64)}
-#: stands in for db when no bias gradient is wanted: an empty array rather than None, so that
-#: calls with and without db share one compiled signature (None compiled each kernel a second
-#: time). Never written: it has no elements.
-_NO_DB = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}
 
 
 @njit(**ORDERED)
@@ -114,7 +108,7 @@ def _serial(g, db, dy, y, act, scale, accumulate, leaves):
                 tree_add(s1, s2, s3, s4, leaf, c)
             tree_finish_into(db, j0, s1, s2, s3, s4, scale, accumulate)
         else:
-            _rows(g, dy, y, act, _ROW0, n, j0, j1)
+            _rows(g, dy, y, act, INDEX0, n, j0, j1)
 
 
 @njit(**PARALLEL)
@@ -146,7 +140,7 @@ def activation_grad(g: np.ndarray, db: np.ndarray | None, dy: np.ndarray, y: np.
     g, dy, y are (n, out) and db is (out,) or None, C-contiguous, one float dtype (checked by the
     caller); ``scale`` is a scalar of that dtype, ``act`` an activation code."""
     if db is None:
-        db = _NO_DB[dy.dtype]
+        db = EMPTY[dy.dtype]  # one compiled signature with and without db
     leaves = leaf_buffer(dy.dtype, *dy.shape) if db.shape[0] else _NO_LEAVES[dy.dtype]
     # On one thread the serial kernel does the same arithmetic (same bits) without a parallel
     # region: 256x1024 float32 relu with db took 98 us in the parallel kernel, 67 us serially.

@@ -13,9 +13,9 @@ into an array on its own stack (``_scratch.stack_row``): the register blocks int
 that LLVM unrolls into vector registers (see ``_generate``), the edge blocks narrower than that
 into a row in memory. Nothing is allocated on the heap, and the kernels take no scratch argument.
 
-Several blocks in a row form one parallel task when there are more than TASKS (``_strip_*``),
-which saves index arithmetic and calls; it depends only on the shape, and leaves at least TASKS
-tasks (4 per thread at 64 threads) whenever there are that many blocks.
+Several blocks in a row form one parallel task when there are more than TASKS
+(``_sums.strip_length``), which saves index arithmetic and calls; it depends only on the shape, and
+leaves at least TASKS tasks (4 per thread at 64 threads) whenever there are that many blocks.
 
 Variants: ``_f32`` (NR = 32) and ``_f64`` (NR = 16), each serial (``_serial``) and parallel over
 output blocks (``_parallel``).
@@ -28,11 +28,7 @@ from numba import carray, prange
 
 from ._scratch import stack_row
 from ._slp import PARALLEL, SERIAL, slp_njit
-from ._sums import TASKS
-
-#: column block 0 as a run-time integer: Numba compiles a function called with the constant 0 a
-#: second time, specialised to that literal, besides the int64 version the parallel kernel uses
-FIRST = np.intp(0)
+from ._sums import INDEX0, strip_length
 
 
 @slp_njit(**SERIAL, family="register_block")
@@ -112,13 +108,6 @@ def _dx_block8h_f32(out, dy, w, o0, p0):
 
 
 @slp_njit(**SERIAL)
-def _strip_f32(row_blocks, col_blocks):
-    """Column blocks per task: 1, or more when there are over TASKS blocks (fewer divisions and
-    calls), leaving at least TASKS tasks (4 per thread at 64 threads). Depends only on the shape."""
-    return max(1, min(col_blocks, (row_blocks * col_blocks) // TASKS))
-
-
-@slp_njit(**SERIAL)
 def _dx_rows_f32(dx, dy, w, i0, rows, p0):
     """rows (< 8) rows of dx from i0, columns p0:p0+32, as 2-row blocks and a 1-row block."""
     for i in range(i0, i0 + rows - 1, 2):
@@ -180,7 +169,7 @@ def grad_input_serial_f32(dx, dy, w):
     # dy is (n, out), w is (out, in), dx is (n, in)
     col_blocks = (w.shape[1] + 32 - 1) // 32
     for i0 in range(0, dy.shape[0], 8):
-        _dx_task_f32(dx, dy, w, i0, FIRST, col_blocks)
+        _dx_task_f32(dx, dy, w, i0, INDEX0, col_blocks)
 
 
 @slp_njit(**PARALLEL)
@@ -189,7 +178,7 @@ def grad_input_parallel_f32(dx, dy, w):
     # dy is (n, out), w is (out, in), dx is (n, in)
     col_blocks = (w.shape[1] + 32 - 1) // 32
     row_blocks = (dy.shape[0] + 8 - 1) // 8
-    strip = _strip_f32(row_blocks, col_blocks)
+    strip = strip_length(row_blocks, col_blocks)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
         c0 = (t % strips) * strip
@@ -273,13 +262,6 @@ def _dx_block8h_f64(out, dy, w, o0, p0):
 
 
 @slp_njit(**SERIAL)
-def _strip_f64(row_blocks, col_blocks):
-    """Column blocks per task: 1, or more when there are over TASKS blocks (fewer divisions and
-    calls), leaving at least TASKS tasks (4 per thread at 64 threads). Depends only on the shape."""
-    return max(1, min(col_blocks, (row_blocks * col_blocks) // TASKS))
-
-
-@slp_njit(**SERIAL)
 def _dx_rows_f64(dx, dy, w, i0, rows, p0):
     """rows (< 8) rows of dx from i0, columns p0:p0+16, as 2-row blocks and a 1-row block."""
     for i in range(i0, i0 + rows - 1, 2):
@@ -341,7 +323,7 @@ def grad_input_serial_f64(dx, dy, w):
     # dy is (n, out), w is (out, in), dx is (n, in)
     col_blocks = (w.shape[1] + 16 - 1) // 16
     for i0 in range(0, dy.shape[0], 8):
-        _dx_task_f64(dx, dy, w, i0, FIRST, col_blocks)
+        _dx_task_f64(dx, dy, w, i0, INDEX0, col_blocks)
 
 
 @slp_njit(**PARALLEL)
@@ -350,7 +332,7 @@ def grad_input_parallel_f64(dx, dy, w):
     # dy is (n, out), w is (out, in), dx is (n, in)
     col_blocks = (w.shape[1] + 16 - 1) // 16
     row_blocks = (dy.shape[0] + 8 - 1) // 8
-    strip = _strip_f64(row_blocks, col_blocks)
+    strip = strip_length(row_blocks, col_blocks)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
         c0 = (t % strips) * strip

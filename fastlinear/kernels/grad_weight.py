@@ -19,9 +19,9 @@ into an array on its own stack (``_scratch.stack_row``): the register blocks int
 that LLVM unrolls into vector registers (see ``_generate``), the edge blocks narrower than that
 into a row in memory. Nothing is allocated on the heap, and the kernels take no scratch argument.
 
-Several blocks in a row form one parallel task when there are more than TASKS (``_strip_*``),
-which saves index arithmetic and calls; it depends only on the shape, and leaves at least TASKS
-tasks (4 per thread at 64 threads) whenever there are that many blocks.
+Several blocks in a row form one parallel task when there are more than TASKS
+(``_sums.strip_length``), which saves index arithmetic and calls; it depends only on the shape, and
+leaves at least TASKS tasks (4 per thread at 64 threads) whenever there are that many blocks.
 
 Variants: ``_f32`` (NR = 32) and ``_f64`` (NR = 16), each serial (``_serial``) and parallel over
 output blocks (``_parallel``).
@@ -34,13 +34,10 @@ from numba import carray, prange
 
 from ._scratch import stack_row
 from ._slp import PARALLEL, SERIAL, slp_njit
-from ._sums import FAN, LEAF, TASKS, column_sum_into, leaf_count
+from ._sums import FAN, INDEX0, LEAF, column_sum_into, leaf_count, strip_length
 
 #: batch rows summed in registers before the partial sum is added to dw (see above)
 DW_ROWS = 512
-#: column block 0 as a run-time integer: Numba compiles a function called with the constant 0 a
-#: second time, specialised to that literal, besides the int64 version the parallel kernel uses
-FIRST = np.intp(0)
 
 
 @slp_njit(**SERIAL, family="register_block")
@@ -273,13 +270,6 @@ def _db_block8_f32(db, dy, o0, scale, accumulate):
 
 
 @slp_njit(**SERIAL)
-def _strip_f32(row_blocks, col_blocks):
-    """Column blocks per task: 1, or more when there are over TASKS blocks (fewer divisions and
-    calls), leaving at least TASKS tasks (4 per thread at 64 threads). Depends only on the shape."""
-    return max(1, min(col_blocks, (row_blocks * col_blocks) // TASKS))
-
-
-@slp_njit(**SERIAL)
 def _dw_rows_f32(dw, dy, x, j0, rows, p0, scale, add, r0, r1):
     """rows (< 8) rows of dw from j0, columns p0:p0+32, batch rows r0:r1, as 2-row blocks and
     a 1-row block."""
@@ -369,7 +359,7 @@ def grad_weight_serial_f32(dw, db, dy, x, scale, accumulate):
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + 32 - 1) // 32, 1)
     for j0 in range(0, dy.shape[1], 8):
-        _dw_task_f32(dw, db, dy, x, scale, accumulate, j0, FIRST, col_blocks)
+        _dw_task_f32(dw, db, dy, x, scale, accumulate, j0, INDEX0, col_blocks)
 
 
 @slp_njit(**PARALLEL)
@@ -379,7 +369,7 @@ def grad_weight_parallel_f32(dw, db, dy, x, scale, accumulate):
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + 32 - 1) // 32, 1)
     row_blocks = (dy.shape[1] + 8 - 1) // 8
-    strip = _strip_f32(row_blocks, col_blocks)
+    strip = strip_length(row_blocks, col_blocks)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
         c0 = (t % strips) * strip
@@ -617,13 +607,6 @@ def _db_block8_f64(db, dy, o0, scale, accumulate):
 
 
 @slp_njit(**SERIAL)
-def _strip_f64(row_blocks, col_blocks):
-    """Column blocks per task: 1, or more when there are over TASKS blocks (fewer divisions and
-    calls), leaving at least TASKS tasks (4 per thread at 64 threads). Depends only on the shape."""
-    return max(1, min(col_blocks, (row_blocks * col_blocks) // TASKS))
-
-
-@slp_njit(**SERIAL)
 def _dw_rows_f64(dw, dy, x, j0, rows, p0, scale, add, r0, r1):
     """rows (< 8) rows of dw from j0, columns p0:p0+16, batch rows r0:r1, as 2-row blocks and
     a 1-row block."""
@@ -713,7 +696,7 @@ def grad_weight_serial_f64(dw, db, dy, x, scale, accumulate):
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + 16 - 1) // 16, 1)
     for j0 in range(0, dy.shape[1], 8):
-        _dw_task_f64(dw, db, dy, x, scale, accumulate, j0, FIRST, col_blocks)
+        _dw_task_f64(dw, db, dy, x, scale, accumulate, j0, INDEX0, col_blocks)
 
 
 @slp_njit(**PARALLEL)
@@ -723,7 +706,7 @@ def grad_weight_parallel_f64(dw, db, dy, x, scale, accumulate):
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + 16 - 1) // 16, 1)
     row_blocks = (dy.shape[1] + 8 - 1) // 8
-    strip = _strip_f64(row_blocks, col_blocks)
+    strip = strip_length(row_blocks, col_blocks)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
         c0 = (t % strips) * strip

@@ -68,7 +68,7 @@ def test_tiles_are_equal_apart_from_the_edges_and_ignore_the_thread_count():
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_direct_kernels_have_at_least_4_tasks_per_thread_at_64_threads(dtype):
     """The shapes of 256 x 512 x 512 or more that the loops backend sends to the direct kernels."""
-    strip = weight_kernels._strip_f32 if dtype == np.float32 else weight_kernels._strip_f64
+    strip = _sums.strip_length
     nr = 32 if dtype == np.float32 else 16
     sent = 0
     for n, k, m in LARGE:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _scratch
+from .._scratch import EMPTY
 from .._sums import leaf_buffer
 from ._act import ACT_NONE
 from ._driver import gemm
 from ._workspace import row_blocks, workspace
 
-_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
-_NO_LEAVES = {dt: np.empty((0, 0), dt) for dt in _EMPTY}
+_NO_LEAVES = {dt: np.empty((0, 0), dt) for dt in EMPTY}
 
 
 def _packed_b(ws, dt, n: int) -> np.ndarray:
@@ -38,7 +38,7 @@ def packed_forward(y: np.ndarray, x: np.ndarray, w: np.ndarray, b: np.ndarray | 
     # x is (n, in), w is (out, in), b is (out,) or None, y is (n, out)
     dt = y.dtype
     ws = _prepare(dt)
-    empty = _EMPTY[dt]
+    empty = EMPTY[dt]
     n = y.shape[0]
     bpack = _packed_b(ws, dt, y.shape[1])
     for rows in row_blocks(n):  # bounded packing memory, same result (see _workspace.MC)
@@ -54,7 +54,7 @@ def packed_grad_weight(dw: np.ndarray, db: np.ndarray | None, dy: np.ndarray, x:
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,) or None
     dt = dw.dtype
     ws = _prepare(dt)
-    empty = _EMPTY[dt]
+    empty = EMPTY[dt]
     leaves = _NO_LEAVES[dt] if db is None else leaf_buffer(dt, x.shape[0], dw.shape[0])
     gemm(dw, dy, False, x, False, x.shape[0], dt.type(scale), empty if db is None else db, leaves,
          db is not None, empty, False, ACT_NONE, bool(accumulate),
@@ -66,7 +66,7 @@ def packed_grad_input(dx: np.ndarray, dy: np.ndarray, w: np.ndarray) -> None:
     # dy is (n, out), w is (out, in), dx is (n, in)
     dt = dx.dtype
     ws = _prepare(dt)
-    empty = _EMPTY[dt]
+    empty = EMPTY[dt]
     n = dx.shape[0]
     bpack = _packed_b(ws, dt, dx.shape[1])
     for rows in row_blocks(n):  # bounded packing memory, same result (see _workspace.MC)

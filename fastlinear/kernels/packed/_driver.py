@@ -44,14 +44,11 @@ from numba import get_thread_id, njit, prange
 from ..._config import PARALLEL, PLAIN, SERIAL
 from ._act import apply_act
 from ._micro import micro
-from .._sums import LEAF, TASKS, combine_block_into
+from .._sums import INDEX0, LEAF, TASKS, combine_block_into
 from ._pack import pack_cols, pack_cols_scaled_sum, pack_rows
 from ._prefetch import prefetch_write
 
 _U = np.uintp
-#: column 0 as a run-time integer: called with the constant 0, Numba would compile
-#: `combine_block_into` a second time, specialised to that literal
-_COL0 = np.intp(0)
 
 
 @njit(**SERIAL)
@@ -215,4 +212,4 @@ def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, leaves, with_db, bia
         # one pass across the leaves' rows on one thread (vectorized; O(M * k / LEAF) additions,
         # small beside the GEMM); the same tree per column as every other bias gradient
         nleaves = (k + PACK_STEPS - 1) // PACK_STEPS  # signed, as `combine_block_into` expects
-        combine_block_into(db, leaves, nleaves, _COL0, c.shape[0], c.dtype.type(1), accumulate)
+        combine_block_into(db, leaves, nleaves, INDEX0, c.shape[0], c.dtype.type(1), accumulate)
