@@ -79,7 +79,7 @@ ALLOWED = {
     "fastlinear.backends.naive": {"NAIVE"},
     "fastlinear.kernels._sums": {"ORDERED"},
     "fastlinear.kernels.activation": {"SERIAL", "PARALLEL", "ORDERED"},
-    "fastlinear.kernels.forward": {"SERIAL", "PARALLEL"},
+    "fastlinear.kernels.forward": {"SERIAL", "PARALLEL", "INLINE"},
     "fastlinear.kernels.grad_bias": {"SERIAL", "PARALLEL", "ORDERED"},
     "fastlinear.kernels.grad_input": {"BLOCKED_SERIAL", "BLOCKED_PARALLEL"},
     "fastlinear.kernels.grad_weight": {"BLOCKED_SERIAL", "BLOCKED_PARALLEL"},

@@ -24,11 +24,12 @@ class Backend:
     Attributes:
         name: the registry name.
         forward: ``forward(y, x, w, b, act)`` computes ``y = act(x @ w.T + b)`` (``b`` may be
-            None; ``act`` is a code from `fastlinear.activations`).
+            None; ``act`` is a code from `fastlinear.activations`). (loops and auto also take an
+            empty ``b`` for None, see `fastlinear.backends.loops.ABSENT`; blas and naive do not.)
         grad_weight: ``grad_weight(dw, db, dy, x, scale, accumulate)`` computes
             ``dw (+)= scale * dy.T @ x`` and, unless ``db`` is None, ``db (+)= scale * dy.sum(0)``
             in the same call. (loops and auto also take an empty ``db`` for None, see
-            `fastlinear.backends.loops.NO_DB`; blas and naive do not.)
+            `fastlinear.backends.loops.ABSENT`; blas and naive do not.)
         grad_bias: ``grad_bias(db, dy, scale, accumulate)`` computes ``db (+)= scale * dy.sum(0)``.
         grad_input: ``grad_input(dx, dy, w)`` computes ``dx = dy @ w``.
         activation_grad: ``activation_grad(g, db, dy, y, act, scale, accumulate)`` computes

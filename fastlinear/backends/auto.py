@@ -44,6 +44,11 @@ _loaded = False
 _DTYPES = {4: "float32", 8: "float64"}  # by itemsize: the kernels take these two dtypes only
 
 
+def _blas_forward(y, x, w, b, act) -> None:
+    """y = act(x @ w.T + b) by BLAS, where auto passes an empty ``b`` for none."""
+    blas.forward(y, x, w, b if b.shape[0] else None, act)
+
+
 def _blas_grad_weight(dw, db, dy, x, scale, accumulate) -> None:
     """dw (+)= scale * dy.T @ x by BLAS; db by the loop kernel, which beat numpy's sum at every
     shape measured."""
@@ -53,7 +58,7 @@ def _blas_grad_weight(dw, db, dy, x, scale, accumulate) -> None:
 
 
 def _kernels(op: str) -> dict[str, Callable]:
-    return {"forward": {"loops": loops.forward, "blas": blas.forward},
+    return {"forward": {"loops": loops.forward, "blas": _blas_forward},
             "grad_weight": {"loops": loops.grad_weight, "blas": _blas_grad_weight},
             "grad_input": {"loops": loops.grad_input, "blas": blas.grad_input}}[op]
 
@@ -241,7 +246,8 @@ def forward(y, x, w, b, act) -> None:
         kernel = memo[key]
     except KeyError:
         kernel = _route("forward", memo, key)
-    kernel(y, x, w, b, act)
+    # an empty b rather than None, as for grad_weight's db below
+    kernel(y, x, w, loops.ABSENT[key[0]] if b is None else b, act)
 
 
 def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
@@ -258,7 +264,7 @@ def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
         kernel = _route("grad_weight", memo, key)
     # an empty db rather than None: loops' serial kernel, which the memo may hold, then runs the
     # signature it compiled for calls with db
-    kernel(dw, loops.NO_DB[key[0]] if db is None else db, dy, x, scale, accumulate)
+    kernel(dw, loops.ABSENT[key[0]] if db is None else db, dy, x, scale, accumulate)
 
 
 def grad_bias(db, dy, scale, accumulate) -> None:

@@ -82,11 +82,12 @@ _GRAD_WEIGHT = {
     4: (grad_weight_kernels.grad_weight_serial_f32, grad_weight_kernels.grad_weight_parallel_f32),
     8: (grad_weight_kernels.grad_weight_serial_f64, grad_weight_kernels.grad_weight_parallel_f64)}
 
-#: "no bias gradient" for the direct grad_weight kernels, by itemsize: an empty db instead of None,
-#: so that calls with and without db share one compiled signature (None compiles the weight-gradient
-#: driver and task functions a second time: the second grad_weight_parallel_f32 alone took 1.4 s of
-#: a first training run's compiling, 2 cores). Never written: it has no elements.
-NO_DB = {dt.itemsize: empty for dt, empty in EMPTY.items()}
+#: "no bias" and "no bias gradient" for the direct forward and grad_weight kernels, by itemsize: an
+#: empty array instead of None, so that calls with and without a bias share one compiled signature
+#: (None compiles a kernel and every function it calls a second time: the second
+#: grad_weight_parallel_f32 alone took 1.4 s of a first training run's compiling, 2 cores; the
+#: forward family about 3 s per dtype of a cold warm-up). Never written: it has no elements.
+ABSENT = {dt.itemsize: empty for dt, empty in EMPTY.items()}
 
 #: every compiled variant behind each public kernel (for tests and compile-time benchmarks)
 VARIANTS: dict[str, tuple] = {
@@ -114,34 +115,34 @@ def serial_kernel(op: str, itemsize: int, n: int, k: int, m: int):
 
 
 def forward(y, x, w, b, act) -> None:
-    """y = act(x @ w.T + b); ``b`` may be None, ``act`` is an activation code (0 none, 1 relu,
-    2 sigmoid, 3 tanh)."""
+    """y = act(x @ w.T + b); ``b`` may be None or empty (see `ABSENT`), ``act`` is an activation
+    code (0 none, 1 relu, 2 sigmoid, 3 tanh)."""
     n, k = x.shape
     m = w.shape[0]
     work = n * k * m
     if work <= FORWARD_SERIAL:
-        forward_kernels.forward_serial(y, x, w, b, act)
+        forward_kernels.forward_serial(y, x, w, ABSENT[x.itemsize] if b is None else b, act)
         return
     adapt()
     if work <= FORWARD_PACKED or packed_forward is None or min(n, k, m) < PACKED_MIN_DIM:
-        forward_kernels.forward_parallel(y, x, w, b, act)
+        forward_kernels.forward_parallel(y, x, w, ABSENT[x.itemsize] if b is None else b, act)
     else:
-        packed_forward(y, x, w, b, act)
+        packed_forward(y, x, w, b if b is not None and b.shape[0] else None, act)
 
 
 def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
-    """dw (+)= scale * dy.T @ x and, unless ``db`` is None or empty (see `NO_DB`), db (+)=
+    """dw (+)= scale * dy.T @ x and, unless ``db`` is None or empty (see `ABSENT`), db (+)=
     scale * dy.sum(0) in the same pass; ``+=`` when ``accumulate``."""
     n, k = x.shape
     m = dw.shape[0]
     work = n * k * m
     size = dw.dtype.itemsize
     if work <= GRAD_WEIGHT_SERIAL[size]:
-        _GRAD_WEIGHT[size][0](dw, NO_DB[size] if db is None else db, dy, x, scale, accumulate)
+        _GRAD_WEIGHT[size][0](dw, ABSENT[size] if db is None else db, dy, x, scale, accumulate)
         return
     adapt()
     if work <= PACKED or packed_grad_weight is None or min(n, k, m) < PACKED_MIN_DIM:
-        _GRAD_WEIGHT[size][1](dw, NO_DB[size] if db is None else db, dy, x, scale, accumulate)
+        _GRAD_WEIGHT[size][1](dw, ABSENT[size] if db is None else db, dy, x, scale, accumulate)
     else:
         packed_grad_weight(dw, db if db is not None and db.size else None, dy, x, scale, accumulate)
 

@@ -315,7 +315,7 @@ def test_a_serial_loops_shape_goes_straight_to_the_loop_kernel(dtype, table_file
 @pytest.mark.parametrize("choice", ["loops", "blas"])
 @pytest.mark.parametrize("shape", [TINY, (4, 5, 0), SHAPE_CLASSES["small"]])
 def test_grad_weight_without_db_through_every_route(choice, shape, table_file, monkeypatch):
-    """auto hands an empty db (`loops.NO_DB`) for None to whichever kernel it remembered (loops'
+    """auto hands an empty db (`loops.ABSENT`) for None to whichever kernel it remembered (loops'
     serial kernel, loops' Python layer, BLAS with the loop bias gradient): dw is right, no bias
     gradient is computed (the BLAS route never calls the bias kernel), and the shared empty arrays
     stay empty."""
@@ -340,4 +340,4 @@ def test_grad_weight_without_db_through_every_route(choice, shape, table_file, m
         np.testing.assert_allclose(dw, want, rtol=1e-4, atol=1e-4)
         if with_db:
             np.testing.assert_allclose(db, dy.astype(np.float64).sum(0), rtol=1e-4, atol=1e-4)
-    assert loops.NO_DB[4].shape == (0,) and loops.NO_DB[8].shape == (0,)
+    assert loops.ABSENT[4].shape == (0,) and loops.ABSENT[8].shape == (0,)

@@ -2,7 +2,8 @@
 or a flag: a constant (``Literal[int](0)``, ``Literal[bool](True)``) or prange's unsigned index
 (``uint64``) where another caller passes an int64. Each such twin is a whole second compilation
 (seconds per dtype on 2 cores) with the same machine code. Nor does an activation-gradient or
-direct weight-gradient kernel compile twice for a bias gradient given and not given.
+direct weight-gradient kernel compile twice for a bias gradient given and not given, nor a direct
+forward kernel for a bias given and not given.
 
 Checked in a fresh process (signatures a test process compiled for other reasons would hide
 nothing but could add twins of their own) after `fastlinear.warmup`, which calls every loops
@@ -40,9 +41,10 @@ SCRIPT = textwrap.dedent(
                 if plain in seen:
                     twins.append(f"{name}.{value.__name__}: {seen[plain]} and {sig}")
                 seen[plain] = str(sig)
-    # where the callers pass an empty array for "no bias gradient" (not None), one signature
-    # per dtype: the activation gradient and the direct weight-gradient kernels
-    for name in ("fastlinear.kernels.activation", "fastlinear.kernels.grad_weight"):
+    # where the callers pass an empty array for "no bias" or "no bias gradient" (not None), one
+    # signature per dtype: the direct forward, activation-gradient and weight-gradient kernels
+    for name in ("fastlinear.kernels.forward", "fastlinear.kernels.activation",
+                 "fastlinear.kernels.grad_weight"):
         for value in vars(sys.modules[name]).values():
             if isinstance(value, CPUDispatcher) and value.__module__ == name:
                 firsts = [str(sig[0]) for sig in value.signatures]
