@@ -46,26 +46,56 @@ def _ours(dispatcher) -> bool:
     return module.startswith("fastlinear.")
 
 
-def _uncached_kernels() -> set[int]:
-    """ids of fastlinear's module-level Numba functions whose cache holds nothing for their
-    current source (read once, at the first compile of a process)."""
+#: The modules that, with what they import, define fastlinear's kernels. Not listed:
+#: ``fastlinear._blas_callback`` (OpenBLAS's jobs on Numba's pool), whose import compiles it;
+#: its two functions count once fastlinear has set that pool up (`fastlinear._blas_pool`).
+KERNEL_MODULES = ("fastlinear.backends", "fastlinear.nn")
+
+
+def kernel_functions(load: bool = False) -> dict:
+    """fastlinear's module-level Numba functions that have an on-disk cache, by qualified name:
+    those of the modules imported so far, or, with ``load``, after importing `KERNEL_MODULES`. Helpers compiled only as part of their callers (``inline="always"``,
+    no cache of their own) are left out: they never compile on their own."""
+    import importlib
+
+    from numba.core.caching import FunctionCache
     from numba.core.dispatcher import Dispatcher
 
-    cold = set()
-    for name, module in list(sys.modules.items()):
+    if load:
+        for name in KERNEL_MODULES:
+            importlib.import_module(name)
+    found = {}
+    for name, module in sorted(sys.modules.items()):
         if module is None or not name.startswith("fastlinear."):
             continue
-        for value in list(vars(module).values()):
-            cache = getattr(value, "_cache", None)
-            if not isinstance(value, Dispatcher) or getattr(value, "__module__", None) != name:
-                continue
-            files = getattr(cache, "_read_files", None) or [getattr(cache, "_cache_file", None)]
-            try:
-                warm = any(f is not None and f._load_index() for f in files)
-            except Exception:  # noqa: BLE001  (a count for a message: never fail a compile)
-                warm = False
-            if not warm:
-                cold.add(id(value))
+        for attr, value in list(vars(module).items()):
+            if (isinstance(value, Dispatcher) and getattr(value, "__module__", None) == name
+                    and isinstance(getattr(value, "_cache", None), FunctionCache)):
+                found[f"{name}.{attr}"] = value
+    return found
+
+
+def is_cached(dispatcher) -> bool:
+    """Whether Numba's cache holds machine code for ``dispatcher``'s current source (for any
+    signature). Numba's cache object has no public API for this: ``_load_index()`` returns {}
+    when the index is missing or was written for another version of the source file, and
+    `fastlinear._cache` may read a read-only directory before the writable one."""
+    cache = dispatcher._cache
+    files = getattr(cache, "_read_files", None) or [cache._cache_file]
+    return any(f._load_index() for f in files)
+
+
+def _uncached_kernels() -> set[int]:
+    """ids of the `kernel_functions` whose cache holds nothing for their current source (read
+    once, at the first compile of a process)."""
+    cold = set()
+    for value in kernel_functions().values():
+        try:
+            warm = is_cached(value)
+        except Exception:  # noqa: BLE001  (a count for a message: never fail a compile)
+            warm = False
+        if not warm:
+            cold.add(id(value))
     return cold
 
 

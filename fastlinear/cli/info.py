@@ -12,7 +12,6 @@ import json
 import os
 import platform
 
-from ..activations import NONE as ACT_NONE
 from ..tuning import cpu_model  # noqa: F401 - part of this module's API
 from ._common import HelpFormatter
 
@@ -75,64 +74,45 @@ def torch_threads() -> int | None:
 def kernel_cache() -> dict:
     """Where Numba caches fastlinear's kernels and which of them already have machine code there
     for this CPU and source (a warm cache: no compilation on first call). Counts every cached
-    Numba function in the kernel and backend modules, helpers included."""
-    import sys
+    Numba function of the package (`fastlinear._compile.kernel_functions`, the same set as the
+    progress lines of a first compile), by name without the leading ``fastlinear.``."""
+    from .. import _cache, _compile
 
-    from numba.core.caching import FunctionCache
-    from numba.core.registry import CPUDispatcher
-
-    from .. import backends  # noqa: F401  (imports the kernel modules)
-
-    prefixes = ("fastlinear.kernels.", "fastlinear.backends.")
-    kernels = {
-        f"{mod_name.removeprefix(prefixes[0]).removeprefix(prefixes[1])}.{name}": fn
-        for mod_name, mod in sorted(sys.modules.items())
-        if mod_name.startswith(prefixes) and mod is not None
-        for name, fn in vars(mod).items()
-        if isinstance(fn, CPUDispatcher) and fn.__module__ == mod_name
-        and isinstance(getattr(fn, "_cache", None), FunctionCache)
-    }
+    kernels = _compile.kernel_functions(load=True)
     dirs, warm = set(), []
     for name, fn in kernels.items():
-        # Numba's cache object has no public API; _load_index() returns {} when the index is
-        # missing or was written for another version of the source file. fastlinear's cache
-        # (fastlinear._cache) may read a read-only directory before the writable one.
         files = getattr(fn._cache, "_read_files", None) or [fn._cache._cache_file]
         dirs.update(f._cache_path for f in files)
-        if any(f._load_index() for f in files):
-            warm.append(name)
-    from .. import _cache
-
+        if _compile.is_cached(fn):
+            warm.append(name.removeprefix("fastlinear."))
     location = _cache.describe()
-    return {"dirs": sorted(dirs), "warm": warm, "kernels": len(kernels), "names": list(kernels),
+    return {"dirs": sorted(dirs), "warm": warm, "kernels": len(kernels),
+            "names": [name.removeprefix("fastlinear.") for name in kernels],
             "fell_back": any(d["fell_back"] for d in location["dirs"].values()),
             "writable": all(d["write"] for d in location["dirs"].values()),
             "writes_failed": location["writes_failed"]}
 
 
-def _run_one_kernel() -> None:
-    """Call the naive forward once on a 1x1 problem: Numba picks its threading layer on the first
-    parallel region, and the naive kernels always run one (the loops backend takes a serial path
-    for problems this small). This loads the kernel from the cache, or compiles it (a second)."""
-    import numpy as np
+def _start_numba_threads() -> None:
+    """Start Numba's thread pool, which is when Numba picks its threading layer; no kernel
+    compiles or runs (``numba.get_num_threads`` starts the pool)."""
+    import numba
 
-    from .. import backends
-
-    x = np.ones((1, 1), np.float64)
-    backends.NAIVE.forward(np.empty((1, 1), np.float64), x, x, None, ACT_NONE)
+    numba.get_num_threads()
 
 
-def summary(run_kernel: bool = False) -> dict:
+def summary(start_threads: bool = False) -> dict:
     """Everything ``fastlinear info`` reports, as a JSON-ready dict. The cache is inspected first;
-    with ``run_kernel``, one tiny kernel then runs so that the threading layer is known."""
+    with ``start_threads``, Numba's thread pool then starts so that the threading layer is
+    known (nothing compiles)."""
     import numba
 
     from .. import _cpu, tuning
     from .._threads import available_cores, get_num_threads
 
     cache = kernel_cache()
-    if run_kernel:
-        _run_one_kernel()
+    if start_threads:
+        _start_numba_threads()
     return {
         "python": platform.python_version(),
         "fastlinear": _version("fastlinear"),
@@ -225,6 +205,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """``fastlinear info``: print `summary` (one tiny kernel runs first); returns 0."""
-    s = summary(run_kernel=True)
+    s = summary(start_threads=True)
     print(json.dumps(s, indent=1) if args.json else format_summary(s))
     return 0

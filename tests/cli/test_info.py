@@ -31,7 +31,7 @@ def test_info_prints_versions_threads_blas_cpu_and_cache(capsys):
     out = capsys.readouterr().out
     assert f"numpy: {np.__version__}" in out
     assert f"numba: {numba.__version__}" in out
-    assert f"Numba threading layer: {numba.threading_layer()}" in out  # a kernel has run
+    assert f"Numba threading layer: {numba.threading_layer()}" in out  # the pool has started
     assert f"Numba threads: {numba.get_num_threads()} of a pool of" in out
     for field in ("BLAS:", "CPU:", "SIMD:", "512-bit vectors:", "Numba cache:", "cache warm:"):
         assert field in out
@@ -55,7 +55,7 @@ def test_cache_reports_kernels_that_ran_as_warm():
     x, w = np.ones((2, 3)), np.ones((4, 3))
     fl.linear(x, w, np.ones(4), backend="naive")  # naive.forward: one cached Numba function
     cache = info.kernel_cache()
-    assert "naive.forward" in cache["warm"]
+    assert "backends.naive.forward" in cache["warm"]
     assert set(cache["warm"]) <= set(cache["names"]) and len(cache["names"]) == cache["kernels"]
     assert cache["dirs"]
 
@@ -63,3 +63,32 @@ def test_cache_reports_kernels_that_ran_as_warm():
 def test_torch_version_reported_when_installed():
     torch = pytest.importorskip("torch")
     assert info.summary()["torch"].split("+")[0] == torch.__version__.split("+")[0]
+
+
+def test_info_compiles_nothing_on_an_empty_cache(tmp_path):
+    """`fastlinear info` reads the cache and starts Numba's pool, it compiles no kernel (it once
+    ran a naive kernel to learn the threading layer: seconds on a cold cache), and its count of
+    kernel functions is the set a first compile reports progress on."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, io, contextlib\n"
+        "from fastlinear import _compile, cli\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    assert cli.main(['info', '--json']) == 0\n"
+        "doc = json.loads(out.getvalue())\n"
+        "print(json.dumps([_compile.compile_count(), doc['threading_layer'],\n"
+        "                  doc['cache']['kernels'], len(doc['cache']['warm']),\n"
+        "                  len(_compile.kernel_functions(load=True))]))\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    compiled, layer, kernels, warm, listed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert compiled == 0
+    assert layer in ("omp", "tbb", "workqueue")
+    assert warm == 0 and kernels == listed > 80
