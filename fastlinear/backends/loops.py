@@ -40,7 +40,6 @@ parallel):
 from __future__ import annotations
 
 import numba
-import numpy as np
 
 from .._threads import adapt
 from ..kernels import forward as forward_kernels

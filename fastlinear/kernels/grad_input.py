@@ -23,7 +23,6 @@ output blocks (``_parallel``).
 
 from __future__ import annotations
 
-import numpy as np
 from numba import carray, prange
 
 from ._scratch import stack_row

@@ -29,7 +29,6 @@ output blocks (``_parallel``).
 
 from __future__ import annotations
 
-import numpy as np
 from numba import carray, prange
 
 from ._scratch import stack_row
