@@ -44,9 +44,10 @@ into an array on its own stack (``_scratch.stack_row``): the register blocks int
 that LLVM unrolls into vector registers (see ``_generate``), the edge blocks narrower than that
 into a row in memory. Nothing is allocated on the heap, and the kernels take no scratch argument.
 
-Several blocks in a row form one parallel task when there are more than TASKS
-(``_sums.strip_length``), which saves index arithmetic and calls; it depends only on the shape, and
-leaves at least TASKS tasks (4 per thread at 64 threads) whenever there are that many blocks.
+Several blocks in a row form one parallel task when there are more than TASKS, or when a block is
+too little work to be a task on its own (a short reduction; ``_sums.strip_length``), which saves
+index arithmetic and calls; it depends only on the shape, and leaves at least TASKS tasks (4 per
+thread at 64 threads) whenever there are that many blocks of at least ``MIN_TASK_WORK``.
 
 Variants: ``_f32`` (NR = 32) and ``_f64`` (NR = 16), each serial (``_serial``) and parallel over
 output blocks (``_parallel``).
@@ -131,18 +132,32 @@ def _dw_source(sfx: str, mr: int, nr: int, tag: str = "") -> str:
     One function for both ways of storing the block (``add``: dw += ..., else dw = ...), the
     reduction written once. Zeroing the block and always adding (one store loop) was slower where
     the reduction is short: 1.10-1.23x at 32x128x128 and 8x784x128, one thread (measured with the
-    block's accumulators spelt as scalar locals, before LLVM unrolled them)."""
-    lines = [
-        "@slp_njit(**SERIAL, family=\"register_block\")",
-        f"def _dw_block{mr}{tag}_{sfx}(out, dy, x, o0, p0, scale, add, r0, r1):",
-        f'    """out[o0:o0+{mr}, p0:p0+{nr}] (+)= scale * dy[r0:r1, o0:o0+{mr}].T @ x[r0:r1, p0:p0+{nr}]  '
-        '(out is dw; += when add)."""',
-    ]
-    lines += _block_lines(mr, nr, ["    for kk in range(r0, r1):", f"        a = dy[kk, o0:o0 + {mr}]",
-                                   f"        b = x[kk, p0:p0 + {nr}]"], "a[r]", "b[q]")
+    block's accumulators spelt as scalar locals, before LLVM unrolled them).
+
+    The full block (``mr == MR``, no tag) is a run: it computes the column blocks c0:c1 of its
+    rows one after the other, so that a task makes one call per row of blocks rather than one per
+    block. Each call of a function that takes arrays costs reference-count updates (atomic); where
+    the batch is short they cost as much as the block: float32 8x784x128, one thread, 22.7 us with
+    a call per block against BLAS's 10.6 us."""
+    run = mr == MR and not tag
+    if run:
+        head = (f"def _dw_run{mr}_{sfx}(out, dy, x, o0, c0, c1, scale, add, r0, r1):",
+                f'    """out[o0:o0+{mr}, c0*{nr}:c1*{nr}] (+)= scale * dy[r0:r1, o0:o0+{mr}].T @ '
+                f'x[r0:r1, c0*{nr}:c1*{nr}],\n    one {mr} x {nr} block after another (out is dw; '
+                '+= when add)."""')
+    else:
+        head = (f"def _dw_block{mr}{tag}_{sfx}(out, dy, x, o0, p0, scale, add, r0, r1):",
+                f'    """out[o0:o0+{mr}, p0:p0+{nr}] (+)= scale * dy[r0:r1, o0:o0+{mr}].T @ '
+                f'x[r0:r1, p0:p0+{nr}]  (out is dw; += when add)."""')
+    body = _block_lines(mr, nr, ["    for kk in range(r0, r1):", f"        a = dy[kk, o0:o0 + {mr}]",
+                                 f"        b = x[kk, p0:p0 + {nr}]"], "a[r]", "b[q]")
     for op, branch in (("+=", "    if add:"), ("=", "    else:")):
-        lines += [branch, f"        for r in range({mr}):", f"            o = out[o0 + r, p0:p0 + {nr}]",
-                  f"            for q in range({nr}):", f"                o[q] {op} scale * acc[r, q]"]
+        body += [branch, f"        for r in range({mr}):", f"            o = out[o0 + r, p0:p0 + {nr}]",
+                 f"            for q in range({nr}):", f"                o[q] {op} scale * acc[r, q]"]
+    if run:  # the lines after acc and z, once per column block
+        body = body[:2] + ["    for c in range(c0, c1):", f"        p0 = c * {nr}"] + [
+            "    " + line for line in body[2:]]
+    lines = ["@slp_njit(**SERIAL, family=\"register_block\")", *head, *body]
     return "\n".join(lines) + "\n"
 
 
@@ -254,7 +269,7 @@ def grad_input_parallel_{sfx}(dx, dy, w):
     # dy is (n, out), w is (out, in), dx is (n, in)
     col_blocks = (w.shape[1] + {NR} - 1) // {NR}
     row_blocks = (dy.shape[0] + {MR} - 1) // {MR}
-    strip = strip_length(row_blocks, col_blocks)
+    strip = strip_length(row_blocks, col_blocks, dy.shape[1] * {MR} * {NR})
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
         c0 = (t % strips) * strip
@@ -320,15 +335,15 @@ def _dw_chunk_{sfx}(dw, dy, x, scale, add, j0, p0, r0, r1):
     elif rows < {MR}:
         _dw_rows_{sfx}(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
     else:
-        _dw_block{MR}_{sfx}(dw, dy, x, j0, p0, scale, add, r0, r1)
+        _dw_run{MR}_{sfx}(dw, dy, x, j0, p0 // {NR}, p0 // {NR} + 1, scale, add, r0, r1)
 
 
 @slp_njit(**SERIAL)
 def _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, j0, c0, c1):
     """Row block j0 of dw, column blocks c0:c1, each summed over the batch in runs of DW_ROWS
     rows, each run's sum added to dw in batch order; the task of the first column block also
-    computes its rows of db. Full blocks are called from this loop directly (see
-    `_dx_task_{sfx}`)."""
+    computes its rows of db. The full blocks of a run of rows take one call (`_dw_run{MR}_{sfx}`),
+    the blocks cut by the edges one call each."""
     if db is not None and c0 == 0 and db.shape[0] > 0:
         _db_rows_{sfx}(db, dy, j0, min(dy.shape[1] - j0, {MR}), scale, accumulate)
     n = dy.shape[0]
@@ -337,12 +352,12 @@ def _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, j0, c0, c1):
     for r0 in range(0, max(n, 1), DW_ROWS):
         r1 = min(r0 + DW_ROWS, n)
         add = accumulate or r0 > 0
-        for c in range(c0, c1):
-            p0 = c * {NR}
-            if full_rows and p0 + {NR} <= k:
-                _dw_block{MR}_{sfx}(dw, dy, x, j0, p0, scale, add, r0, r1)
-            else:
-                _dw_chunk_{sfx}(dw, dy, x, scale, add, j0, p0, r0, r1)
+        cf = c0  # column blocks c0:cf are full blocks
+        if full_rows:
+            cf = max(c0, min(c1, k // {NR}))
+            _dw_run{MR}_{sfx}(dw, dy, x, j0, c0, cf, scale, add, r0, r1)
+        for c in range(cf, c1):
+            _dw_chunk_{sfx}(dw, dy, x, scale, add, j0, c * {NR}, r0, r1)
 
 
 @slp_njit(**SERIAL)
@@ -362,7 +377,7 @@ def grad_weight_parallel_{sfx}(dw, db, dy, x, scale, accumulate):
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + {NR} - 1) // {NR}, 1)
     row_blocks = (dy.shape[1] + {MR} - 1) // {MR}
-    strip = strip_length(row_blocks, col_blocks)
+    strip = strip_length(row_blocks, col_blocks, dy.shape[0] * {MR} * {NR})
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
         c0 = (t % strips) * strip

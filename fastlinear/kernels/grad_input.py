@@ -13,9 +13,10 @@ into an array on its own stack (``_scratch.stack_row``): the register blocks int
 that LLVM unrolls into vector registers (see ``_generate``), the edge blocks narrower than that
 into a row in memory. Nothing is allocated on the heap, and the kernels take no scratch argument.
 
-Several blocks in a row form one parallel task when there are more than TASKS
-(``_sums.strip_length``), which saves index arithmetic and calls; it depends only on the shape, and
-leaves at least TASKS tasks (4 per thread at 64 threads) whenever there are that many blocks.
+Several blocks in a row form one parallel task when there are more than TASKS, or when a block is
+too little work to be a task on its own (a short reduction; ``_sums.strip_length``), which saves
+index arithmetic and calls; it depends only on the shape, and leaves at least TASKS tasks (4 per
+thread at 64 threads) whenever there are that many blocks of at least ``MIN_TASK_WORK``.
 
 Variants: ``_f32`` (NR = 32) and ``_f64`` (NR = 16), each serial (``_serial``) and parallel over
 output blocks (``_parallel``).
@@ -177,7 +178,7 @@ def grad_input_parallel_f32(dx, dy, w):
     # dy is (n, out), w is (out, in), dx is (n, in)
     col_blocks = (w.shape[1] + 32 - 1) // 32
     row_blocks = (dy.shape[0] + 8 - 1) // 8
-    strip = strip_length(row_blocks, col_blocks)
+    strip = strip_length(row_blocks, col_blocks, dy.shape[1] * 8 * 32)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
         c0 = (t % strips) * strip
@@ -331,7 +332,7 @@ def grad_input_parallel_f64(dx, dy, w):
     # dy is (n, out), w is (out, in), dx is (n, in)
     col_blocks = (w.shape[1] + 16 - 1) // 16
     row_blocks = (dy.shape[0] + 8 - 1) // 8
-    strip = strip_length(row_blocks, col_blocks)
+    strip = strip_length(row_blocks, col_blocks, dy.shape[1] * 8 * 16)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
         c0 = (t % strips) * strip

@@ -19,9 +19,10 @@ into an array on its own stack (``_scratch.stack_row``): the register blocks int
 that LLVM unrolls into vector registers (see ``_generate``), the edge blocks narrower than that
 into a row in memory. Nothing is allocated on the heap, and the kernels take no scratch argument.
 
-Several blocks in a row form one parallel task when there are more than TASKS
-(``_sums.strip_length``), which saves index arithmetic and calls; it depends only on the shape, and
-leaves at least TASKS tasks (4 per thread at 64 threads) whenever there are that many blocks.
+Several blocks in a row form one parallel task when there are more than TASKS, or when a block is
+too little work to be a task on its own (a short reduction; ``_sums.strip_length``), which saves
+index arithmetic and calls; it depends only on the shape, and leaves at least TASKS tasks (4 per
+thread at 64 threads) whenever there are that many blocks of at least ``MIN_TASK_WORK``.
 
 Variants: ``_f32`` (NR = 32) and ``_f64`` (NR = 16), each serial (``_serial``) and parallel over
 output blocks (``_parallel``).
@@ -40,29 +41,32 @@ DW_ROWS = 512
 
 
 @slp_njit(**SERIAL, family="register_block")
-def _dw_block8_f32(out, dy, x, o0, p0, scale, add, r0, r1):
-    """out[o0:o0+8, p0:p0+32] (+)= scale * dy[r0:r1, o0:o0+8].T @ x[r0:r1, p0:p0+32]  (out is dw; += when add)."""
+def _dw_run8_f32(out, dy, x, o0, c0, c1, scale, add, r0, r1):
+    """out[o0:o0+8, c0*32:c1*32] (+)= scale * dy[r0:r1, o0:o0+8].T @ x[r0:r1, c0*32:c1*32],
+    one 8 x 32 block after another (out is dw; += when add)."""
     acc = carray(stack_row(out, 256), (8, 32))
     z = out.dtype.type(0)
-    for r in range(8):
-        for q in range(32):
-            acc[r, q] = z
-    for kk in range(r0, r1):
-        a = dy[kk, o0:o0 + 8]
-        b = x[kk, p0:p0 + 32]
+    for c in range(c0, c1):
+        p0 = c * 32
         for r in range(8):
             for q in range(32):
-                acc[r, q] += a[r] * b[q]
-    if add:
-        for r in range(8):
-            o = out[o0 + r, p0:p0 + 32]
-            for q in range(32):
-                o[q] += scale * acc[r, q]
-    else:
-        for r in range(8):
-            o = out[o0 + r, p0:p0 + 32]
-            for q in range(32):
-                o[q] = scale * acc[r, q]
+                acc[r, q] = z
+        for kk in range(r0, r1):
+            a = dy[kk, o0:o0 + 8]
+            b = x[kk, p0:p0 + 32]
+            for r in range(8):
+                for q in range(32):
+                    acc[r, q] += a[r] * b[q]
+        if add:
+            for r in range(8):
+                o = out[o0 + r, p0:p0 + 32]
+                for q in range(32):
+                    o[q] += scale * acc[r, q]
+        else:
+            for r in range(8):
+                o = out[o0 + r, p0:p0 + 32]
+                for q in range(32):
+                    o[q] = scale * acc[r, q]
 
 
 @slp_njit(**SERIAL, family="register_block")
@@ -326,15 +330,15 @@ def _dw_chunk_f32(dw, dy, x, scale, add, j0, p0, r0, r1):
     elif rows < 8:
         _dw_rows_f32(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
     else:
-        _dw_block8_f32(dw, dy, x, j0, p0, scale, add, r0, r1)
+        _dw_run8_f32(dw, dy, x, j0, p0 // 32, p0 // 32 + 1, scale, add, r0, r1)
 
 
 @slp_njit(**SERIAL)
 def _dw_task_f32(dw, db, dy, x, scale, accumulate, j0, c0, c1):
     """Row block j0 of dw, column blocks c0:c1, each summed over the batch in runs of DW_ROWS
     rows, each run's sum added to dw in batch order; the task of the first column block also
-    computes its rows of db. Full blocks are called from this loop directly (see
-    `_dx_task_f32`)."""
+    computes its rows of db. The full blocks of a run of rows take one call (`_dw_run8_f32`),
+    the blocks cut by the edges one call each."""
     if db is not None and c0 == 0 and db.shape[0] > 0:
         _db_rows_f32(db, dy, j0, min(dy.shape[1] - j0, 8), scale, accumulate)
     n = dy.shape[0]
@@ -343,12 +347,12 @@ def _dw_task_f32(dw, db, dy, x, scale, accumulate, j0, c0, c1):
     for r0 in range(0, max(n, 1), DW_ROWS):
         r1 = min(r0 + DW_ROWS, n)
         add = accumulate or r0 > 0
-        for c in range(c0, c1):
-            p0 = c * 32
-            if full_rows and p0 + 32 <= k:
-                _dw_block8_f32(dw, dy, x, j0, p0, scale, add, r0, r1)
-            else:
-                _dw_chunk_f32(dw, dy, x, scale, add, j0, p0, r0, r1)
+        cf = c0  # column blocks c0:cf are full blocks
+        if full_rows:
+            cf = max(c0, min(c1, k // 32))
+            _dw_run8_f32(dw, dy, x, j0, c0, cf, scale, add, r0, r1)
+        for c in range(cf, c1):
+            _dw_chunk_f32(dw, dy, x, scale, add, j0, c * 32, r0, r1)
 
 
 @slp_njit(**SERIAL)
@@ -368,7 +372,7 @@ def grad_weight_parallel_f32(dw, db, dy, x, scale, accumulate):
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + 32 - 1) // 32, 1)
     row_blocks = (dy.shape[1] + 8 - 1) // 8
-    strip = strip_length(row_blocks, col_blocks)
+    strip = strip_length(row_blocks, col_blocks, dy.shape[0] * 8 * 32)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
         c0 = (t % strips) * strip
@@ -377,29 +381,32 @@ def grad_weight_parallel_f32(dw, db, dy, x, scale, accumulate):
 
 
 @slp_njit(**SERIAL, family="register_block")
-def _dw_block8_f64(out, dy, x, o0, p0, scale, add, r0, r1):
-    """out[o0:o0+8, p0:p0+16] (+)= scale * dy[r0:r1, o0:o0+8].T @ x[r0:r1, p0:p0+16]  (out is dw; += when add)."""
+def _dw_run8_f64(out, dy, x, o0, c0, c1, scale, add, r0, r1):
+    """out[o0:o0+8, c0*16:c1*16] (+)= scale * dy[r0:r1, o0:o0+8].T @ x[r0:r1, c0*16:c1*16],
+    one 8 x 16 block after another (out is dw; += when add)."""
     acc = carray(stack_row(out, 128), (8, 16))
     z = out.dtype.type(0)
-    for r in range(8):
-        for q in range(16):
-            acc[r, q] = z
-    for kk in range(r0, r1):
-        a = dy[kk, o0:o0 + 8]
-        b = x[kk, p0:p0 + 16]
+    for c in range(c0, c1):
+        p0 = c * 16
         for r in range(8):
             for q in range(16):
-                acc[r, q] += a[r] * b[q]
-    if add:
-        for r in range(8):
-            o = out[o0 + r, p0:p0 + 16]
-            for q in range(16):
-                o[q] += scale * acc[r, q]
-    else:
-        for r in range(8):
-            o = out[o0 + r, p0:p0 + 16]
-            for q in range(16):
-                o[q] = scale * acc[r, q]
+                acc[r, q] = z
+        for kk in range(r0, r1):
+            a = dy[kk, o0:o0 + 8]
+            b = x[kk, p0:p0 + 16]
+            for r in range(8):
+                for q in range(16):
+                    acc[r, q] += a[r] * b[q]
+        if add:
+            for r in range(8):
+                o = out[o0 + r, p0:p0 + 16]
+                for q in range(16):
+                    o[q] += scale * acc[r, q]
+        else:
+            for r in range(8):
+                o = out[o0 + r, p0:p0 + 16]
+                for q in range(16):
+                    o[q] = scale * acc[r, q]
 
 
 @slp_njit(**SERIAL, family="register_block")
@@ -663,15 +670,15 @@ def _dw_chunk_f64(dw, dy, x, scale, add, j0, p0, r0, r1):
     elif rows < 8:
         _dw_rows_f64(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
     else:
-        _dw_block8_f64(dw, dy, x, j0, p0, scale, add, r0, r1)
+        _dw_run8_f64(dw, dy, x, j0, p0 // 16, p0 // 16 + 1, scale, add, r0, r1)
 
 
 @slp_njit(**SERIAL)
 def _dw_task_f64(dw, db, dy, x, scale, accumulate, j0, c0, c1):
     """Row block j0 of dw, column blocks c0:c1, each summed over the batch in runs of DW_ROWS
     rows, each run's sum added to dw in batch order; the task of the first column block also
-    computes its rows of db. Full blocks are called from this loop directly (see
-    `_dx_task_f64`)."""
+    computes its rows of db. The full blocks of a run of rows take one call (`_dw_run8_f64`),
+    the blocks cut by the edges one call each."""
     if db is not None and c0 == 0 and db.shape[0] > 0:
         _db_rows_f64(db, dy, j0, min(dy.shape[1] - j0, 8), scale, accumulate)
     n = dy.shape[0]
@@ -680,12 +687,12 @@ def _dw_task_f64(dw, db, dy, x, scale, accumulate, j0, c0, c1):
     for r0 in range(0, max(n, 1), DW_ROWS):
         r1 = min(r0 + DW_ROWS, n)
         add = accumulate or r0 > 0
-        for c in range(c0, c1):
-            p0 = c * 16
-            if full_rows and p0 + 16 <= k:
-                _dw_block8_f64(dw, dy, x, j0, p0, scale, add, r0, r1)
-            else:
-                _dw_chunk_f64(dw, dy, x, scale, add, j0, p0, r0, r1)
+        cf = c0  # column blocks c0:cf are full blocks
+        if full_rows:
+            cf = max(c0, min(c1, k // 16))
+            _dw_run8_f64(dw, dy, x, j0, c0, cf, scale, add, r0, r1)
+        for c in range(cf, c1):
+            _dw_chunk_f64(dw, dy, x, scale, add, j0, c * 16, r0, r1)
 
 
 @slp_njit(**SERIAL)
@@ -705,7 +712,7 @@ def grad_weight_parallel_f64(dw, db, dy, x, scale, accumulate):
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + 16 - 1) // 16, 1)
     row_blocks = (dy.shape[1] + 8 - 1) // 8
-    strip = strip_length(row_blocks, col_blocks)
+    strip = strip_length(row_blocks, col_blocks, dy.shape[0] * 8 * 16)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(row_blocks * strips):
         c0 = (t % strips) * strip

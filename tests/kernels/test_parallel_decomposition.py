@@ -75,9 +75,10 @@ def test_direct_kernels_have_at_least_4_tasks_per_thread_at_64_threads(dtype):
         if n * k * m > loops.PACKED and min(n, k, m) >= loops.PACKED_MIN_DIM:
             continue
         sent += 1
-        for rows, cols in ((m, k), (n, k)):  # grad_weight: dw (m, k); grad_input: dx (n, k)
+        # grad_weight: dw (m, k), summed over n; grad_input: dx (n, k), summed over m
+        for rows, cols, depth in ((m, k, n), (n, k, m)):
             row_blocks, col_blocks = _ceil(rows, 8), _ceil(cols, nr)
-            s = strip(row_blocks, col_blocks)
+            s = strip(row_blocks, col_blocks, depth * 8 * nr)
             assert row_blocks * _ceil(col_blocks, s) >= TASKS, (n, k, m)
     assert sent  # 256 x 512 x 512 itself is one of them
 
