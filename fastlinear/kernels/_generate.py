@@ -109,20 +109,28 @@ def _block_lines(mr: int, nr: int, step: list[str], a: str, b: str) -> list[str]
 
 
 def _dx_source(sfx: str, mr: int, nr: int, tag: str = "") -> str:
-    """An mr x nr block of dx = dy @ w: a column of dy times a row of w per step."""
-    lines = [
-        "@slp_njit(**SERIAL, family=\"register_block\")",
-        f"def _dx_block{mr}{tag}_{sfx}(out, dy, w, o0, p0):",
-        f'    """out[o0:o0+{mr}, p0:p0+{nr}] = dy[o0:o0+{mr}, :] @ w[:, p0:p0+{nr}]  (out is dx)."""',
-    ]
-    lines += _block_lines(mr, nr, ["    for kk in range(w.shape[0]):", f"        b = w[kk, p0:p0 + {nr}]"],
-                          "dy[o0 + r, kk]", "b[q]")
+    """An mr x nr block of dx = dy @ w: a column of dy times a row of w per step. The full block
+    is a run over column blocks, as in `_dw_source`."""
+    run = mr == MR and not tag
+    if run:
+        head = (f"def _dx_run{mr}_{sfx}(out, dy, w, o0, c0, c1):",
+                f'    """out[o0:o0+{mr}, c0*{nr}:c1*{nr}] = dy[o0:o0+{mr}, :] @ w[:, c0*{nr}:c1*{nr}], one '
+                f'{mr} x {nr}\n    block after another (out is dx)."""')
+    else:
+        head = (f"def _dx_block{mr}{tag}_{sfx}(out, dy, w, o0, p0):",
+                f'    """out[o0:o0+{mr}, p0:p0+{nr}] = dy[o0:o0+{mr}, :] @ w[:, p0:p0+{nr}]  (out is dx)."""')
+    body = _block_lines(mr, nr, ["    for kk in range(w.shape[0]):", f"        b = w[kk, p0:p0 + {nr}]"],
+                        "dy[o0 + r, kk]", "b[q]")
     # "+ 0": a loop that only copies a row of acc becomes a memcpy out of it, and that row then
     # stays in memory instead of registers (1.35x slower at float64 4096x256x10). The sum is
     # never -0.0 (it starts at +0.0), so adding +0.0 changes no value, and without "nsz"
     # LLVM may not remove it.
-    lines += [f"    for r in range({mr}):", f"        o = out[o0 + r, p0:p0 + {nr}]",
-              f"        for q in range({nr}):", "            o[q] = acc[r, q] + z"]
+    body += [f"    for r in range({mr}):", f"        o = out[o0 + r, p0:p0 + {nr}]",
+             f"        for q in range({nr}):", "            o[q] = acc[r, q] + z"]
+    if run:  # the lines after acc and z, once per column block
+        body = body[:2] + ["    for c in range(c0, c1):", f"        p0 = c * {nr}"] + [
+            "    " + line for line in body[2:]]
+    lines = ["@slp_njit(**SERIAL, family=\"register_block\")", *head, *body]
     return "\n".join(lines) + "\n"
 
 
@@ -233,25 +241,22 @@ def _dx_tile_{sfx}(dx, dy, w, i0, p0):
             p0 += {NH}
         _dx_edge_{sfx}(dx, dy, w, i0, p0)
     elif rows == {MR}:
-        _dx_block{MR}_{sfx}(dx, dy, w, i0, p0)
+        _dx_run{MR}_{sfx}(dx, dy, w, i0, p0 // {NR}, p0 // {NR} + 1)
     else:
         _dx_rows_{sfx}(dx, dy, w, i0, rows, p0)
 
 
 @slp_njit(**SERIAL)
 def _dx_task_{sfx}(dx, dy, w, i0, c0, c1):
-    """Row block i0 of dx, column blocks c0:c1. Full blocks are called from this loop directly:
-    every call of a function that takes arrays and branches costs a few reference-count updates
-    (atomic), which through one more level of calls per block cost more than the block at the
-    smallest shapes."""
-    full_rows = i0 + {MR} <= dy.shape[0]
-    k = w.shape[1]
-    for c in range(c0, c1):
-        p0 = c * {NR}
-        if full_rows and p0 + {NR} <= k:
-            _dx_block{MR}_{sfx}(dx, dy, w, i0, p0)
-        else:
-            _dx_tile_{sfx}(dx, dy, w, i0, p0)
+    """Row block i0 of dx, column blocks c0:c1: the full blocks in one call (`_dx_run{MR}_{sfx}`),
+    the blocks cut by the edges one call each. Every call of a function that takes arrays costs a
+    few reference-count updates (atomic), as much as a block where the reduction is short."""
+    cf = c0  # column blocks c0:cf are full blocks
+    if i0 + {MR} <= dy.shape[0]:
+        cf = max(c0, min(c1, w.shape[1] // {NR}))
+        _dx_run{MR}_{sfx}(dx, dy, w, i0, c0, cf)
+    for c in range(cf, c1):
+        _dx_tile_{sfx}(dx, dy, w, i0, c * {NR})
 
 
 @slp_njit(**SERIAL)

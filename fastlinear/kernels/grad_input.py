@@ -32,22 +32,25 @@ from ._sums import INDEX0, strip_length
 
 
 @slp_njit(**SERIAL, family="register_block")
-def _dx_block8_f32(out, dy, w, o0, p0):
-    """out[o0:o0+8, p0:p0+32] = dy[o0:o0+8, :] @ w[:, p0:p0+32]  (out is dx)."""
+def _dx_run8_f32(out, dy, w, o0, c0, c1):
+    """out[o0:o0+8, c0*32:c1*32] = dy[o0:o0+8, :] @ w[:, c0*32:c1*32], one 8 x 32
+    block after another (out is dx)."""
     acc = carray(stack_row(out, 256), (8, 32))
     z = out.dtype.type(0)
-    for r in range(8):
-        for q in range(32):
-            acc[r, q] = z
-    for kk in range(w.shape[0]):
-        b = w[kk, p0:p0 + 32]
+    for c in range(c0, c1):
+        p0 = c * 32
         for r in range(8):
             for q in range(32):
-                acc[r, q] += dy[o0 + r, kk] * b[q]
-    for r in range(8):
-        o = out[o0 + r, p0:p0 + 32]
-        for q in range(32):
-            o[q] = acc[r, q] + z
+                acc[r, q] = z
+        for kk in range(w.shape[0]):
+            b = w[kk, p0:p0 + 32]
+            for r in range(8):
+                for q in range(32):
+                    acc[r, q] += dy[o0 + r, kk] * b[q]
+        for r in range(8):
+            o = out[o0 + r, p0:p0 + 32]
+            for q in range(32):
+                o[q] = acc[r, q] + z
 
 
 @slp_njit(**SERIAL, family="register_block")
@@ -142,25 +145,22 @@ def _dx_tile_f32(dx, dy, w, i0, p0):
             p0 += 16
         _dx_edge_f32(dx, dy, w, i0, p0)
     elif rows == 8:
-        _dx_block8_f32(dx, dy, w, i0, p0)
+        _dx_run8_f32(dx, dy, w, i0, p0 // 32, p0 // 32 + 1)
     else:
         _dx_rows_f32(dx, dy, w, i0, rows, p0)
 
 
 @slp_njit(**SERIAL)
 def _dx_task_f32(dx, dy, w, i0, c0, c1):
-    """Row block i0 of dx, column blocks c0:c1. Full blocks are called from this loop directly:
-    every call of a function that takes arrays and branches costs a few reference-count updates
-    (atomic), which through one more level of calls per block cost more than the block at the
-    smallest shapes."""
-    full_rows = i0 + 8 <= dy.shape[0]
-    k = w.shape[1]
-    for c in range(c0, c1):
-        p0 = c * 32
-        if full_rows and p0 + 32 <= k:
-            _dx_block8_f32(dx, dy, w, i0, p0)
-        else:
-            _dx_tile_f32(dx, dy, w, i0, p0)
+    """Row block i0 of dx, column blocks c0:c1: the full blocks in one call (`_dx_run8_f32`),
+    the blocks cut by the edges one call each. Every call of a function that takes arrays costs a
+    few reference-count updates (atomic), as much as a block where the reduction is short."""
+    cf = c0  # column blocks c0:cf are full blocks
+    if i0 + 8 <= dy.shape[0]:
+        cf = max(c0, min(c1, w.shape[1] // 32))
+        _dx_run8_f32(dx, dy, w, i0, c0, cf)
+    for c in range(cf, c1):
+        _dx_tile_f32(dx, dy, w, i0, c * 32)
 
 
 @slp_njit(**SERIAL)
@@ -186,22 +186,25 @@ def grad_input_parallel_f32(dx, dy, w):
 
 
 @slp_njit(**SERIAL, family="register_block")
-def _dx_block8_f64(out, dy, w, o0, p0):
-    """out[o0:o0+8, p0:p0+16] = dy[o0:o0+8, :] @ w[:, p0:p0+16]  (out is dx)."""
+def _dx_run8_f64(out, dy, w, o0, c0, c1):
+    """out[o0:o0+8, c0*16:c1*16] = dy[o0:o0+8, :] @ w[:, c0*16:c1*16], one 8 x 16
+    block after another (out is dx)."""
     acc = carray(stack_row(out, 128), (8, 16))
     z = out.dtype.type(0)
-    for r in range(8):
-        for q in range(16):
-            acc[r, q] = z
-    for kk in range(w.shape[0]):
-        b = w[kk, p0:p0 + 16]
+    for c in range(c0, c1):
+        p0 = c * 16
         for r in range(8):
             for q in range(16):
-                acc[r, q] += dy[o0 + r, kk] * b[q]
-    for r in range(8):
-        o = out[o0 + r, p0:p0 + 16]
-        for q in range(16):
-            o[q] = acc[r, q] + z
+                acc[r, q] = z
+        for kk in range(w.shape[0]):
+            b = w[kk, p0:p0 + 16]
+            for r in range(8):
+                for q in range(16):
+                    acc[r, q] += dy[o0 + r, kk] * b[q]
+        for r in range(8):
+            o = out[o0 + r, p0:p0 + 16]
+            for q in range(16):
+                o[q] = acc[r, q] + z
 
 
 @slp_njit(**SERIAL, family="register_block")
@@ -296,25 +299,22 @@ def _dx_tile_f64(dx, dy, w, i0, p0):
             p0 += 8
         _dx_edge_f64(dx, dy, w, i0, p0)
     elif rows == 8:
-        _dx_block8_f64(dx, dy, w, i0, p0)
+        _dx_run8_f64(dx, dy, w, i0, p0 // 16, p0 // 16 + 1)
     else:
         _dx_rows_f64(dx, dy, w, i0, rows, p0)
 
 
 @slp_njit(**SERIAL)
 def _dx_task_f64(dx, dy, w, i0, c0, c1):
-    """Row block i0 of dx, column blocks c0:c1. Full blocks are called from this loop directly:
-    every call of a function that takes arrays and branches costs a few reference-count updates
-    (atomic), which through one more level of calls per block cost more than the block at the
-    smallest shapes."""
-    full_rows = i0 + 8 <= dy.shape[0]
-    k = w.shape[1]
-    for c in range(c0, c1):
-        p0 = c * 16
-        if full_rows and p0 + 16 <= k:
-            _dx_block8_f64(dx, dy, w, i0, p0)
-        else:
-            _dx_tile_f64(dx, dy, w, i0, p0)
+    """Row block i0 of dx, column blocks c0:c1: the full blocks in one call (`_dx_run8_f64`),
+    the blocks cut by the edges one call each. Every call of a function that takes arrays costs a
+    few reference-count updates (atomic), as much as a block where the reduction is short."""
+    cf = c0  # column blocks c0:cf are full blocks
+    if i0 + 8 <= dy.shape[0]:
+        cf = max(c0, min(c1, w.shape[1] // 16))
+        _dx_run8_f64(dx, dy, w, i0, c0, cf)
+    for c in range(cf, c1):
+        _dx_tile_f64(dx, dy, w, i0, c * 16)
 
 
 @slp_njit(**SERIAL)

@@ -7,8 +7,8 @@ Numba reports when that promotion fails: the kernel still gives the right bits, 
 copied out by a plain loop became a memcpy from the stack, and float64 grad_input at 4096x256x10
 ran 1.35x slower). So this reads the machine code of every block: inside its reduction loop no
 vector register is stored to or loaded from the stack, and the full 8-row blocks (the ones every
-shape runs; the weight gradient's as a run of column blocks, `_dw_run8_*`) have no such move at
-all. (LLVM's SLP vectorizer leaves a few around the loop of some
+shape runs, each a run of column blocks, ``_dx_run8_*`` and ``_dw_run8_*``) have no such move
+at all. (LLVM's SLP vectorizer leaves a few around the loop of some
 edge blocks, such as the float64 8 x 8 weight-gradient block.) The blocks are sized for 32 vector
 registers of 512 bits (8 x 32 float32 accumulators are 16 of them), so the check runs where
 fastlinear's kernels are compiled for those (`fastlinear._cpu.vectors_512`: an AVX-512 target and
@@ -30,13 +30,15 @@ from fastlinear.kernels.packed import _micro as packed_micro
 
 #: every register block, by name, and its module
 BLOCKS = {n: module for module in (grad_input, grad_weight) for n in dir(module)
-          if re.fullmatch(r"_d(w_run8|[wx]_block\d+h?)_f(32|64)", n)}
+          if re.fullmatch(r"_d[wx]_(run8|block\d+h?)_f(32|64)", n)}
 #: a vector register stored to, or loaded from, the stack (a spill, or an array left in memory)
 STACK_MOVE = re.compile(r"vmov\w*\s+(%[yz]mm\d+, -?\d*\(%rsp|-?\d*\(%rsp[^)]*\), %[yz]mm)")
 
 
 def _signature(name: str) -> tuple:
     a = (types.float32 if name.endswith("f32") else types.float64)[:, ::1]
+    if name.startswith("_dx_run"):  # o0, c0, c1: a run of column blocks
+        return (a, a, a, types.intp, types.intp, types.intp)
     if name.startswith("_dx"):
         return (a, a, a, types.intp, types.intp)
     if name.startswith("_dw_run"):  # o0, c0, c1 (a run of column blocks), then as a block
@@ -46,7 +48,7 @@ def _signature(name: str) -> tuple:
 
 
 def test_every_register_block_is_checked():
-    assert len(BLOCKS) == 16  # dx and dw; 8 (dw: a run of 8-row blocks), 8h, 2 and 1 rows; two dtypes
+    assert len(BLOCKS) == 16  # dx and dw; 8 (a run of 8-row blocks), 8h, 2 and 1 rows; two dtypes
     for name in BLOCKS:
         assert getattr(BLOCKS[name], name).llvm_flags == VECTORIZE["register_block"], name
 
@@ -64,7 +66,7 @@ def test_the_accumulators_of_a_register_block_live_in_registers(name):
     assert "vfmadd" in loop, f"{name}: no fused multiply-add found in the loop"
     moves = STACK_MOVE.findall(loop)
     assert not moves, f"{name}: {len(moves)} vector moves to or from the stack in its loop"
-    if re.fullmatch(r"_d(x_block|w_run)8_f(32|64)", name):
+    if re.fullmatch(r"_d[wx]_run8_f(32|64)", name):
         moves = STACK_MOVE.findall(own)
         assert not moves, f"{name}: {len(moves)} vector moves to or from the stack"
 
