@@ -54,8 +54,9 @@ KERNEL_MODULES = ("fastlinear.backends", "fastlinear.nn")
 
 def kernel_functions(load: bool = False) -> dict:
     """fastlinear's module-level Numba functions that have an on-disk cache, by qualified name:
-    those of the modules imported so far, or, with ``load``, after importing `KERNEL_MODULES`. Helpers compiled only as part of their callers (``inline="always"``,
-    no cache of their own) are left out: they never compile on their own."""
+    those of the modules imported so far, or, with ``load``, after importing `KERNEL_MODULES`.
+    Helpers compiled only as part of their callers (``inline="always"``, no cache of their own)
+    are left out: they never compile on their own."""
     import importlib
 
     from numba.core.caching import FunctionCache

@@ -126,11 +126,12 @@ def grad_output(dy: object, lead: tuple[int, ...], w: np.ndarray) -> np.ndarray:
     if type(dy) is np.ndarray and dy.dtype == w.dtype and dy.shape == (*lead, w.shape[0]):
         return dy  # the common case, in one test
     dy = require_array("dy", dy)
-    same_dtype("dy", dy, "weight", w)
+    same_dtype("dy", dy, "w", w)
     expected = tuple(lead) + (w.shape[0],)
     if dy.shape != expected:
         raise ValueError(
-            f"dy has shape {dy.shape} but the forward output has shape {expected}; dy must match it"
+            f"dy has shape {dy.shape} but the forward output has shape {expected} (the input's "
+            f"leading dimensions {tuple(lead)} by out_features {w.shape[0]}); dy must match it"
         )
     return dy
 

@@ -529,3 +529,13 @@ def test_predict_refuses_non_arrays_with_a_type_error(bad):
     model = nn.mlp([8, 3], seed=0)
     with pytest.raises(TypeError, match="x must be a numpy.ndarray"):
         model.predict(bad)
+
+
+def test_backward_dy_shape_error_says_where_the_expected_shape_comes_from():
+    x, w = np.ones((4, 3), np.float32), np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"dy has shape \(5, 2\) but the forward output has shape "
+                                         r"\(4, 2\) \(the input's leading dimensions \(4,\) by "
+                                         r"out_features 2\)"):
+        fl.linear_backward(np.ones((5, 2), np.float32), x, w)
+    with pytest.raises(TypeError, match="dy has dtype float64 but w has dtype float32"):
+        fl.linear_backward(np.ones((4, 2)), x, w)

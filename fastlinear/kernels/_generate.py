@@ -118,9 +118,10 @@ def _dx_source(sfx: str, mr: int, nr: int, tag: str = "") -> str:
                 f'{mr} x {nr}\n    block after another (out is dx)."""')
     else:
         head = (f"def _dx_block{mr}{tag}_{sfx}(out, dy, w, o0, p0):",
-                f'    """out[o0:o0+{mr}, p0:p0+{nr}] = dy[o0:o0+{mr}, :] @ w[:, p0:p0+{nr}]  (out is dx)."""')
-    body = _block_lines(mr, nr, ["    for kk in range(w.shape[0]):", f"        b = w[kk, p0:p0 + {nr}]"],
-                        "dy[o0 + r, kk]", "b[q]")
+                f'    """out[o0:o0+{mr}, p0:p0+{nr}] = dy[o0:o0+{mr}, :] @ w[:, p0:p0+{nr}]  '
+                '(out is dx)."""')
+    step = ["    for kk in range(w.shape[0]):", f"        b = w[kk, p0:p0 + {nr}]"]
+    body = _block_lines(mr, nr, step, "dy[o0 + r, kk]", "b[q]")
     # "+ 0": a loop that only copies a row of acc becomes a memcpy out of it, and that row then
     # stays in memory instead of registers (1.35x slower at float64 4096x256x10). The sum is
     # never -0.0 (it starts at +0.0), so adding +0.0 changes no value, and without "nsz"
@@ -157,11 +158,14 @@ def _dw_source(sfx: str, mr: int, nr: int, tag: str = "") -> str:
         head = (f"def _dw_block{mr}{tag}_{sfx}(out, dy, x, o0, p0, scale, add, r0, r1):",
                 f'    """out[o0:o0+{mr}, p0:p0+{nr}] (+)= scale * dy[r0:r1, o0:o0+{mr}].T @ '
                 f'x[r0:r1, p0:p0+{nr}]  (out is dw; += when add)."""')
-    body = _block_lines(mr, nr, ["    for kk in range(r0, r1):", f"        a = dy[kk, o0:o0 + {mr}]",
-                                 f"        b = x[kk, p0:p0 + {nr}]"], "a[r]", "b[q]")
+    step = ["    for kk in range(r0, r1):", f"        a = dy[kk, o0:o0 + {mr}]",
+            f"        b = x[kk, p0:p0 + {nr}]"]
+    body = _block_lines(mr, nr, step, "a[r]", "b[q]")
     for op, branch in (("+=", "    if add:"), ("=", "    else:")):
-        body += [branch, f"        for r in range({mr}):", f"            o = out[o0 + r, p0:p0 + {nr}]",
-                 f"            for q in range({nr}):", f"                o[q] {op} scale * acc[r, q]"]
+        body += [branch, f"        for r in range({mr}):",
+                 f"            o = out[o0 + r, p0:p0 + {nr}]",
+                 f"            for q in range({nr}):",
+                 f"                o[q] {op} scale * acc[r, q]"]
     if run:  # the lines after acc and z, once per column block
         body = body[:2] + ["    for c in range(c0, c1):", f"        p0 = c * {nr}"] + [
             "    " + line for line in body[2:]]

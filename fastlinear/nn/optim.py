@@ -67,6 +67,9 @@ def _real(name: str, value: object, low: float = 0.0, high: float = math.inf,
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     value = float(value)
+    unbounded = math.isinf(high)
+    if unbounded and not (math.isfinite(value) and low <= value):
+        raise ValueError(f"{name} must be finite and at least {low:g}, got {value!r}")
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if not (low <= value and (value < high if high_open else value <= high)):

@@ -149,3 +149,12 @@ def test_zero_eps_and_zero_gradient_give_torchs_nan_not_an_exception():
     theirs.step()
     np.testing.assert_array_equal(p, tp.detach().numpy())  # [nan, 1.9]
     assert np.isnan(p[0]) and opt.steps == 1
+
+
+@pytest.mark.parametrize("value", [-1.0, INF])
+def test_an_unbounded_setting_states_one_range_for_every_bad_value(value):
+    """lr has no upper bound: a negative and an infinite rate get the same description of what is
+    allowed (a message once said "[0, inf]" for -1 and "must be finite" for inf)."""
+    p, g = np.zeros(3), np.zeros(3)
+    with pytest.raises(ValueError, match="lr must be finite and at least 0, got"):
+        nn.SGD([(p, g)], lr=value)
