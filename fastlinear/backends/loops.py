@@ -85,7 +85,7 @@ _GRAD_WEIGHT = {
 #: empty array instead of None, so that calls with and without a bias share one compiled signature
 #: (None compiles a kernel and every function it calls a second time: the second
 #: grad_weight_parallel_f32 alone took 1.4 s of a first training run's compiling, 2 cores; the
-#: forward family about 3 s per dtype of a cold warm-up). Never written: it has no elements.
+#: forward family 4-6 s per dtype of a cold warm-up). Never written: it has no elements.
 ABSENT = {dt.itemsize: empty for dt, empty in EMPTY.items()}
 
 #: every compiled variant behind each public kernel (for tests and compile-time benchmarks)

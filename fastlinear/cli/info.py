@@ -36,7 +36,8 @@ def simd_flags() -> list[str]:
 
 
 def threading_layer() -> str:
-    """The layer Numba's parallel kernels ran on, or the configured choice if none ran yet."""
+    """The threading layer Numba's parallel kernels run on (chosen when its thread pool starts),
+    or the configured choice if the pool has not started yet."""
     import numba
 
     try:
@@ -74,8 +75,9 @@ def torch_threads() -> int | None:
 def kernel_cache() -> dict:
     """Where Numba caches fastlinear's kernels and which of them already have machine code there
     for this CPU and source (a warm cache: no compilation on first call). Counts every cached
-    Numba function of the package (`fastlinear._compile.kernel_functions`, the same set as the
-    progress lines of a first compile), by name without the leading ``fastlinear.``."""
+    Numba function of the package (`fastlinear._compile.kernel_functions`, after importing the
+    modules that define kernels; a first compile's progress lines count those of the modules
+    imported at that moment), by name without the leading ``fastlinear.``."""
     from .. import _cache, _compile
 
     kernels = _compile.kernel_functions(load=True)
@@ -204,7 +206,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``fastlinear info``: print `summary` (one tiny kernel runs first); returns 0."""
+    """``fastlinear info``: print `summary` (Numba's thread pool starts first; nothing compiles);
+    returns 0."""
     s = summary(start_threads=True)
     print(json.dumps(s, indent=1) if args.json else format_summary(s))
     return 0

@@ -237,15 +237,14 @@ def _dx_edge_{sfx}(dx, dy, w, i0, p0):
 
 @slp_njit(**SERIAL)
 def _dx_tile_{sfx}(dx, dy, w, i0, p0):
-    """The {MR} x {NR} block of dx at (i0, p0), or the part of it inside dx."""
+    """The part inside dx of the {MR} x {NR} block at (i0, p0), a block cut by the last row or
+    column (full blocks go to `_dx_run{MR}_{sfx}`)."""
     rows = min(dy.shape[0] - i0, {MR})
     if p0 + {NR} > w.shape[1]:
         if rows == {MR} and p0 + {NH} <= w.shape[1]:
             _dx_block{MR}h_{sfx}(dx, dy, w, i0, p0)
             p0 += {NH}
         _dx_edge_{sfx}(dx, dy, w, i0, p0)
-    elif rows == {MR}:
-        _dx_run{MR}_{sfx}(dx, dy, w, i0, p0 // {NR}, p0 // {NR} + 1)
     else:
         _dx_rows_{sfx}(dx, dy, w, i0, rows, p0)
 
@@ -334,17 +333,16 @@ def _db_rows_{sfx}(db, dy, j0, rows, scale, accumulate):
 
 @slp_njit(**SERIAL)
 def _dw_chunk_{sfx}(dw, dy, x, scale, add, j0, p0, r0, r1):
-    """Batch rows r0:r1 of the {MR} x {NR} block of dw at (j0, p0), or of the part of it inside dw."""
+    """Batch rows r0:r1 of the part inside dw of the {MR} x {NR} block at (j0, p0), a block cut by
+    the last row or column (full blocks go to `_dw_run{MR}_{sfx}`)."""
     rows = min(dy.shape[1] - j0, {MR})
     if p0 + {NR} > x.shape[1]:
         if rows == {MR} and p0 + {NH} <= x.shape[1]:
             _dw_block{MR}h_{sfx}(dw, dy, x, j0, p0, scale, add, r0, r1)
             p0 += {NH}
         _dw_edge_{sfx}(dw, dy, x, j0, p0, scale, add, r0, r1)
-    elif rows < {MR}:
-        _dw_rows_{sfx}(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
     else:
-        _dw_run{MR}_{sfx}(dw, dy, x, j0, p0 // {NR}, p0 // {NR} + 1, scale, add, r0, r1)
+        _dw_rows_{sfx}(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
 
 
 @slp_njit(**SERIAL)

@@ -50,12 +50,13 @@ INDEX0 = np.intp(0)
 ONE_LEAF = np.intp(1)
 
 
-#: fewest multiply-adds a parallel task of the direct gradient kernels does, unless it already
-#: holds a whole row of blocks: below it, entering the task and calling its blocks (each call
-#: updates reference counts with atomic instructions) cost as much as the arithmetic. Measured on
-#: the weight gradient, 2 threads, us per call with 1 / 4 / 8 blocks per task (2-core AMD EPYC,
-#: znver5): float32 8x784x128 20.3 / 13.5 / 12.8, 16x512x256 31.8 / 24.4 / 22.2; float64 8x784x128
-#: 35.5 / 21.1 / 19.6, 2x1000x100 31.3 / 20.4 / 14.7. One 8 x 32 block over 8 batch rows is 2,048.
+#: multiply-adds a parallel task of the direct gradient kernels is made to do (the last strip of
+#: a row may do less, see `strip_length`): below it, entering the task and calling its blocks
+#: (each call updates reference counts with atomic instructions) cost as much as the arithmetic.
+#: Measured on the weight gradient, 2 threads, us per call with 1 / 4 / 8 blocks per task (2-core
+#: AMD EPYC, znver5): float32 8x784x128 20.3 / 13.5 / 12.8, 16x512x256 31.8 / 24.4 / 22.2;
+#: float64 8x784x128 35.5 / 21.1 / 19.6, 2x1000x100 31.3 / 20.4 / 14.7. One 8 x 32 block over 8
+#: batch rows is 2,048.
 MIN_TASK_WORK = 1 << 14
 
 
@@ -64,7 +65,9 @@ def strip_length(row_blocks, col_blocks, block_work):
     """Column blocks per parallel task of the direct gradient kernels, whose blocks each do
     ``block_work`` multiply-adds: 1, or more when there are over `TASKS` blocks (fewer divisions
     and calls; at least `TASKS` tasks stay, 4 per thread at 64 threads) or when a block does less
-    than `MIN_TASK_WORK` (enough blocks to reach it). Depends only on the shape."""
+    than `MIN_TASK_WORK` (enough blocks to reach it, or a whole row of blocks). The last strip of
+    a row holds what is left (25 blocks at 8 per strip: 8, 8, 8 and 1). Depends only on the
+    shape."""
     by_count = (row_blocks * col_blocks) // TASKS
     by_work = (MIN_TASK_WORK + block_work - 1) // max(block_work, 1)
     return max(1, min(col_blocks, max(by_count, by_work)))

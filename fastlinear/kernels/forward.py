@@ -9,12 +9,12 @@ formed. The bias and the activation are applied when the block is stored. The bi
 array in every call, empty for none, so that one compiled kernel serves both (a None bias compiled
 this module's functions a second time, seconds per dtype on 2 cores); each block takes its columns'
 biases (0 for none) as numbers, not the array. Against the earlier kernels, which had a None twin
-and passed the bias array to each block, with the same bits: calls with a bias take 0.84x-1.01x the
-time, calls without one 0.96x-1.13x (the most at 4096x256x10, serial, both dtypes; 1 thread, one
-process, 7 shapes x 2 dtypes, 2-core AMD EPYC, znver5). Output columns left over at the right edge
-use 4 x 2 and 4 x 1 blocks, rows left over at the bottom 1 x 4 and 1 x 1 blocks; every block is
-computed by one thread, so the summation order of an element depends only on the shape, never on
-the thread count.
+and passed the bias array to each block, with the same bits (but for the sign of a NaN result,
+which no kernel promises): calls with a bias take 0.84x-1.01x the time, calls without one
+0.96x-1.13x (the most at 4096x256x10, serial, both dtypes; 1 thread, one process, 7 shapes x 2
+dtypes, 2-core AMD EPYC, znver5). Output columns left over at the right edge use 4 x 2 and 4 x 1
+blocks, rows left over at the bottom 1 x 4 and 1 x 1 blocks; every block is computed by one thread,
+so the summation order of an element depends only on the shape, never on the thread count.
 
 ``forward_serial`` has no parallel region: a Numba parallel region costs about 1.4 us to enter,
 several times the whole computation at batch 1, 16 x 16.

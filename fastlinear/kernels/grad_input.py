@@ -137,15 +137,14 @@ def _dx_edge_f32(dx, dy, w, i0, p0):
 
 @slp_njit(**SERIAL)
 def _dx_tile_f32(dx, dy, w, i0, p0):
-    """The 8 x 32 block of dx at (i0, p0), or the part of it inside dx."""
+    """The part inside dx of the 8 x 32 block at (i0, p0), a block cut by the last row or
+    column (full blocks go to `_dx_run8_f32`)."""
     rows = min(dy.shape[0] - i0, 8)
     if p0 + 32 > w.shape[1]:
         if rows == 8 and p0 + 16 <= w.shape[1]:
             _dx_block8h_f32(dx, dy, w, i0, p0)
             p0 += 16
         _dx_edge_f32(dx, dy, w, i0, p0)
-    elif rows == 8:
-        _dx_run8_f32(dx, dy, w, i0, p0 // 32, p0 // 32 + 1)
     else:
         _dx_rows_f32(dx, dy, w, i0, rows, p0)
 
@@ -291,15 +290,14 @@ def _dx_edge_f64(dx, dy, w, i0, p0):
 
 @slp_njit(**SERIAL)
 def _dx_tile_f64(dx, dy, w, i0, p0):
-    """The 8 x 16 block of dx at (i0, p0), or the part of it inside dx."""
+    """The part inside dx of the 8 x 16 block at (i0, p0), a block cut by the last row or
+    column (full blocks go to `_dx_run8_f64`)."""
     rows = min(dy.shape[0] - i0, 8)
     if p0 + 16 > w.shape[1]:
         if rows == 8 and p0 + 8 <= w.shape[1]:
             _dx_block8h_f64(dx, dy, w, i0, p0)
             p0 += 8
         _dx_edge_f64(dx, dy, w, i0, p0)
-    elif rows == 8:
-        _dx_run8_f64(dx, dy, w, i0, p0 // 16, p0 // 16 + 1)
     else:
         _dx_rows_f64(dx, dy, w, i0, rows, p0)
 

@@ -320,17 +320,16 @@ def _db_rows_f32(db, dy, j0, rows, scale, accumulate):
 
 @slp_njit(**SERIAL)
 def _dw_chunk_f32(dw, dy, x, scale, add, j0, p0, r0, r1):
-    """Batch rows r0:r1 of the 8 x 32 block of dw at (j0, p0), or of the part of it inside dw."""
+    """Batch rows r0:r1 of the part inside dw of the 8 x 32 block at (j0, p0), a block cut by
+    the last row or column (full blocks go to `_dw_run8_f32`)."""
     rows = min(dy.shape[1] - j0, 8)
     if p0 + 32 > x.shape[1]:
         if rows == 8 and p0 + 16 <= x.shape[1]:
             _dw_block8h_f32(dw, dy, x, j0, p0, scale, add, r0, r1)
             p0 += 16
         _dw_edge_f32(dw, dy, x, j0, p0, scale, add, r0, r1)
-    elif rows < 8:
-        _dw_rows_f32(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
     else:
-        _dw_run8_f32(dw, dy, x, j0, p0 // 32, p0 // 32 + 1, scale, add, r0, r1)
+        _dw_rows_f32(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
 
 
 @slp_njit(**SERIAL)
@@ -660,17 +659,16 @@ def _db_rows_f64(db, dy, j0, rows, scale, accumulate):
 
 @slp_njit(**SERIAL)
 def _dw_chunk_f64(dw, dy, x, scale, add, j0, p0, r0, r1):
-    """Batch rows r0:r1 of the 8 x 16 block of dw at (j0, p0), or of the part of it inside dw."""
+    """Batch rows r0:r1 of the part inside dw of the 8 x 16 block at (j0, p0), a block cut by
+    the last row or column (full blocks go to `_dw_run8_f64`)."""
     rows = min(dy.shape[1] - j0, 8)
     if p0 + 16 > x.shape[1]:
         if rows == 8 and p0 + 8 <= x.shape[1]:
             _dw_block8h_f64(dw, dy, x, j0, p0, scale, add, r0, r1)
             p0 += 8
         _dw_edge_f64(dw, dy, x, j0, p0, scale, add, r0, r1)
-    elif rows < 8:
-        _dw_rows_f64(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
     else:
-        _dw_run8_f64(dw, dy, x, j0, p0 // 16, p0 // 16 + 1, scale, add, r0, r1)
+        _dw_rows_f64(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
 
 
 @slp_njit(**SERIAL)

@@ -341,3 +341,24 @@ def test_grad_weight_without_db_through_every_route(choice, shape, table_file, m
         if with_db:
             np.testing.assert_allclose(db, dy.astype(np.float64).sum(0), rtol=1e-4, atol=1e-4)
     assert loops.ABSENT[4].shape == (0,) and loops.ABSENT[8].shape == (0,)
+
+
+@pytest.mark.parametrize("choice", ["loops", "blas"])
+@pytest.mark.parametrize("shape", [TINY, (4, 5, 0), SHAPE_CLASSES["small"]])
+def test_forward_without_bias_through_every_route(choice, shape, table_file):
+    """auto hands an empty bias (`loops.ABSENT`) for None to whichever kernel it remembered (loops'
+    serial kernel, loops' Python layer, BLAS, which must see None again): y is right with and
+    without a bias, and the shared empty arrays stay empty."""
+    t = fl.get_num_threads()
+    write_table(table_file, [entry("forward", "float32", c, t, choice) for c in SHAPE_CLASSES])
+    n, k, m = shape
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((n, k)).astype(np.float32)
+    w = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    for bias in (None, b, None):
+        y = np.full((n, m), np.nan, np.float32)
+        auto.forward(y, x, w, bias, 0)
+        want = x.astype(np.float64) @ w.T.astype(np.float64) + (0 if bias is None else b)
+        np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+    assert loops.ABSENT[4].shape == (0,) and loops.ABSENT[8].shape == (0,)

@@ -149,3 +149,20 @@ def test_batch_reductions_match_the_float64_reference(dtype, shape, rng):
     gr = np.where(y > 0, dy, 0).astype(np.float64)
     assert np.array_equal(g, gr.astype(dtype))
     assert_close(db, gr.sum(axis=0), np.abs(gr).sum(axis=0), n, dtype, "activation db")
+
+
+def test_short_reductions_give_each_task_enough_work():
+    """Where a block is little work (a short reduction), a parallel task of the direct gradient
+    kernels takes enough blocks for `MIN_TASK_WORK` multiply-adds, or a whole row of blocks; only
+    the last strip of a row holds less. At long reductions nothing changes (one block per task
+    until there are more than `TASKS` blocks)."""
+    for row_blocks, col_blocks, depth in itertools.product((1, 16, 64), (1, 3, 25, 49, 128),
+                                                           (1, 2, 8, 33, 64, 128)):
+        work = depth * 8 * 32
+        s = _sums.strip_length(row_blocks, col_blocks, work)
+        assert 1 <= s <= col_blocks
+        assert s * work >= _sums.MIN_TASK_WORK or s == col_blocks, (row_blocks, col_blocks, depth)
+        if work >= _sums.MIN_TASK_WORK:
+            assert s == max(1, min(col_blocks, row_blocks * col_blocks // TASKS))
+    # float32 8x784x128 weight gradient: 25 column blocks of 8 x 32 over 8 batch rows
+    assert _sums.strip_length(16, 25, 8 * 8 * 32) == 8
