@@ -76,14 +76,18 @@ def kernel_functions(load: bool = False) -> dict:
     return found
 
 
+def cache_files(dispatcher) -> list:
+    """Numba's cache-file objects that ``dispatcher`` reads, in order (`fastlinear._cache` may
+    read a read-only directory before the writable one); each has ``_cache_path``."""
+    cache = dispatcher._cache
+    return getattr(cache, "_read_files", None) or [cache._cache_file]
+
+
 def is_cached(dispatcher) -> bool:
     """Whether Numba's cache holds machine code for ``dispatcher``'s current source (for any
     signature). Numba's cache object has no public API for this: ``_load_index()`` returns {}
-    when the index is missing or was written for another version of the source file, and
-    `fastlinear._cache` may read a read-only directory before the writable one."""
-    cache = dispatcher._cache
-    files = getattr(cache, "_read_files", None) or [cache._cache_file]
-    return any(f._load_index() for f in files)
+    when the index is missing or was written for another version of the source file."""
+    return any(f._load_index() for f in cache_files(dispatcher))
 
 
 def _uncached_kernels() -> set[int]:

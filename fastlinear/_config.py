@@ -45,11 +45,11 @@ PLAIN: dict = dict(cache=True, nogil=True)
 #: loops in functions compiled with these options too.
 ORDERED: dict = dict(cache=True, nogil=True, fastmath=set(FASTMATH) - {"reassoc"})
 
-#: Options for the register-blocked kernels (``kernels/grad_input``, ``kernels/grad_weight``): fused
-#: multiply-add only, no reassociation. Without reassociation LLVM's loop vectorizer may not turn
-#: the reduction loop into vector reductions over the MR * NR accumulators (which spilled and ran at
-#: 12 GFLOP/s), while the SLP vectorizer (`VECTORIZE`), which only combines independent lanes, still
-#: vectorizes across the NR columns. NaN and Inf propagate.
+#: Options for the register-blocked kernels (``kernels/grad_input``, ``kernels/grad_weight``):
+#: fused multiply-add only, no reassociation. Without reassociation LLVM's loop vectorizer may not
+#: turn the reduction loop into vector reductions over the MR * NR accumulators (which spilled and
+#: ran at 12 GFLOP/s), while the SLP vectorizer (`VECTORIZE`), which only combines independent
+#: lanes, still vectorizes across the NR columns. NaN and Inf propagate.
 BLOCKED_SERIAL: dict = dict(cache=True, nogil=True, fastmath=set(FASTMATH) & {"contract"})
 BLOCKED_PARALLEL: dict = dict(BLOCKED_SERIAL, parallel=True)
 

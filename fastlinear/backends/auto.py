@@ -46,14 +46,14 @@ _DTYPES = {4: "float32", 8: "float64"}  # by itemsize: the kernels take these tw
 
 def _blas_forward(y, x, w, b, act) -> None:
     """y = act(x @ w.T + b) by BLAS, where auto passes an empty ``b`` for none."""
-    blas.forward(y, x, w, b if b.shape[0] else None, act)
+    blas.forward(y, x, w, loops.present(b), act)
 
 
 def _blas_grad_weight(dw, db, dy, x, scale, accumulate) -> None:
     """dw (+)= scale * dy.T @ x by BLAS; db by the loop kernel, which beat numpy's sum at every
     shape measured."""
     blas.grad_weight(dw, None, dy, x, scale, accumulate)
-    if db is not None and db.shape[0]:  # auto passes an empty db for none
+    if loops.present(db) is not None:  # auto passes an empty db for none
         loops.grad_bias(db, dy, scale, accumulate)
 
 

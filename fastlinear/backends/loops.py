@@ -88,6 +88,11 @@ _GRAD_WEIGHT = {
 #: forward family 4-6 s per dtype of a cold warm-up). Never written: it has no elements.
 ABSENT = {dt.itemsize: empty for dt, empty in EMPTY.items()}
 
+
+def present(a):
+    """``a``, or None where it is None or empty (`ABSENT`): for the kernels that take None."""
+    return a if a is not None and a.shape[0] else None
+
 #: every compiled variant behind each public kernel (for tests and compile-time benchmarks)
 VARIANTS: dict[str, tuple] = {
     "forward": _FORWARD,
@@ -126,7 +131,7 @@ def forward(y, x, w, b, act) -> None:
     if work <= FORWARD_PACKED or packed_forward is None or min(n, k, m) < PACKED_MIN_DIM:
         forward_kernels.forward_parallel(y, x, w, ABSENT[x.itemsize] if b is None else b, act)
     else:
-        packed_forward(y, x, w, b if b is not None and b.shape[0] else None, act)
+        packed_forward(y, x, w, present(b), act)
 
 
 def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
@@ -143,7 +148,7 @@ def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
     if work <= PACKED or packed_grad_weight is None or min(n, k, m) < PACKED_MIN_DIM:
         _GRAD_WEIGHT[size][1](dw, ABSENT[size] if db is None else db, dy, x, scale, accumulate)
     else:
-        packed_grad_weight(dw, db if db is not None and db.size else None, dy, x, scale, accumulate)
+        packed_grad_weight(dw, present(db), dy, x, scale, accumulate)
 
 
 def grad_bias(db, dy, scale, accumulate) -> None:

@@ -83,8 +83,7 @@ def kernel_cache() -> dict:
     kernels = _compile.kernel_functions(load=True)
     dirs, warm = set(), []
     for name, fn in kernels.items():
-        files = getattr(fn._cache, "_read_files", None) or [fn._cache._cache_file]
-        dirs.update(f._cache_path for f in files)
+        dirs.update(f._cache_path for f in _compile.cache_files(fn))
         if _compile.is_cached(fn):
             warm.append(name.removeprefix("fastlinear."))
     location = _cache.describe()

@@ -7,13 +7,14 @@ Public functions (outputs first, no checking inside; see `_api`):
 * ``packed_grad_input(dx, dy, w)``: dx = dy @ w
 * ``compile_packed(dtype)``: compile ahead of first use
 
-Files: ``_micro.py`` the register-blocked micro-kernels (8 x 32 float32, 8 x 16 float64), how
-they are compiled and the per-dtype choice, ``_pack.py`` packing, ``_prefetch.py`` a cache-line
-prefetch intrinsic, ``_driver.py`` the blocked loops, ``_act.py`` activations, ``_workspace.py`` the packed-A buffer and per-thread
-result tiles, ``_api.py`` the three products (it takes the shared packed-B buffer and the db
-leaves from ``fastlinear.kernels._scratch``). After editing any of these files, or
-``fastlinear.kernels._sums``, delete Numba's cache files (``find fastlinear -name '*.nb[ic]'
--delete``): a cached driver does not notice changes to the functions it calls in other files.
+Files: ``_micro.py`` the register-blocked micro-kernels (8 x 32 float32, 8 x 16 float64), how they
+are compiled and the per-dtype choice, ``_pack.py`` packing, ``_prefetch.py`` a cache-line prefetch
+intrinsic, ``_driver.py`` the blocked loops, ``_act.py`` activations, ``_workspace.py`` the
+packed-A buffer and per-thread result tiles, ``_api.py`` the three products (it takes the shared
+packed-B buffer and the db leaves from ``fastlinear.kernels._scratch``). After editing any of these
+files, or ``fastlinear.kernels._sums``, delete Numba's cache files
+(``find fastlinear -name '*.nb[ic]' -delete``): a cached driver does not notice changes to the
+functions it calls in other files.
 """
 
 from ._act import ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_TANH
