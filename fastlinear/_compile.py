@@ -109,11 +109,37 @@ def _say(text: str) -> None:
         print(f"fastlinear: {text}", file=sys.stderr, flush=True)
 
 
+_interrupted = False
+
+
+def interrupt_handler(signum, frame) -> None:
+    """SIGINT handler of the command line: raises KeyboardInterrupt, as Python's own does, and
+    remembers it. An interrupt that lands while LLVM calls back into Python during a compile
+    (a ctypes callback) is swallowed there: Python prints "Exception ignored" and compiling goes
+    on; the next compile to start or end then raises it again (`_raise_pending`)."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def _raise_pending() -> None:
+    global _interrupted
+    if _interrupted:
+        _interrupted = False
+        raise KeyboardInterrupt
+
+
+def interrupt_pending() -> bool:
+    """Whether an interrupt was caught by `interrupt_handler` and not yet raised again."""
+    return _interrupted
+
+
 class _CompileProgress(event.Listener):
     """Counts compilations of fastlinear's kernels and reports progress (see the module doc)."""
 
     def on_start(self, ev: event.Event) -> None:
         global _compiles, _first_at, _last_line_at, _cold
+        _raise_pending()
         dispatcher = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
         if not _ours(dispatcher):
             return
@@ -131,6 +157,7 @@ class _CompileProgress(event.Listener):
 
     def on_end(self, ev: event.Event) -> None:
         global _last_line_at
+        _raise_pending()
         dispatcher = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
         if not _ours(dispatcher):
             return

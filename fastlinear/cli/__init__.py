@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import traceback
 
+from .. import _compile
 from . import compare, info, predict, train, tune
 from ._common import HelpFormatter, MissingDependency
 
@@ -77,9 +79,30 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _on_interrupt(signum, frame) -> None:
+    """Ctrl-C: the run is ending. Where the interrupt lands inside a ctypes callback of llvmlite
+    (during a compile) Python prints it as "Exception ignored ... Traceback" and goes on; such
+    messages explain nothing here and are dropped, and `_compile.interrupt_handler` raises the
+    interrupt again at the next compile."""
+    sys.unraisablehook = lambda unraisable: None
+    _compile.interrupt_handler(signum, frame)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fastlinear`` console script; returns the exit status (see the module
     docstring). Argument errors exit through argparse with status 2."""
+    try:  # an interrupt swallowed inside a compile is raised again (see the handler)
+        previous = signal.signal(signal.SIGINT, _on_interrupt)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        previous = None
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     name = "fastlinear"
     try:
         args = parser().parse_args(argv)

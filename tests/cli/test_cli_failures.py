@@ -153,3 +153,27 @@ def test_ctrl_c_during_the_first_compilation_exits_130_without_a_traceback(tmp_p
     assert "Traceback" not in err, err
     assert "epoch" not in out  # it was still compiling
     assert err.strip().splitlines()[-1] == "fastlinear train: interrupted"
+
+
+def test_an_interrupt_swallowed_during_a_compile_still_interrupts():
+    """An interrupt that lands while LLVM calls back into Python (a ctypes callback) is swallowed
+    there ("Exception ignored") and compiling went on, so `fastlinear train` finished instead of
+    exiting 130. The command line's handler remembers it, and the next compile raises it again."""
+    import numba
+
+    from fastlinear import _compile
+
+    try:
+        _compile.interrupt_handler(signal.SIGINT, None)
+    except KeyboardInterrupt:
+        pass  # swallowed, as inside a ctypes callback
+    assert _compile.interrupt_pending()
+
+    def probe(a):
+        return a + 1
+
+    probe.__module__ = "fastlinear._interrupt_probe"
+    with pytest.raises(KeyboardInterrupt):
+        numba.njit(cache=False)(probe)(1)
+    assert not _compile.interrupt_pending()
+    assert numba.njit(cache=False)(probe)(1) == 2  # raised once, then compiling goes on
