@@ -5,7 +5,8 @@ it (see `_pack`). Loop order (Goto / van de Geijn, BLIS-style, with the roles me
 
     for each k-block of KC steps (serial, in order):
         pack A's MR-row panels and B's NR-column panels for this k-block   (parallel over
-            (panel, run of PACK_STEPS steps) pairs; B is packed once and shared by all threads)
+            (panel, run of PACK_STEPS steps) pairs, or runs of fewer steps over a group of B
+            panels (`_pack_task`); B is packed once and shared by all threads)
         for each tile of C (a block of MR-row panels x a block of NR-column panels)
                                                                            (parallel over tiles)
             for each row panel, for each column panel of the tile:
@@ -45,7 +46,7 @@ from ..._config import PARALLEL, PLAIN, SERIAL
 from ._act import apply_act
 from ._micro import micro
 from .._sums import INDEX0, LEAF, TASKS, combine_block_into
-from ._pack import pack_cols, pack_cols_scaled_sum, pack_rows
+from ._pack import GROUP_BYTES, pack_col_panels, pack_cols_scaled_sum, pack_rows
 from ._prefetch import prefetch_write
 
 _U = np.uintp
@@ -106,10 +107,13 @@ def tile_shape(mpanels, npanels, mr, nr):
 
 
 @njit(**PLAIN)
-def _pack_task(t, chunks, na, apack, asrc, a_by_rows, bpack, bsrc, b_by_rows, m, n, mr, nr, p0, kc,
-               scale, leaves, with_db):
-    """Packing task t of a k-block: tasks below ``na`` pack a run of PACK_STEPS steps of one A
-    panel (summing its db leaf when ``with_db``), the others the same of one B panel."""
+def _pack_task(t, chunks, na, group, bsteps, bchunks, apack, asrc, a_by_rows, bpack, bsrc,
+               b_by_rows, m, n, mr, nr, p0, kc, scale, leaves, with_db):
+    """Packing task t of a k-block. Tasks below ``na`` pack a run of PACK_STEPS steps of one A
+    panel (summing its db leaf when ``with_db``); the others pack B: when ``b_by_rows`` a run of
+    PACK_STEPS steps of one panel, otherwise ``bsteps`` steps of ``group`` neighbouring panels
+    (the same number of elements, read in longer pieces of each row: see `_pack`). ``bchunks``
+    is the number of such runs in the k-block."""
     steps = _U(PACK_STEPS)
     if t < na:
         ip = t // chunks
@@ -123,17 +127,19 @@ def _pack_task(t, chunks, na, apack, asrc, a_by_rows, bpack, bsrc, b_by_rows, m,
         else:
             pack_cols_scaled_sum(apack, off, asrc, p0 + q0, qn, i0, rows, mr, scale, leaves,
                                  (p0 + q0) // steps, with_db)
-    else:
+    elif b_by_rows:
         jp = (t - na) // chunks
         q0 = ((t - na) % chunks) * steps
         qn = min(steps, kc - q0)
         jj = jp * nr
-        cols = min(nr, n - jj)
-        off = jp * nr * kc + q0 * nr
-        if b_by_rows:
-            pack_rows(bpack, off, bsrc, jj, cols, p0 + q0, qn, nr)
-        else:
-            pack_cols(bpack, off, bsrc, p0 + q0, qn, jj, cols, nr)
+        pack_rows(bpack, jp * nr * kc + q0 * nr, bsrc, jj, min(nr, n - jj), p0 + q0, qn, nr)
+    else:
+        g = (t - na) // bchunks
+        q0 = ((t - na) % bchunks) * bsteps
+        jp0 = g * group
+        npanels = (n + nr - _U(1)) // nr
+        pack_col_panels(bpack, bsrc, p0, q0, min(bsteps, kc - q0), kc, jp0,
+                        min(jp0 + group, npanels), n, nr)
 
 
 @njit(**PARALLEL)
@@ -182,6 +188,10 @@ def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, leaves, with_db, bia
     trows = (mpanels + tr - one) // tr
     tcols = (npanels + tc - one) // tc
     steps = _U(PACK_STEPS)
+    # B by columns: `group` panels a task, over PACK_STEPS / group steps (as many elements as a
+    # task of one panel), so that each row of B is read in pieces of GROUP_BYTES
+    group = max(_U(GROUP_BYTES) // (nr * _U(c.itemsize)), one)
+    bsteps = max(steps // group, one)
     nkb = (kk + kcb - one) // kcb
     for kb in range(nkb):
         p0 = kb * kcb
@@ -190,10 +200,15 @@ def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, leaves, with_db, bia
         last = kb == nkb - one
         chunks = (kc + steps - one) // steps
         na = mpanels * chunks
-        for ti in prange(na + npanels * chunks):
+        if b_by_rows:
+            nb = npanels * chunks
+        else:
+            nb = ((npanels + group - one) // group) * ((kc + bsteps - one) // bsteps)
+        for ti in prange(na + nb):
             # prange's index is signed; int64 * uint64 would be float64 in Numba
-            _pack_task(_U(ti), chunks, na, apack, asrc, a_by_rows, bpack, bsrc, b_by_rows, m, n,
-                       mr, nr, p0, kc, scale, leaves, with_db)
+            _pack_task(_U(ti), chunks, na, group, bsteps, (kc + bsteps - one) // bsteps, apack,
+                       asrc, a_by_rows, bpack, bsrc, b_by_rows, m, n, mr, nr, p0, kc, scale,
+                       leaves, with_db)
         for ti in prange(trows * tcols):
             t = tiles[get_thread_id()]
             r0 = (_U(ti) // tcols) * tr

@@ -1,5 +1,5 @@
-"""``prefetch_write(a, i)`` / ``prefetch_read(a, i)``: ask the CPU to fetch the cache line holding
-a[i] (for writing / reading) ahead of its use.
+"""``prefetch_write(a, i)``: ask the CPU to fetch the cache line holding a[i], for writing, ahead
+of its use.
 
 Numba has no prefetch, so this emits LLVM's ``llvm.prefetch`` intrinsic directly. The packed
 driver uses it on the next tile of C while the micro-kernel computes the current one. Where C does
@@ -43,10 +43,3 @@ def prefetch_write(typingctx, a, i):
         return None
     return types.void(a, i), _prefetch_codegen(a, 1)
 
-
-@intrinsic
-def prefetch_read(typingctx, a, i):
-    """Prefetch a[i] (1-D array, integer index) into L1 for reading; see `prefetch_write`."""
-    if not _valid(a, i):
-        return None
-    return types.void(a, i), _prefetch_codegen(a, 0)
