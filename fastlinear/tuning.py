@@ -199,6 +199,14 @@ def validate(doc: object, path: Path, key: dict) -> dict:
               and e["threads"] >= 1 and e.get("choice") in CHOICES)
         if not ok:
             raise _fail(path, f"has a malformed entry {i}: {e!r:.200}")
+    packed = doc.get("packed")
+    if packed is not None:
+        above = packed.get("above") if isinstance(packed, dict) else None
+        if not isinstance(above, dict) or not all(
+                op in TUNED_OPS and isinstance(by_dtype, dict) and all(
+                    d in DTYPES and type(v) is int and v >= 0 for d, v in by_dtype.items())
+                for op, by_dtype in above.items()):
+            raise _fail(path, "has a malformed packed section (above: op -> dtype -> work >= 0)")
     return doc
 
 
@@ -247,6 +255,100 @@ def _entry(op: str, dtype: str, name: str, threads: int, rows: dict) -> dict:
     return entry
 
 
+#: Shapes (batch, in_features, out_features) at which `tune` times the loop kernels' parallel
+#: direct kernel against the packed GEMM: work n * in * out from 2**21 to 2**28, every side at
+#: least ``loops.PACKED_MIN_DIM``; squarer shapes than the rest of the table, since the packed
+#: kernels never run where a side is narrower.
+CROSSOVER_LADDER = ((64, 128, 256), (64, 256, 256), (128, 256, 256), (128, 256, 512),
+                    (128, 512, 512), (256, 512, 512), (256, 1024, 512), (512, 1024, 512))
+
+
+def _op_args(op: str, dtype: str, n: int, k: int, m: int, rng) -> tuple[tuple, int]:
+    """Seeded arguments for the loops signature of ``op`` and the index of its output."""
+    import numpy as np
+
+    dt = np.dtype(dtype)
+    x, w, b, dy = (rng.standard_normal(s).astype(dt) for s in ((n, k), (m, k), (m,), (n, m)))
+    if op == "forward":
+        return (np.empty((n, m), dt), x, w, b, 0), 0
+    if op == "grad_weight":
+        return (np.empty((m, k), dt), np.empty(m, dt), dy, x, dt.type(1), False), 0
+    return (np.empty((n, k), dt), dy, w), 0
+
+
+def _per_call(kernel: Callable, args: tuple, min_sample_s: float) -> float:
+    """Seconds per call of ``kernel(*args)``: one sample of at least ``min_sample_s``."""
+    import time
+
+    calls, start = 0, time.perf_counter()
+    while True:
+        kernel(*args)
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_sample_s:
+            return elapsed / calls
+
+
+def crossover(op: str, dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
+              progress: Callable[[str], None] | None = None) -> dict:
+    """Time the loop kernels' parallel direct kernel of ``op`` against the packed GEMM at each
+    shape of `CROSSOVER_LADDER` (2 warm-up calls each, then the median of ``repeats``
+    interleaved samples of at least ``min_sample_s``; both are checked to agree first) and
+    return ``{"above": work, "rungs": [...]}``: the packed GEMM is to run when n * in * out >
+    work, the split of the ladder that saves the most time (`_best_split`: the sum of the log
+    time ratios of the rungs it sends to the packed kernel), half the smallest rung's work when
+    that is all of them. A rung where the two disagree beyond rounding (status "wrong") is never
+    sent to the packed kernel, nor is any below it.
+    """
+    import numpy as np
+
+    from .backends import loops
+
+    direct, packed = loops.direct_and_packed(op)
+    if packed is None:  # pragma: no cover - a build without packed kernels
+        return {"above": 1 << 62, "rungs": []}
+    rng = np.random.default_rng(0)
+    eps = float(np.finfo(dtype).eps)
+    rungs, gains = [], []
+    for n, k, m in CROSSOVER_LADDER:
+        if progress:
+            progress(f"{dtype} {op} {n}x{k}x{m}")
+        args, out = _op_args(op, dtype, n, k, m, rng)
+        other = tuple(a.copy() if i == out else a for i, a in enumerate(args))
+        direct(*args)
+        packed(*other)
+        # both sum in float of dtype: they differ by rounding, far below this bound
+        scale = float(np.abs(args[out]).max(initial=0.0)) + 1.0
+        agree = bool(np.allclose(args[out], other[out], rtol=0, atol=64 * eps * scale * max(n, k)))
+        times: dict[str, list[float]] = {"direct": [], "packed": []}
+        for _ in range(2):
+            direct(*args)
+            packed(*other)
+        for _ in range(repeats):
+            times["direct"].append(_per_call(direct, args, min_sample_s))
+            times["packed"].append(_per_call(packed, other, min_sample_s))
+        d_s, p_s = (float(np.median(times[v])) for v in ("direct", "packed"))
+        rungs.append({"shape": [n, k, m], "direct_s": d_s, "packed_s": p_s,
+                      "status": "ok" if agree else "wrong"})
+        gains.append(math.log(d_s / p_s) if agree else -math.inf)
+    return {"above": _best_split(gains), "rungs": rungs}
+
+
+def _best_split(gains: list[float]) -> int:
+    """The crossover work for `CROSSOVER_LADDER` given, per rung, the log of direct time over
+    packed time (-inf where packed may not run): of "packed above rung i" for every i, and
+    "packed everywhere" (above half the smallest rung's work), the one with the largest sum of
+    gains over the rungs it sends to the packed kernel. One noisy rung between clear wins on
+    either side does not move the split; ties go to the larger work (the direct kernel)."""
+    works = [n * k * m for n, k, m in CROSSOVER_LADDER]
+    best, best_gain = works[-1], 0.0  # packed above the ladder only: nothing measured gained
+    for i in range(len(works) - 1, -1, -1):
+        gain = sum(gains[i:])
+        if gain > best_gain:
+            best, best_gain = (works[i - 1] if i else works[0] // 2), gain
+    return best
+
+
 def tune(
     *,
     classes: Iterable[str] | None = None,
@@ -257,8 +359,12 @@ def tune(
     repeats: int | None = None,
     output: str | os.PathLike | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    crossovers: bool = True,
 ) -> dict:
-    """Measure loops against blas on this machine and write the tuning table ``auto`` reads.
+    """Measure loops against blas on this machine and write the tuning table ``auto`` reads;
+    first, unless ``crossovers`` is False, where the loop kernels' packed GEMM overtakes their
+    direct kernels (`crossover`, for each of ``ops`` and ``dtypes``, at the largest of
+    ``threads``), which the loops backend (and so auto) then follows.
 
     Args:
         classes: shape-class names from ``fastlinear.cli.problems.SHAPE_CLASSES`` (default: all
@@ -275,6 +381,8 @@ def tune(
         output: where to write (default: `table_path`, i.e. FASTLINEAR_TUNING's file or the cache
             file for this machine). Checked before anything is measured.
         progress: called as ``progress(done, total, what)`` before each measurement.
+        crossovers: measure the direct-or-packed crossovers (the table's ``packed`` section);
+            without them the loops backend keeps its built-in ones.
 
     Returns:
         The table as written (see the module docstring), with ``"path"`` added.
@@ -286,7 +394,7 @@ def tune(
     """
     from . import _threads
     from ._io import atomic_write, check_writable
-    from .cli import harness, problems
+    from .cli import problems
 
     names = list(problems.SHAPE_CLASSES) if classes is None else list(dict.fromkeys(classes))
     bad = [c for c in names if c not in problems.SHAPE_CLASSES]
@@ -311,7 +419,62 @@ def tune(
     path = check_writable(output)
 
     total = len(counts) * len(dtypes) * len(names) * len(ops)
+    total += len(dtypes) * len(ops) * len(CROSSOVER_LADDER) if crossovers else 0
     done = 0
+    packed = None
+    if crossovers:
+        packed = {"threads": counts[-1], "ladder": [list(s) for s in CROSSOVER_LADDER],
+                  "above": {}, "rungs": {}}
+
+        def rung(what: str) -> None:
+            nonlocal done
+            if progress:
+                progress(done, total, f"{counts[-1]} thread{'s' * (counts[-1] > 1)}, "
+                                      f"direct or packed: {what}")
+            done += 1
+
+        with _threads.threads(counts[-1]):
+            for dtype in dtypes:
+                for op in ops:
+                    found = crossover(op, dtype, repeats=repeats,
+                                      min_sample_s=2e-4 if quick else 2e-3, progress=rung)
+                    packed["above"].setdefault(op, {})[dtype] = found["above"]
+                    packed["rungs"].setdefault(op, {})[dtype] = found["rungs"]
+    from .backends import loops
+
+    before = loops._packed_above  # the entries below time loops with the new crossovers
+    loops.use_packed_limits(packed)
+    try:
+        entries = _measure_entries(counts, dtypes, names, ops, repeats, quick, progress, done,
+                                   total)
+    finally:
+        loops._packed_above = before
+    if progress:
+        progress(total, total, "done")
+    table = {"command": COMMAND, "format": FORMAT, "key": key,
+             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "python": platform.python_version(), "quick": quick, "repeats": repeats,
+             "prefer_loops_within": PREFER_LOOPS_WITHIN,
+             "shape_classes": {c: list(s) for c, s in problems.SHAPE_CLASSES.items()},
+             "entries": entries}
+    if packed is not None:
+        table["packed"] = packed
+    with atomic_write(path, "w") as f:
+        json.dump(table, f, indent=1)
+        f.write("\n")
+    from .backends import auto
+
+    auto.reload()  # the next auto call reads the new table if it is the one in use
+    return {**table, "path": str(path)}
+
+
+def _measure_entries(counts: list[int], dtypes: list[str], names: list[str], ops: list[str],
+                     repeats: int, quick: bool, progress, done: int, total: int) -> list[dict]:
+    """The loops-against-blas entries of `tune`, in its order; progress counts on from
+    ``done``."""
+    from . import _threads
+    from .cli import harness, problems
+
     entries = []
     for t in counts:
         with _threads.threads(t):
@@ -332,21 +495,7 @@ def tune(
                     for op in ops:
                         rows = {r.backend: r for r in results if r.op == op}
                         entries.append(_entry(op, dtype, name, t, rows))
-    if progress:
-        progress(total, total, "done")
-    table = {"command": COMMAND, "format": FORMAT, "key": key,
-             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-             "python": platform.python_version(), "quick": quick, "repeats": repeats,
-             "prefer_loops_within": PREFER_LOOPS_WITHIN,
-             "shape_classes": {c: list(s) for c, s in problems.SHAPE_CLASSES.items()},
-             "entries": entries}
-    with atomic_write(path, "w") as f:
-        json.dump(table, f, indent=1)
-        f.write("\n")
-    from .backends import auto
-
-    auto.reload()  # the next auto call reads the new table if it is the one in use
-    return {**table, "path": str(path)}
+    return entries
 
 
 def describe() -> dict:

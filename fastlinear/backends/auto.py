@@ -85,6 +85,7 @@ def reload() -> None:
         # be read again, or it would store a decision from the old table there
         _loaded = False
         _forward, _grad_weight, _grad_input = {}, {}, {}
+        loops.forget_packed_limits()
 
 
 def _fast_thread_count() -> Callable[[], int]:
@@ -168,6 +169,9 @@ def _load() -> None:
             info["reason"] = f"ignored: {exc}"
             print(f"fastlinear: {exc}; ignored, the auto backend uses the built-in defaults "
                   "(loops everywhere; run fastlinear tune to measure a new table)", file=sys.stderr)
+        # the loop kernels' direct-or-packed crossovers come from the same table
+        loops.use_packed_limits(table.get("packed") if table is not None else None)
+        info["packed"] = loops.packed_limits()
         if table is None:
             _forward = _grad_weight = _grad_input = None
         else:

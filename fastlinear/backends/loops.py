@@ -17,9 +17,13 @@ Variants, from small to large problems ("work" is n * in * out multiply-adds):
   blocks spread over threads, operands read in place;
 * packed kernels (``fastlinear.kernels.packed``) for large problems, when that module is present.
 
-The choice depends only on the shape and dtype, so a given input gives bitwise the same result
-with any number of threads; the one exception, grad_bias running serially on one thread, changes
-no bit (its serial and parallel kernels make the same additions). The thresholds below were
+The choice depends only on the shape, the dtype and, for the direct-or-packed step, the
+crossover of this machine's tuning table (`packed_limits`; ``fastlinear tune`` measures it at one
+thread count and it holds for all), so a given input gives bitwise the same result with any
+number of threads; the one exception, grad_bias running serially on one thread, changes no bit
+(its serial and parallel kernels make the same additions). The direct and packed kernels add in
+different orders, so a new table can change the last bits of shapes near a crossover; with
+FASTLINEAR_TUNING=off the built-in crossovers apply. The thresholds below were
 measured on a 2-core AVX-512 AMD EPYC, znver5 (medians, microseconds per call, 2 threads; serial /
 parallel):
 
@@ -60,13 +64,19 @@ GRAD_INPUT_SERIAL = {4: (1 << 19) - 1, 8: (1 << 18) - 1}
 GRAD_WEIGHT_SERIAL = {4: 1 << 16, 8: 1 << 16}
 #: elements of dy at or below which grad_bias runs serially
 GRAD_BIAS_SERIAL = 1 << 16
-#: work above which the packed kernels take over (when present): below it packing does not pay.
-#: Measured (2 threads, microseconds, direct / packed): float32 forward 64x512x512 (2**24) 131 / 154,
-#: 128x512x512 262 / 209; grad_weight 256x512x512 (2**26) 326 / 477, grad_input 317 / 427;
-#: 4096x256x64 (2**26) forward 683 / 836, grad_weight 698 / 861, grad_input 324 / 1148; float64
-#: 256x512x512 forward 1018 / 938, grad_weight 891 / 981, grad_input 1147 / 877.
+#: work above which the packed kernels take over (when present) until `fastlinear tune` has
+#: measured this machine's own crossover (`packed_limits`): below it packing does not pay.
+#: Measured (2 threads, microseconds, direct / packed, 2-core AMD EPYC): float32 forward
+#: 64x512x512 (2**24) 131 / 154, 128x512x512 262 / 209; grad_weight 256x512x512 (2**26)
+#: 326 / 477, grad_input 317 / 427; 4096x256x64 (2**26) forward 683 / 836, grad_weight 698 / 861,
+#: grad_input 324 / 1148; float64 256x512x512 forward 1018 / 938, grad_weight 891 / 981,
+#: grad_input 1147 / 877. The other way round on a 2-core Intel Xeon (rocketlake), 256x512x512,
+#: milliseconds at 1 thread: float64 grad_input 11.9 / 4.6, float32 2.8 / 2.1.
 FORWARD_PACKED = 1 << 24
 PACKED = 1 << 26
+#: the built-in crossovers by (op, itemsize): packed when work > the value
+DEFAULT_PACKED_ABOVE = {(op, size): FORWARD_PACKED if op == "forward" else PACKED
+                        for op in ("forward", "grad_weight", "grad_input") for size in (4, 8)}
 #: ... and only when every dimension is at least this: the packed driver packs along the
 #: reduction, so a narrow side makes packing dominate (and, when it split work over 256-column
 #: blocks only, left threads idle). At 8192x1024x10 float32, 2 threads, measured with that older
@@ -102,6 +112,88 @@ VARIANTS: dict[str, tuple] = {
 }
 
 
+#: the crossovers in use, {(op, itemsize): work}; None until the first call that needs them reads
+#: the tuning table (through the auto backend's loader, which reads it once per process)
+_packed_above: dict | None = None
+_packed_measured: set = set()  # the (op, itemsize) pairs whose crossover came from the table
+_DTYPE_NAMES = {4: "float32", 8: "float64"}
+
+
+def use_packed_limits(measured: dict | None) -> None:
+    """Set the crossovers from a tuning table's ``packed`` section (``{"above": {op: {dtype:
+    work}}}``; see `fastlinear.tuning`), or the built-in ones for None. Pairs the table leaves
+    out keep the built-in value."""
+    global _packed_above, _packed_measured
+    above = dict(DEFAULT_PACKED_ABOVE)
+    from_table = set()
+    if measured:
+        for (op, size) in above:
+            value = measured.get("above", {}).get(op, {}).get(_DTYPE_NAMES[size])
+            if value is not None:
+                above[op, size] = int(value)
+                from_table.add((op, size))
+    _packed_measured = from_table
+    _packed_above = above
+
+
+def forget_packed_limits() -> None:
+    """Read the crossovers again on the next call that needs them (after a new table)."""
+    global _packed_above
+    _packed_above = None
+
+
+def _load_packed_above() -> dict:
+    from . import auto
+
+    auto.table_in_use()  # reads the table if this process has not yet; it calls use_packed_limits
+    if _packed_above is None:  # pragma: no cover - only if the loader failed to set them
+        use_packed_limits(None)
+    return _packed_above
+
+
+def packed_limits() -> dict:
+    """The crossovers in use: ``{"source": "table" | "defaults", "above": {op: {dtype: work}},
+    "measured": {op: {dtype: work}}}``, where the packed GEMM runs an op when n * in * out >
+    work and every side is at least `PACKED_MIN_DIM`; "measured" holds those that came from the
+    tuning table (source "table" when there is any)."""
+    above = _packed_above or _load_packed_above()
+    out: dict = {}
+    measured: dict = {}
+    for (op, size), work in above.items():
+        out.setdefault(op, {})[_DTYPE_NAMES[size]] = work
+        if (op, size) in _packed_measured:
+            measured.setdefault(op, {})[_DTYPE_NAMES[size]] = work
+    return {"source": "table" if measured else "defaults", "above": out, "measured": measured}
+
+
+def direct_and_packed(op: str) -> tuple:
+    """The parallel direct kernel and the packed kernel of ``op`` ("forward", "grad_weight" or
+    "grad_input"), each with this module's signature for that op, for `fastlinear.tuning` to time
+    against each other. None for the packed one when this build has no packed kernels."""
+    if op == "forward":
+        def direct(y, x, w, b, act):
+            forward_kernels.forward_parallel(y, x, w, ABSENT[x.itemsize] if b is None else b, act)
+
+        packed = None if packed_forward is None else (
+            lambda y, x, w, b, act: packed_forward(y, x, w, present(b), act))
+    elif op == "grad_weight":
+        def direct(dw, db, dy, x, scale, accumulate):
+            size = dw.dtype.itemsize
+            _GRAD_WEIGHT[size][1](dw, ABSENT[size] if db is None else db, dy, x, scale, accumulate)
+
+        packed = None if packed_grad_weight is None else (
+            lambda dw, db, dy, x, scale, accumulate: packed_grad_weight(dw, present(db), dy, x,
+                                                                        scale, accumulate))
+    elif op == "grad_input":
+        def direct(dx, dy, w):
+            _GRAD_INPUT[dx.dtype.itemsize][1](dx, dy, w)
+
+        packed = packed_grad_input
+    else:
+        raise ValueError(f"unknown op {op!r}; valid: forward, grad_weight, grad_input")
+    return direct, packed
+
+
 def serial_kernel(op: str, itemsize: int, n: int, k: int, m: int):
     """The compiled serial kernel that `forward`, `grad_weight` or `grad_input` would run for a
     (batch n, in_features k, out_features m) problem of ``itemsize``-byte floats, with the same
@@ -128,7 +220,9 @@ def forward(y, x, w, b, act) -> None:
         forward_kernels.forward_serial(y, x, w, ABSENT[x.itemsize] if b is None else b, act)
         return
     adapt()
-    if work <= FORWARD_PACKED or packed_forward is None or min(n, k, m) < PACKED_MIN_DIM:
+    above = _packed_above or _load_packed_above()
+    if (work <= above["forward", x.itemsize] or packed_forward is None
+            or min(n, k, m) < PACKED_MIN_DIM):
         forward_kernels.forward_parallel(y, x, w, ABSENT[x.itemsize] if b is None else b, act)
     else:
         packed_forward(y, x, w, present(b), act)
@@ -145,7 +239,9 @@ def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
         _GRAD_WEIGHT[size][0](dw, ABSENT[size] if db is None else db, dy, x, scale, accumulate)
         return
     adapt()
-    if work <= PACKED or packed_grad_weight is None or min(n, k, m) < PACKED_MIN_DIM:
+    above = _packed_above or _load_packed_above()
+    if (work <= above["grad_weight", size] or packed_grad_weight is None
+            or min(n, k, m) < PACKED_MIN_DIM):
         _GRAD_WEIGHT[size][1](dw, ABSENT[size] if db is None else db, dy, x, scale, accumulate)
     else:
         packed_grad_weight(dw, present(db), dy, x, scale, accumulate)
@@ -175,7 +271,9 @@ def grad_input(dx, dy, w) -> None:
         _GRAD_INPUT[size][0](dx, dy, w)
         return
     adapt()
-    if work <= PACKED or packed_grad_input is None or min(n, k, m) < PACKED_MIN_DIM:
+    above = _packed_above or _load_packed_above()
+    if (work <= above["grad_input", size] or packed_grad_input is None
+            or min(n, k, m) < PACKED_MIN_DIM):
         _GRAD_INPUT[size][1](dx, dy, w)
     else:
         packed_grad_input(dx, dy, w)

@@ -159,8 +159,26 @@ def _tuning_line(t: dict) -> str:
         blas = "; ".join(f"{d} {op} {c} at {', '.join(map(str, n))} thread{'s' * (n != [1])}"
                          for (d, op, c), n in sorted(counts.items()))
         return (f"{t['path']} ({'quick, ' if t.get('quick') else ''}measured {t.get('created')}; "
-                f"auto runs blas for {blas or 'nothing'}; loops for the rest)")
-    return f"built-in defaults, loops everywhere ({t['reason']})"
+                f"auto runs blas for {blas or 'nothing'}; loops for the rest){_packed_line(t)}")
+    return f"built-in defaults, loops everywhere ({t['reason']}){_packed_line(t)}"
+
+
+def _packed_line(t: dict) -> str:
+    """Where the loop kernels switch to their packed GEMM, and whose figures those are."""
+    from .tune import _work
+
+    packed = t.get("packed")
+    if not packed:
+        return ""
+    def sizes(table: dict) -> str:
+        return "; ".join(f"{op} " + ", ".join(f"{d} {_work(v)}" for d, v in by_dtype.items())
+                         for op, by_dtype in table.items())
+
+    if packed["source"] != "table":
+        return f"; loops' packed GEMM above batch x in x out = {sizes(packed['above'])} (built-in)"
+    rest = sum(map(len, packed["above"].values())) - sum(map(len, packed["measured"].values()))
+    return (f"; loops' packed GEMM above batch x in x out = {sizes(packed['measured'])} (measured"
+            f"{'; built-in crossovers for the rest' if rest else ''})")
 
 
 def format_summary(s: dict) -> str:

@@ -23,7 +23,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="measure loops against blas here and write the table the auto backend follows",
         description="For each op, dtype, shape class and thread count, check the loop kernels and "
                     "numpy's BLAS against a float64 reference, time both (each in its own settled "
-                    "block, medians of interleaved rounds) and record which is faster. The auto "
+                    "block, medians of interleaved rounds) and record which is faster; first, "
+                    "find from which size (batch x in x out) the loop kernels' packed GEMM beats "
+                    "their direct kernels, which the loops backend then follows. The auto "
                     "backend then runs the faster one (loops unless blas is more than 3% faster). "
                     "The table is written atomically to the user's cache directory (or --output, "
                     "or the file FASTLINEAR_TUNING names) and is keyed by the CPU model, core "
@@ -49,6 +51,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="PATH",
                    help="write the table here instead of where auto reads it (then point "
                         "FASTLINEAR_TUNING at it to use it)")
+    p.add_argument("--no-crossovers", action="store_true",
+                   help="skip timing the loop kernels' direct kernels against their packed GEMM "
+                        "(the loops backend then keeps its built-in crossovers)")
     p.add_argument("--plain", action="store_true",
                    help="plain progress lines even on a terminal")
     return p
@@ -126,9 +131,20 @@ def format_table(table: dict) -> str:
     body = [[str(t), d, o] + [cells.get(c, "-") for c in classes] for (t, d, o), cells in rows.items()]
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in [head] + body]
-    return "\n".join(
-        ["auto's choice per shape class, with loops time / blas time (blas is chosen above "
-         f"{table['prefer_loops_within']:g}):"] + lines)
+    text = ["auto's choice per shape class, with loops time / blas time (blas is chosen above "
+            f"{table['prefer_loops_within']:g}):"] + lines
+    packed = table.get("packed")
+    if packed:
+        text.append(f"loops runs its packed GEMM above these sizes (batch x in x out, measured at "
+                    f"{packed['threads']} thread{'s' * (packed['threads'] > 1)}):")
+        for op, by_dtype in packed["above"].items():
+            text.append(f"  {op}: " + ", ".join(f"{d} {_work(v)}" for d, v in by_dtype.items()))
+    return "\n".join(text)
+
+
+def _work(v: int) -> str:
+    """A work size as a power of two where it is one."""
+    return f"2**{v.bit_length() - 1}" if v > 0 and v & (v - 1) == 0 else f"{v:,}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     with _Progress(rich_ok=sys.stderr.isatty() and not args.plain) as progress:
         table = tuning.tune(classes=args.classes, dtypes=dtypes, ops=args.ops,
                             threads=args.threads, quick=args.quick, repeats=args.repeats,
-                            output=path, progress=progress)
+                            output=path, progress=progress, crossovers=not args.no_crossovers)
     print(format_table(table))
     print(f"wrote {table['path']}")
     if note:

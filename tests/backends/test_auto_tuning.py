@@ -247,8 +247,10 @@ def test_off_means_defaults_even_with_a_table(table_file, monkeypatch, matmul_ca
     monkeypatch.setenv(tuning.ENV, "off")
     _same_bits_as_loops("forward", "float32", SMALL)
     assert not matmul_calls and notes(capsys.readouterr().err) == []
-    assert auto.table_in_use() == {"source": "defaults", "path": None,
-                                   "reason": f"{tuning.ENV}=off", "blas": []}
+    used = auto.table_in_use()
+    assert used.pop("packed") == loops.packed_limits()
+    assert used == {"source": "defaults", "path": None, "reason": f"{tuning.ENV}=off", "blas": []}
+    assert loops.packed_limits()["source"] == "defaults"
 
 
 def test_default_path_is_keyed_by_the_machine(tmp_path, monkeypatch):

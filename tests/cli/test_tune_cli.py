@@ -12,7 +12,7 @@ import os
 import pytest
 
 from fastlinear import backends, cli, tuning
-from fastlinear.backends import BLAS, auto
+from fastlinear.backends import BLAS, auto, loops
 from fastlinear.cli import harness, info
 from fastlinear.cli import tune as tune_cli
 
@@ -47,7 +47,13 @@ def test_quick_tune_writes_a_valid_table_that_auto_then_follows(tmp_path, capsys
     captured = capsys.readouterr()
     assert f"wrote {out}" in captured.out
     assert f"set {tuning.ENV}={out}" in captured.out  # it is not the file auto reads
-    assert "[1/3] 1 thread, float32 1x16x16 forward (tiny)" in captured.err  # plain progress
+    rungs = len(tuning.CROSSOVER_LADDER) * len(tuning.TUNED_OPS)
+    total = rungs + 3
+    n, k, m = tuning.CROSSOVER_LADDER[0]
+    # plain progress: the crossovers first, then the table's entries
+    assert f"[1/{total}] 1 thread, direct or packed: float32 forward {n}x{k}x{m}" in captured.err
+    assert f"[{rungs + 1}/{total}] 1 thread, float32 1x16x16 forward (tiny)" in captured.err
+    assert "loops runs its packed GEMM above these sizes" in captured.out
     assert os.listdir(out.parent) == ["table.json"]  # no temporary file left beside it
 
     doc = tuning.load(out, tuning.machine_key())
@@ -64,8 +70,20 @@ def test_quick_tune_writes_a_valid_table_that_auto_then_follows(tmp_path, capsys
         assert e["speedup"] == pytest.approx(max(e["loops_s"], e["blas_s"])
                                              / min(e["loops_s"], e["blas_s"]))
 
+    packed = doc["packed"]
+    assert packed["threads"] == 1 and packed["ladder"] == [list(s) for s in tuning.CROSSOVER_LADDER]
+    works = [n * k * m for n, k, m in tuning.CROSSOVER_LADDER]
+    for op in tuning.TUNED_OPS:
+        assert list(packed["above"][op]) == ["float32"]  # only the dtype measured
+        assert packed["above"][op]["float32"] in [works[0] // 2, *works]
+        rungs = packed["rungs"][op]["float32"]
+        assert [r["shape"] for r in rungs] == packed["ladder"]
+        assert all(r["status"] == "ok" and r["direct_s"] > 0 and r["packed_s"] > 0 for r in rungs)
+
     monkeypatch.setenv(tuning.ENV, str(out))
     auto.reload()
+    assert loops.packed_limits()["measured"] == {op: {"float32": packed["above"][op]["float32"]}
+                                                 for op in tuning.TUNED_OPS}
     used = auto.table_in_use()
     assert used["source"] == "table" and used["path"] == str(out)
     assert used["blas"] == sorted((e["op"], e["dtype"], e["class"], e["threads"])
@@ -143,8 +161,10 @@ def _wrong_forward(y, x, w, b, act):
 def test_a_wrong_result_exits_1_and_is_never_chosen(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(backends._BACKENDS, "blas", dataclasses.replace(BLAS, forward=_wrong_forward))
     out = tmp_path / "t.json"
-    assert cli.main([*QUICK, "--ops", "forward", "--output", str(out)]) == 1
-    (e,) = tuning.load(out, tuning.machine_key())["entries"]
+    assert cli.main([*QUICK, "--ops", "forward", "--no-crossovers", "--output", str(out)]) == 1
+    doc = tuning.load(out, tuning.machine_key())
+    assert "packed" not in doc  # --no-crossovers: loops keeps its built-in crossovers
+    (e,) = doc["entries"]
     assert e["blas_status"] == "wrong" and e["choice"] == "loops" and e["faster"] is None
     captured = capsys.readouterr()
     assert "loops ok, blas wrong" in captured.err and "(blas wrong)" in captured.out

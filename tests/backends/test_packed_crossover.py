@@ -1,0 +1,184 @@
+"""Where the loops backend switches from its direct kernels to the packed GEMM: the built-in
+crossovers until a tuning table has a ``packed`` section, then the table's (read once per process,
+again after a reload), for the forward, weight-gradient and input-gradient products of both
+dtypes; a malformed section makes the whole table ignored; and the rule `fastlinear tune` uses to
+place a crossover on its ladder of measured shapes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from fastlinear import tuning
+from fastlinear.backends import auto, loops
+from fastlinear.cli.problems import SHAPE_CLASSES
+
+WORKS = [n * k * m for n, k, m in tuning.CROSSOVER_LADDER]
+
+
+@pytest.fixture
+def table_file(tmp_path, monkeypatch):
+    """FASTLINEAR_TUNING names a file in tmp_path; the table is forgotten before and after."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = tmp_path / "table.json"
+    monkeypatch.setenv(tuning.ENV, str(path))
+    auto.reload()
+    yield path
+    auto.reload()
+
+
+def write_table(path, packed) -> None:
+    doc = {"command": tuning.COMMAND, "format": tuning.FORMAT, "key": tuning.machine_key(),
+           "shape_classes": {c: list(s) for c, s in SHAPE_CLASSES.items()}, "entries": []}
+    if packed is not None:
+        doc["packed"] = packed
+    path.write_text(json.dumps(doc))
+
+
+@pytest.fixture
+def packed_calls(monkeypatch):
+    """Records which packed kernels the loops backend calls (they still run)."""
+    calls = []
+    for name in ("packed_forward", "packed_grad_weight", "packed_grad_input"):
+        real = getattr(loops, name)
+        monkeypatch.setattr(loops, name, lambda *a, _n=name, _r=real: calls.append(_n) or _r(*a))
+    return calls
+
+
+def call(op, dtype, n, k, m, seed=0):
+    """One call of the loops backend's ``op`` on seeded data; returns its output."""
+    rng = np.random.default_rng(seed)
+    dt = np.dtype(dtype)
+    x, w, b, dy = (rng.standard_normal(s).astype(dt) for s in ((n, k), (m, k), (m,), (n, m)))
+    if op == "forward":
+        y = np.empty((n, m), dt)
+        loops.forward(y, x, w, b, 0)
+        return y
+    if op == "grad_weight":
+        dw, db = np.empty((m, k), dt), np.empty(m, dt)
+        loops.grad_weight(dw, db, dy, x, dt.type(1), False)
+        return dw
+    dx = np.empty((n, k), dt)
+    loops.grad_input(dx, dy, w)
+    return dx
+
+
+OPS = ("forward", "grad_weight", "grad_input")
+
+
+def test_builtin_crossovers_without_a_packed_section(table_file, packed_calls):
+    write_table(table_file, None)
+    limits = loops.packed_limits()
+    assert limits["source"] == "defaults"
+    assert limits["above"]["forward"] == {"float32": 1 << 24, "float64": 1 << 24}
+    assert limits["above"]["grad_input"] == {"float32": 1 << 26, "float64": 1 << 26}
+    call("forward", "float32", 64, 512, 512)  # 2**24: not above the forward's crossover
+    call("grad_input", "float64", 128, 512, 1024)  # 2**26: not above
+    assert packed_calls == []
+    call("forward", "float32", 128, 512, 512)
+    call("grad_weight", "float64", 256, 512, 1024)
+    assert packed_calls == ["packed_forward", "packed_grad_weight"]
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_tables_crossover_moves_the_switch_both_ways(op, dtype, table_file, packed_calls):
+    other = "float64" if dtype == "float32" else "float32"
+    write_table(table_file, {"above": {op: {dtype: 0}}})
+    assert loops.packed_limits()["source"] == "table"
+    call(op, dtype, 64, 128, 128)  # 2**20, far below the built-in crossovers
+    assert packed_calls == [f"packed_{op}"]
+    call(op, other, 64, 128, 128)  # the dtype the table leaves out keeps the built-in crossover
+    assert packed_calls == [f"packed_{op}"]
+    call(op, dtype, 64, 63, 256)  # a side narrower than PACKED_MIN_DIM: never packed
+    assert packed_calls == [f"packed_{op}"]
+
+    write_table(table_file, {"above": {op: {dtype: 1 << 40}}})
+    auto.reload()
+    del packed_calls[:]
+    got = call(op, dtype, 1024, 1024, 1024)
+    assert packed_calls == []
+    # the direct kernel's own result, bit for bit
+    direct, _ = loops.direct_and_packed(op)
+    auto.reload()
+    write_table(table_file, None)
+    n = k = m = 1024
+    rng = np.random.default_rng(0)
+    dt = np.dtype(dtype)
+    x, w, b, dy = (rng.standard_normal(s).astype(dt) for s in ((n, k), (m, k), (m,), (n, m)))
+    if op == "forward":
+        want = np.empty((n, m), dt)
+        direct(want, x, w, b, 0)
+    elif op == "grad_weight":
+        want = np.empty((m, k), dt)
+        direct(want, np.empty(m, dt), dy, x, dt.type(1), False)
+    else:
+        want = np.empty((n, k), dt)
+        direct(want, dy, w)
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("packed", [
+    {"above": {"forward": {"float32": -1}}},
+    {"above": {"forward": {"float16": 5}}},
+    {"above": {"grad_bias": {"float32": 5}}},
+    {"above": {"forward": {"float32": 1.5}}},
+    {"above": []},
+    {"no above": 1},
+    "packed",
+], ids=["negative", "dtype", "op", "float", "list", "missing", "string"])
+def test_a_malformed_packed_section_makes_the_table_ignored(packed, table_file, packed_calls,
+                                                            capsys):
+    write_table(table_file, packed)
+    with pytest.raises(tuning.TableError, match="packed section"):
+        tuning.load(table_file, tuning.machine_key())
+    assert loops.packed_limits()["source"] == "defaults"
+    assert "malformed packed section" in capsys.readouterr().err
+    call("forward", "float32", 64, 128, 128)
+    assert packed_calls == []
+
+
+def test_the_crossover_is_shown_with_the_table_in_use(table_file):
+    write_table(table_file, {"above": {"grad_weight": {"float64": 1 << 20}}})
+    used = tuning.describe()
+    assert used["packed"]["source"] == "table"
+    assert used["packed"]["above"]["grad_weight"]["float64"] == 1 << 20
+    from fastlinear.cli import info
+
+    assert used["packed"]["measured"] == {"grad_weight": {"float64": 1 << 20}}
+    line = info._tuning_line(used)
+    assert line.endswith("packed GEMM above batch x in x out = grad_weight float64 2**20 "
+                         "(measured; built-in crossovers for the rest)"), line
+    auto.reload()
+    write_table(table_file, None)
+    line = info._tuning_line(tuning.describe())
+    assert line.endswith("forward float32 2**24, float64 2**24; grad_weight float32 2**26, "
+                         "float64 2**26; grad_input float32 2**26, float64 2**26 (built-in)"), line
+
+
+def logs(*ratios):
+    return [math.log(r) for r in ratios]
+
+
+@pytest.mark.parametrize("ratios, above", [
+    # direct time / packed time per rung, from the smallest work (2**21) to the largest (2**28)
+    ((0.5, 0.6, 0.7, 0.9, 1.2, 1.5, 2.0, 2.5), WORKS[3]),  # packed from the fifth rung on
+    ((0.45, 0.57, 0.72, 0.91, 1.11, 0.86, 1.90, 2.53), WORKS[5]),  # one noisy rung: it stays below
+    ((0.5, 0.6, 0.7, 0.9, 1.5, 0.95, 2.0, 2.5), WORKS[3]),  # ... or is outweighed by its neighbours
+    ((2.0,) * 8, WORKS[0] // 2),  # packed everywhere
+    ((0.5,) * 8, WORKS[-1]),  # direct everywhere on the ladder: packed only beyond it
+    ((1.0,) * 8, WORKS[-1]),  # a tie keeps the direct kernel
+])
+def test_the_split_saves_the_most_time_on_the_ladder(ratios, above):
+    assert tuning._best_split(logs(*ratios)) == above
+
+
+def test_a_wrong_rung_is_never_sent_to_the_packed_kernel():
+    gains = logs(2, 2, 2, 2, 2, 2, 2, 2)
+    gains[5] = -math.inf
+    assert tuning._best_split(gains) == WORKS[5]
+    gains[7] = -math.inf
+    assert tuning._best_split(gains) == WORKS[-1]
