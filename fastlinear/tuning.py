@@ -31,6 +31,17 @@ The table is JSON::
 ``choice`` is blas only when blas validated and loops took more than `PREFER_LOOPS_WITHIN` times as
 long: on a near tie the deterministic loop kernels are kept.
 
+An optional ``packed`` section holds where the loop kernels' packed GEMM overtakes their direct
+kernels (`crossover`), which the loops backend follows (``fastlinear.backends.loops.packed_limits``)::
+
+    "packed": {"threads": 2, "ladder": [[64, 128, 256], ...],
+               "above": {"forward": {"float32": 4194304, ...}, ...},   # packed when n*k*m > this
+               "rungs": {"forward": {"float32": [{"shape": [...], "direct_s": ..., "packed_s": ...,
+                                                  "status": "ok"}, ...]}, ...}}
+
+A pair it leaves out keeps the built-in crossover. One crossover serves every thread count, so
+the loop kernels' results stay independent of the thread count.
+
 Shape classification (`classify`): a call of batch n, in_features k, out_features m belongs to the
 shape class (N, K, M) nearest in log space, the one that minimises
 ``(ln n - ln N)^2 + (ln k - ln K)^2 + (ln m - ln M)^2`` (sizes below 1 count as 1; a tie goes to the
