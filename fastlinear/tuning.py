@@ -453,13 +453,12 @@ def tune(
                     packed["rungs"].setdefault(op, {})[dtype] = found["rungs"]
     from .backends import loops
 
-    before = loops._packed_above  # the entries below time loops with the new crossovers
-    loops.use_packed_limits(packed)
+    loops.use_packed_limits(packed)  # the entries below time loops with the new crossovers
     try:
         entries = _measure_entries(counts, dtypes, names, ops, repeats, quick, progress, done,
                                    total)
     finally:
-        loops._packed_above = before
+        loops.forget_packed_limits()  # the next call reads the table in use again
     if progress:
         progress(total, total, "done")
     table = {"command": COMMAND, "format": FORMAT, "key": key,
