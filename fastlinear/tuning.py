@@ -274,17 +274,20 @@ CROSSOVER_LADDER = ((64, 128, 256), (64, 256, 256), (128, 256, 256), (128, 256, 
                     (128, 512, 512), (256, 512, 512), (256, 1024, 512), (512, 1024, 512))
 
 
-def _op_args(op: str, dtype: str, n: int, k: int, m: int, rng) -> tuple[tuple, int]:
-    """Seeded arguments for the loops signature of ``op`` and the index of its output."""
+def _op_args(op: str, dtype: str, n: int, k: int, m: int, rng) -> tuple[tuple, tuple]:
+    """Seeded arguments for the loops signature of ``op`` (its output first) and the operands
+    (x, w, b, dy) they were made from."""
     import numpy as np
 
     dt = np.dtype(dtype)
     x, w, b, dy = (rng.standard_normal(s).astype(dt) for s in ((n, k), (m, k), (m,), (n, m)))
     if op == "forward":
-        return (np.empty((n, m), dt), x, w, b, 0), 0
-    if op == "grad_weight":
-        return (np.empty((m, k), dt), np.empty(m, dt), dy, x, dt.type(1), False), 0
-    return (np.empty((n, k), dt), dy, w), 0
+        args = (np.empty((n, m), dt), x, w, b, 0)
+    elif op == "grad_weight":
+        args = (np.empty((m, k), dt), np.empty(m, dt), dy, x, dt.type(1), False)
+    else:
+        args = (np.empty((n, k), dt), dy, w)
+    return args, (x, w, b, dy)
 
 
 def _per_call(kernel: Callable, args: tuple, min_sample_s: float) -> float:
@@ -304,33 +307,36 @@ def crossover(op: str, dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
               progress: Callable[[str], None] | None = None) -> dict:
     """Time the loop kernels' parallel direct kernel of ``op`` against the packed GEMM at each
     shape of `CROSSOVER_LADDER` (2 warm-up calls each, then the median of ``repeats``
-    interleaved samples of at least ``min_sample_s``; both are checked to agree first) and
-    return ``{"above": work, "rungs": [...]}``: the packed GEMM is to run when n * in * out >
-    work, the split of the ladder that saves the most time (`_best_split`: the sum of the log
-    time ratios of the rungs it sends to the packed kernel), half the smallest rung's work when
-    that is all of them. A rung where the two disagree beyond rounding (status "wrong") is never
-    sent to the packed kernel, nor is any below it.
+    interleaved samples of at least ``min_sample_s``; both are first checked against the float64
+    reference, as ``fastlinear compare`` checks every backend) and return ``{"above": work,
+    "rungs": [...]}``: the packed GEMM is to run when n * in * out > work, the split of the
+    ladder that saves the most time (`_best_split`: the sum of the log time ratios of the rungs
+    it sends to the packed kernel), half the smallest rung's work when that is all of them. A
+    rung where either result is wrong (status "wrong") is never sent to the packed kernel, nor
+    is any below it.
     """
     import numpy as np
 
     from .backends import loops
+    from .cli.problems import error_ratio, reduction_lengths, reference
 
     direct, packed = loops.direct_and_packed(op)
     if packed is None:  # pragma: no cover - a build without packed kernels
         return {"above": 1 << 62, "rungs": []}
     rng = np.random.default_rng(0)
-    eps = float(np.finfo(dtype).eps)
     rungs, gains = [], []
     for n, k, m in CROSSOVER_LADDER:
         if progress:
             progress(f"{dtype} {op} {n}x{k}x{m}")
-        args, out = _op_args(op, dtype, n, k, m, rng)
-        other = tuple(a.copy() if i == out else a for i, a in enumerate(args))
+        args, operands = _op_args(op, dtype, n, k, m, rng)
+        other = (args[0].copy(), *args[1:])
         direct(*args)
         packed(*other)
-        # both sum in float of dtype: they differ by rounding, far below this bound
-        scale = float(np.abs(args[out]).max(initial=0.0)) + 1.0
-        agree = bool(np.allclose(args[out], other[out], rtol=0, atol=64 * eps * scale * max(n, k)))
+        # each against the float64 reference, with the bound `fastlinear compare` holds every
+        # backend to (`fastlinear.cli.problems.tolerance`)
+        ((ref, mag),) = reference(op, *operands)[:1]
+        (length,) = reduction_lengths(op, n, k, m)
+        agree = all(error_ratio(got[0], ref, mag, length, dtype) <= 1 for got in (args, other))
         times: dict[str, list[float]] = {"direct": [], "packed": []}
         for _ in range(2):
             direct(*args)
@@ -349,8 +355,8 @@ def _best_split(gains: list[float]) -> int:
     """The crossover work for `CROSSOVER_LADDER` given, per rung, the log of direct time over
     packed time (-inf where packed may not run): of "packed above rung i" for every i, and
     "packed everywhere" (above half the smallest rung's work), the one with the largest sum of
-    gains over the rungs it sends to the packed kernel. One noisy rung between clear wins on
-    either side does not move the split; ties go to the larger work (the direct kernel)."""
+    gains over the rungs it sends to the packed kernel; ties go to the larger work (the direct
+    kernel). A noisy rung moves the split only if it outweighs the wins it would give up."""
     works = [n * k * m for n, k, m in CROSSOVER_LADDER]
     best, best_gain = works[-1], 0.0  # packed above the ladder only: nothing measured gained
     for i in range(len(works) - 1, -1, -1):
@@ -458,7 +464,10 @@ def tune(
         entries = _measure_entries(counts, dtypes, names, ops, repeats, quick, progress, done,
                                    total)
     finally:
-        loops.forget_packed_limits()  # the next call reads the table in use again
+        # the next call reads the table in use again (the old one, if this raised)
+        from .backends import auto
+
+        auto.reload()
     if progress:
         progress(total, total, "done")
     table = {"command": COMMAND, "format": FORMAT, "key": key,
@@ -510,9 +519,10 @@ def _measure_entries(counts: list[int], dtypes: list[str], names: list[str], ops
 
 def describe() -> dict:
     """Which table ``auto`` uses in this process (loading it if no auto call has yet):
-    ``{"source": "table" | "defaults", "path": str | None, "reason": str, "blas": [...]}``,
-    where ``blas`` lists the (op, dtype, class, threads) that run BLAS and ``reason`` says why the
-    defaults are in use."""
+    ``{"source": "table" | "defaults", "path": str | None, "reason": str, "blas": [...],
+    "packed": {...}}``, where ``blas`` lists the (op, dtype, class, threads) that run BLAS,
+    ``reason`` says why the defaults are in use and ``packed`` holds the loop kernels'
+    direct-or-packed crossovers in use (``fastlinear.backends.loops.packed_limits``)."""
     from .backends import auto
 
     return auto.table_in_use()

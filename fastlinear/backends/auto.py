@@ -170,8 +170,7 @@ def _load() -> None:
             print(f"fastlinear: {exc}; ignored, the auto backend uses the built-in defaults "
                   "(loops everywhere; run fastlinear tune to measure a new table)", file=sys.stderr)
         # the loop kernels' direct-or-packed crossovers come from the same table
-        loops.use_packed_limits(table.get("packed") if table is not None else None)
-        info["packed"] = loops.packed_limits()
+        info["packed"] = loops.use_packed_limits(table.get("packed") if table is not None else None)
         if table is None:
             _forward = _grad_weight = _grad_input = None
         else:

@@ -119,10 +119,10 @@ _packed_measured: set = set()  # the (op, itemsize) pairs whose crossover came f
 _DTYPE_NAMES = {4: "float32", 8: "float64"}
 
 
-def use_packed_limits(measured: dict | None) -> None:
+def use_packed_limits(measured: dict | None) -> dict:
     """Set the crossovers from a tuning table's ``packed`` section (``{"above": {op: {dtype:
-    work}}}``; see `fastlinear.tuning`), or the built-in ones for None. Pairs the table leaves
-    out keep the built-in value."""
+    work}}}``; see `fastlinear.tuning`), or the built-in ones for None, and return them as
+    `packed_limits` does. Pairs the table leaves out keep the built-in value."""
     global _packed_above, _packed_measured
     above = dict(DEFAULT_PACKED_ABOVE)
     from_table = set()
@@ -134,6 +134,7 @@ def use_packed_limits(measured: dict | None) -> None:
                 from_table.add((op, size))
     _packed_measured = from_table
     _packed_above = above
+    return _describe_packed(above, from_table)
 
 
 def forget_packed_limits() -> None:
@@ -157,11 +158,15 @@ def packed_limits() -> dict:
     work and every side is at least `PACKED_MIN_DIM`; "measured" holds those that came from the
     tuning table (source "table" when there is any)."""
     above = _packed_above or _load_packed_above()
+    return _describe_packed(above, _packed_measured)
+
+
+def _describe_packed(above: dict, from_table: set) -> dict:
     out: dict = {}
     measured: dict = {}
     for (op, size), work in above.items():
         out.setdefault(op, {})[_DTYPE_NAMES[size]] = work
-        if (op, size) in _packed_measured:
+        if (op, size) in from_table:
             measured.setdefault(op, {})[_DTYPE_NAMES[size]] = work
     return {"source": "table" if measured else "defaults", "above": out, "measured": measured}
 

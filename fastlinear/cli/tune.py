@@ -30,7 +30,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "The table is written atomically to the user's cache directory (or --output, "
                     "or the file FASTLINEAR_TUNING names) and is keyed by the CPU model, core "
                     "count and the versions of fastlinear, numpy, its BLAS and numba. Exit status "
-                    "1 if a backend gave a wrong result (it is then never chosen).")
+                    "1 if a backend gave a wrong result (it is then never chosen), or if the loop "
+                    "kernels' direct or packed kernel did.")
     p.add_argument("--quick", action="store_true",
                    help="a rough table in a fraction of the time: short samples, 3 rounds")
     p.add_argument("--classes", type=_choices(tuple(SHAPE_CLASSES), "shape class"),
@@ -148,7 +149,8 @@ def _work(v: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``fastlinear tune``: 0 when every result validated, 1 if a backend gave a wrong result (see
+    """``fastlinear tune``: 0 when every result validated, 1 if a backend gave a wrong result or
+    the loop kernels' direct or packed kernel did while the crossovers were measured (see
     `fastlinear.cli` for the other statuses)."""
     from .. import tuning
 
@@ -168,4 +170,11 @@ def run(args: argparse.Namespace) -> int:
     for e in wrong:
         print(f"fastlinear tune: {e['dtype']} {e['op']} ({e['class']}, {e['threads']} threads): "
               f"loops {e['loops_status']}, blas {e['blas_status']}", file=sys.stderr)
-    return 1 if wrong else 0
+    bad_rungs = [(op, dtype, r["shape"])
+                for op, by_dtype in table.get("packed", {}).get("rungs", {}).items()
+                for dtype, rungs in by_dtype.items() for r in rungs if r["status"] != "ok"]
+    for op, dtype, shape in bad_rungs:
+        print(f"fastlinear tune: {dtype} {op} at {'x'.join(map(str, shape))}: the loop kernels' "
+              "direct or packed result is wrong (the packed one is not chosen there or below)",
+              file=sys.stderr)
+    return 1 if wrong or bad_rungs else 0

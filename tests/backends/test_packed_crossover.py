@@ -99,13 +99,13 @@ def test_the_tables_crossover_moves_the_switch_both_ways(op, dtype, table_file, 
     write_table(table_file, {"above": {op: {dtype: 1 << 40}}})
     auto.reload()
     del packed_calls[:]
-    got = call(op, dtype, 1024, 1024, 1024)
+    n, k, m = 256, 512, 1024  # 2**27: above every built-in crossover
+    got = call(op, dtype, n, k, m)
     assert packed_calls == []
     # the direct kernel's own result, bit for bit
     direct, _ = loops.direct_and_packed(op)
     auto.reload()
     write_table(table_file, None)
-    n = k = m = 1024
     rng = np.random.default_rng(0)
     dt = np.dtype(dtype)
     x, w, b, dy = (rng.standard_normal(s).astype(dt) for s in ((n, k), (m, k), (m,), (n, m)))
@@ -182,3 +182,21 @@ def test_a_wrong_rung_is_never_sent_to_the_packed_kernel():
     assert tuning._best_split(gains) == WORKS[5]
     gains[7] = -math.inf
     assert tuning._best_split(gains) == WORKS[-1]
+
+
+def test_a_failed_tune_leaves_the_table_in_use_in_force(table_file, monkeypatch, tmp_path):
+    write_table(table_file, {"above": {"forward": {"float32": 1 << 20}}})
+    assert loops.packed_limits()["measured"] == {"forward": {"float32": 1 << 20}}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tuning, "_measure_entries", interrupted)
+    monkeypatch.setattr(tuning, "crossover", lambda op, dtype, **kw: {"above": 0, "rungs": []})
+    with pytest.raises(KeyboardInterrupt):
+        tuning.tune(classes=["tiny"], dtypes=["float32"], ops=["forward"], threads=[1],
+                    output=tmp_path / "new.json")
+    assert not (tmp_path / "new.json").exists()
+    # the measured crossover of the interrupted run is gone; the table's is back, and auto agrees
+    assert loops.packed_limits()["measured"] == {"forward": {"float32": 1 << 20}}
+    assert auto.table_in_use()["packed"] == loops.packed_limits()

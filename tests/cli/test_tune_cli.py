@@ -194,3 +194,23 @@ def test_tune_rejects_unknown_names_before_measuring(no_measuring, tmp_path):
         with pytest.raises(ValueError, match=fragment):
             tuning.tune(output=tmp_path / "t.json", **kwargs)
     assert not (tmp_path / "t.json").exists()
+
+
+def test_a_wrong_packed_kernel_exits_1_and_is_never_chosen(tmp_path, monkeypatch, capsys):
+    direct, packed = loops.direct_and_packed("forward")
+
+    def wrong_packed(y, x, w, b, act):
+        packed(y, x, w, b, act)
+        y += 1.0
+
+    monkeypatch.setattr(loops, "direct_and_packed", lambda op: (direct, wrong_packed))
+    out = tmp_path / "t.json"
+    assert cli.main([*QUICK, "--ops", "forward", "--output", str(out)]) == 1
+    packed_section = tuning.load(out, tuning.machine_key())["packed"]
+    rungs = packed_section["rungs"]["forward"]["float32"]
+    assert [r["status"] for r in rungs] == ["wrong"] * len(tuning.CROSSOVER_LADDER)
+    n, k, m = tuning.CROSSOVER_LADDER[-1]
+    assert packed_section["above"]["forward"]["float32"] == n * k * m  # never on the ladder
+    err = capsys.readouterr().err
+    assert ("float32 forward at 64x128x256: the loop kernels' direct or packed result is wrong"
+            in err)
