@@ -290,25 +290,12 @@ def _op_args(op: str, dtype: str, n: int, k: int, m: int, rng) -> tuple[tuple, t
     return args, (x, w, b, dy)
 
 
-def _per_call(kernel: Callable, args: tuple, min_sample_s: float) -> float:
-    """Seconds per call of ``kernel(*args)``: one sample of at least ``min_sample_s``."""
-    import time
-
-    calls, start = 0, time.perf_counter()
-    while True:
-        kernel(*args)
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_sample_s:
-            return elapsed / calls
-
-
 def crossover(op: str, dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
               progress: Callable[[str], None] | None = None) -> dict:
     """Time the loop kernels' parallel direct kernel of ``op`` against the packed GEMM at each
-    shape of `CROSSOVER_LADDER` (2 warm-up calls each, then the median of ``repeats``
-    interleaved samples of at least ``min_sample_s``; both are first checked against the float64
-    reference, as ``fastlinear compare`` checks every backend) and return ``{"above": work,
+    shape of `CROSSOVER_LADDER` (the median of ``repeats`` interleaved samples of at least
+    ``min_sample_s``, after warm-up calls, as ``fastlinear compare`` times backends; both are
+    first checked against the float64 reference, as compare checks every backend) and return ``{"above": work,
     "rungs": [...]}``: the packed GEMM is to run when n * in * out > work, the split of the
     ladder that saves the most time (`_best_split`: the sum of the log time ratios of the rungs
     it sends to the packed kernel), half the smallest rung's work when that is all of them. A
@@ -317,7 +304,10 @@ def crossover(op: str, dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
     """
     import numpy as np
 
+    from types import SimpleNamespace
+
     from .backends import loops
+    from .cli import harness
     from .cli.problems import error_ratio, reduction_lengths, reference
 
     direct, packed = loops.direct_and_packed(op)
@@ -337,14 +327,11 @@ def crossover(op: str, dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
         ((ref, mag),) = reference(op, *operands)[:1]
         (length,) = reduction_lengths(op, n, k, m)
         agree = all(error_ratio(got[0], ref, mag, length, dtype) <= 1 for got in (args, other))
-        times: dict[str, list[float]] = {"direct": [], "packed": []}
-        for _ in range(2):
-            direct(*args)
-            packed(*other)
-        for _ in range(repeats):
-            times["direct"].append(_per_call(direct, args, min_sample_s))
-            times["packed"].append(_per_call(packed, other, min_sample_s))
-        d_s, p_s = (float(np.median(times[v])) for v in ("direct", "packed"))
+        # timed as `fastlinear compare` times backends (no pause: both run on Numba's pool)
+        rows = [(SimpleNamespace(samples_s=[], flops=2 * n * k * m), lambda f=f, a=a: f(*a))
+                for f, a in ((direct, args), (packed, other))]
+        harness._time(rows, repeats, min_sample_s, settle_s=0.0)
+        d_s, p_s = (row.median_s for row, _ in rows)
         rungs.append({"shape": [n, k, m], "direct_s": d_s, "packed_s": p_s,
                       "status": "ok" if agree else "wrong"})
         gains.append(math.log(d_s / p_s) if agree else -math.inf)

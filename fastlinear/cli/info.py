@@ -165,14 +165,14 @@ def _tuning_line(t: dict) -> str:
 
 def _packed_line(t: dict) -> str:
     """Where the loop kernels switch to their packed GEMM, and whose figures those are."""
-    from .tune import _work
+    from .tune import crossover_sizes
 
     packed = t.get("packed")
     if not packed:
         return ""
+
     def sizes(table: dict) -> str:
-        return "; ".join(f"{op} " + ", ".join(f"{d} {_work(v)}" for d, v in by_dtype.items())
-                         for op, by_dtype in table.items())
+        return "; ".join(f"{op} {text}" for op, text in crossover_sizes(table))
 
     if packed["source"] != "table":
         return f"; loops' packed GEMM above batch x in x out = {sizes(packed['above'])} (built-in)"

@@ -138,14 +138,18 @@ def format_table(table: dict) -> str:
     if packed:
         text.append(f"loops runs its packed GEMM above these sizes (batch x in x out, measured at "
                     f"{packed['threads']} thread{'s' * (packed['threads'] > 1)}):")
-        for op, by_dtype in packed["above"].items():
-            text.append(f"  {op}: " + ", ".join(f"{d} {_work(v)}" for d, v in by_dtype.items()))
+        text += [f"  {op}: {sizes}" for op, sizes in crossover_sizes(packed["above"])]
     return "\n".join(text)
 
 
-def _work(v: int) -> str:
-    """A work size as a power of two where it is one."""
-    return f"2**{v.bit_length() - 1}" if v > 0 and v & (v - 1) == 0 else f"{v:,}"
+def crossover_sizes(above: dict) -> list[tuple[str, str]]:
+    """(op, "float32 2**22, float64 2**23") for each op of a crossover table {op: {dtype: work}},
+    each work as a power of two where it is one."""
+    def work(v: int) -> str:
+        return f"2**{v.bit_length() - 1}" if v > 0 and v & (v - 1) == 0 else f"{v:,}"
+
+    return [(op, ", ".join(f"{d} {work(v)}" for d, v in by_dtype.items()))
+            for op, by_dtype in above.items()]
 
 
 def run(args: argparse.Namespace) -> int:

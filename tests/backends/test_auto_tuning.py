@@ -21,18 +21,6 @@ SMALL, TINY = SHAPE_CLASSES["small"], SHAPE_CLASSES["tiny"]
 
 
 @pytest.fixture
-def table_file(tmp_path, monkeypatch):
-    """A path FASTLINEAR_TUNING points at (nothing written yet), with the cache directory moved
-    into tmp_path; auto forgets its table before and after the test."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    path = tmp_path / "table.json"
-    monkeypatch.setenv(tuning.ENV, str(path))
-    auto.reload()
-    yield path
-    auto.reload()
-
-
-@pytest.fixture
 def matmul_calls(monkeypatch):
     """Counts numpy matmul calls: the blas kernels make one per product, the loop kernels none."""
     calls = []

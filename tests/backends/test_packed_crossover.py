@@ -19,17 +19,6 @@ from fastlinear.cli.problems import SHAPE_CLASSES
 WORKS = [n * k * m for n, k, m in tuning.CROSSOVER_LADDER]
 
 
-@pytest.fixture
-def table_file(tmp_path, monkeypatch):
-    """FASTLINEAR_TUNING names a file in tmp_path; the table is forgotten before and after."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    path = tmp_path / "table.json"
-    monkeypatch.setenv(tuning.ENV, str(path))
-    auto.reload()
-    yield path
-    auto.reload()
-
-
 def write_table(path, packed) -> None:
     doc = {"command": tuning.COMMAND, "format": tuning.FORMAT, "key": tuning.machine_key(),
            "shape_classes": {c: list(s) for c, s in SHAPE_CLASSES.items()}, "entries": []}
