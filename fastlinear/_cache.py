@@ -22,6 +22,11 @@ this module chooses, per source directory:
   choice: kernels found there (a cache built when the package was installed) are loaded from it
   before the writable directory is tried, so a complete read-only cache compiles nothing.
 
+Several processes may write to one directory at once (the ranks of a job, two programs started
+together, `fastlinear.warmup`'s compile processes): each write holds a lock on a file in the
+directory and writes the machine code before the index entry that names it (Numba's own write does
+neither, see `_TolerantIndexFile.save`).
+
 A cache file that cannot be read or unpickled counts as missing (the index is then rewritten); a
 write that fails (full disk, permissions changed underneath) stops writes for the rest of the
 process instead of failing the call. Each of these prints one line to standard error, once per
@@ -35,16 +40,27 @@ package, and a subclass of Numba's cache for the functions it accepts. A user wh
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import stat
 import sys
 import tempfile
 import threading
+from typing import Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: writes are not locked
+    fcntl = None
 
 from numba.core import caching, config
 
 #: The package directory: files under it are ours.
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+#: The file in each cache directory that writers lock (`_locked`).
+LOCK_NAME = "fastlinear-cache.lock"
 
 #: How to choose the directory, appended to every notice.
 HOW_TO_CHOOSE = "set NUMBA_CACHE_DIR to a writable directory to choose where Numba caches kernels"
@@ -211,8 +227,48 @@ class FastlinearCacheLocator(caching._SourceFileBackedLocatorMixin, caching._Cac
         return cls(py_func, py_file, _choice_for(os.path.dirname(os.path.abspath(py_file))))
 
 
+@contextlib.contextmanager
+def _locked(directory: str) -> Iterator[None]:
+    """Hold an exclusive lock (``flock``) on ``directory``/`LOCK_NAME` while the block runs, so
+    that processes writing to one cache directory take turns; without ``fcntl`` (Windows), no
+    lock. Raises OSError if the lock file cannot be opened (an unwritable directory)."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(os.path.join(directory, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 class _TolerantIndexFile(caching.IndexDataCacheFile):
-    """An index/data file pair whose unreadable or corrupt files count as missing."""
+    """An index/data file pair whose unreadable or corrupt files count as missing, and whose
+    writes are safe when several processes write to one directory at once (`save`)."""
+
+    def save(self, key, data):
+        """Store ``data`` for ``key``, holding the directory's lock from reading the index to
+        writing it, and writing the data file before the index that names it.
+
+        Numba's own ``save`` reads the index, picks the first unused data-file number, writes the
+        index and then the data, with no lock. Two processes adding different signatures of one
+        function at once can both pick the same number, and the index then sends one signature
+        to the other's machine code; and a process that loads between the index and the data
+        write can read a stale data file left under that number by an older version of the
+        source. Under the lock, with the data written first, neither can happen."""
+        with _locked(self._cache_path):
+            overloads = self._load_index()
+            data_name = overloads.get(key)
+            if data_name is not None:  # a new version of an entry: replace its data file
+                self._save_data(data_name, data)
+                return
+            taken = set(overloads.values())
+            data_name = next(name for name in map(self._data_name, itertools.count(1))
+                             if name not in taken)
+            self._save_data(data_name, data)
+            overloads[key] = data_name
+            self._save_index(overloads)
 
     def _load_index(self):
         try:

@@ -12,7 +12,9 @@ a progress line at most every `PROGRESS_EVERY_S` seconds of compiling, for examp
         (at most about 98 s at this rate)
 
 "up to" because a run compiles only the kernels it calls (one dtype, the shapes it meets), while
-the count is of every kernel function without cached code. Plain lines rather than a redrawn
+the count is of every kernel function without cached code. `warmup` (and so ``fastlinear
+train``) compiles in several processes at once when something is not cached; it prints its own
+lines, one per group of kernels. Plain lines rather than a redrawn
 status line, so that they read the same in a log and never collide with the program's own
 output. ``FASTLINEAR_COMPILE_NOTICE=0`` silences them. Loading from the cache is not a compile
 and prints nothing; when nothing compiles, the cost is one event callback per Numba compile.
@@ -20,11 +22,14 @@ and prints nothing; when nothing compiles, the cost is one event callback per Nu
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sys
+import tempfile
 import threading
 import time
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 from numba.core import event
@@ -134,6 +139,22 @@ def interrupt_pending() -> bool:
     return _interrupted
 
 
+class _Uncached(Exception):
+    """Raised, while `_probe` runs, by the first fastlinear kernel that would compile (before it
+    starts: a kernel found in the disk cache raises nothing)."""
+
+
+@contextlib.contextmanager
+def _probe() -> Iterator[None]:
+    """In this thread, for the block: a kernel that is not in the disk cache raises `_Uncached`
+    instead of compiling."""
+    _local.probing = True
+    try:
+        yield
+    finally:
+        _local.probing = False
+
+
 class _CompileProgress(event.Listener):
     """Counts compilations of fastlinear's kernels and reports progress (see the module doc)."""
 
@@ -143,6 +164,8 @@ class _CompileProgress(event.Listener):
         dispatcher = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
         if not _ours(dispatcher):
             return
+        if getattr(_local, "probing", False):
+            raise _Uncached(dispatcher)
         with _lock:
             _compiles += 1
             first = _first_at is None
@@ -190,10 +213,20 @@ def compile_count() -> int:
 WARMUP_SHAPES = ((1, 16, 16), (32, 128, 128), (8, 784, 128), (4096, 256, 10), (256, 512, 512))
 
 
+#: The kernel groups `warmup` can compile in separate processes at once: one op's kernels each,
+#: since Numba compiles a function's callees as part of its first compile and the ops share few.
+GROUPS = ("grad_weight", "forward", "grad_input", "activation_grad")  # longest first
+
+#: Backends whose kernels are Numba functions (auto runs loops' kernels where it does not run
+#: BLAS); the others compile nothing worth a process of its own.
+_COMPILING = {"loops": "loops", "auto": "loops", "naive": "naive"}
+
+
 def warmup(
     dtypes: Iterable[str | np.dtype | type] = ("float32", "float64"),
     backends: Iterable[str] = ("loops",),
     shapes: Iterable[tuple[int, int, int]] = WARMUP_SHAPES,
+    jobs: int | None = None,
 ) -> int:
     """Compile (or load from the disk cache) every kernel the given backends use, ahead of need.
 
@@ -203,28 +236,62 @@ def warmup(
     variants compile too: while it runs, every pool (Numba in this thread, BLAS, torch) uses that
     count and the adaptive default pauses; each is restored when it returns.
 
+    When some kernel it runs has no cached machine code yet and ``jobs`` > 1, the kernels are
+    first compiled in up to ``jobs`` fresh Python processes at once, one `GROUPS` entry and dtype
+    each, which write them to the disk cache; this process then loads them from there (and
+    compiles here whatever a process failed to). With everything cached no process starts. Numba compiles on one core, so this divides the
+    first compile by up to the number of cores. Each finished group prints a line on stderr
+    (silenced by ``FASTLINEAR_COMPILE_NOTICE=0``).
+
     Args:
         dtypes: float32 and/or float64.
         backends: backend names (see `fastlinear.available_backends`).
         shapes: (batch, in_features, out_features) problems to run.
+        jobs: how many compile processes to run at once (default: the number of cores this
+            process may run on); 1 compiles everything in this process.
 
     Returns:
-        The number of kernels compiled (0 when everything came from the cache).
+        The number of kernels compiled in this process (0 when everything came from the cache,
+        whether it was there before or the compile processes put it there).
+
+    Raises:
+        TypeError: an unsupported dtype, or ``jobs`` not an int.
+        ValueError: an unknown backend, or ``jobs`` < 1.
+        KeyboardInterrupt: on an interrupt, after stopping the compile processes.
     """
     import numba
 
+    from . import _threads
     from . import _validate as check
-    from ._threads import threads
+    from .backends import get_backend
     from .functional import linear, linear_backward
 
     before = _compiles
     dts = [check.resolve_dtype(d) for d in dtypes]
     names = list(backends)
-    rng = np.random.default_rng(0)
-    # at least 2 threads where the pool has them: some kernels run a serial variant on one thread
-    # (the same bits), and the parallel one must be compiled too
-    with threads(min(2, numba.config.NUMBA_NUM_THREADS)):
-        _warmup_runs(dts, names, shapes, rng, linear, linear_backward)
+    for name in names:
+        get_backend(name)  # unknown names raise before anything runs
+    if jobs is None:
+        jobs = _threads.available_cores()
+    elif isinstance(jobs, bool) or not isinstance(jobs, int):
+        raise TypeError(f"jobs must be an int, got {type(jobs).__name__}")
+    elif jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    shapes = [tuple(int(v) for v in s) for s in shapes]
+    compiling = sorted({_COMPILING[n] for n in names if n in _COMPILING})
+
+    def runs() -> None:
+        # at least 2 threads where the pool has them: some kernels run a serial variant on one
+        # thread (the same bits), and the parallel one must be compiled too
+        with _threads.threads(min(2, numba.config.NUMBA_NUM_THREADS)):
+            _warmup_runs(dts, names, shapes, np.random.default_rng(0), linear, linear_backward)
+
+    if jobs > 1 and compiling:
+        units = [(str(dt), group) for dt in dts for group in GROUPS
+                 if not _group_cached(str(dt), group, compiling, shapes)]
+        if units:
+            _compile_in_processes(units, compiling, shapes, jobs)
+    runs()
     return _compiles - before
 
 
@@ -241,3 +308,140 @@ def _warmup_runs(dts, names, shapes, rng, linear, linear_backward) -> None:
                         y = linear(x, w, bias, activation=activation, backend=name)
                         linear_backward(dy, x, w, bias=bias is not None, activation=activation,
                                         y=y, backend=name)
+
+
+def _run_group(dtype: str, group: str, backends: list[str],
+               shapes: list[tuple[int, int, int]]) -> None:
+    """Call the kernels of one `GROUPS` entry the way `_warmup_runs` reaches them: with and
+    without bias, with and without an activation."""
+    import numba
+
+    from . import _threads
+    from .activations import CODES
+    from .backends import get_backend
+
+    dt = np.dtype(dtype)
+    rng = np.random.default_rng(0)
+    relu = CODES["relu"]
+    with _threads.threads(min(2, numba.config.NUMBA_NUM_THREADS)):
+        for n, k, m in shapes:
+            x, w, dy, y = (rng.standard_normal(s).astype(dt)
+                           for s in ((n, k), (m, k), (n, m), (n, m)))
+            scale = dt.type(1)
+            for be in map(get_backend, backends):
+                for db in (np.empty(m, dt), None):
+                    if group == "forward":
+                        for act in (0, relu):
+                            be.forward(np.empty((n, m), dt), x, w, db, act)
+                    elif group == "grad_weight":
+                        be.grad_weight(np.empty((m, k), dt), db, dy, x, scale, False)
+                    elif group == "activation_grad":
+                        be.activation_grad(np.empty((n, m), dt), db, dy, y, relu, scale, False)
+                    elif db is None:  # grad_input has no bias variant
+                        be.grad_input(np.empty((n, k), dt), dy, w)
+
+
+def _group_cached(dtype: str, group: str, backends: list[str],
+                  shapes: list[tuple[int, int, int]]) -> bool:
+    """Whether every kernel `_run_group` calls is in the disk cache (those that are get loaded)."""
+    try:
+        with _probe():
+            _run_group(dtype, group, backends, shapes)
+    except _Uncached:
+        return False
+    return True
+
+
+def _group_main() -> None:
+    """Entry point of a compile process (`_compile_in_processes`): the JSON argument names the
+    dtype, group, backends and shapes."""
+    spec = json.loads(sys.argv[1])
+    _run_group(spec["dtype"], spec["group"], spec["backends"],
+               [tuple(s) for s in spec["shapes"]])
+
+
+def _compile_in_processes(units: list[tuple[str, str]], backends: list[str],
+                          shapes: list[tuple[int, int, int]], jobs: int) -> None:
+    """Run `_run_group` for each (dtype, group) of ``units`` in fresh interpreters, at most
+    ``jobs`` at once; each writes what it compiles to the disk cache. A process that fails is
+    reported and otherwise ignored (the caller compiles what is still missing)."""
+    import subprocess
+
+    import numba
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, FASTLINEAR_COMPILE_NOTICE="0",
+               PYTHONPATH=os.pathsep.join(filter(None, [package_parent,
+                                                        os.environ.get("PYTHONPATH")])))
+    if numba.config.CACHE_DIR:  # set in this process (or from NUMBA_CACHE_DIR): the same there
+        env["NUMBA_CACHE_DIR"] = numba.config.CACHE_DIR
+    code = "from fastlinear._compile import _group_main; _group_main()"
+    pending = list(units)
+    running: dict[subprocess.Popen, tuple] = {}
+    start = time.perf_counter()
+    finished = 0
+    jobs = min(jobs, len(units))
+    _say(f"compiling kernels for this machine in {jobs} processes at once (first use only; "
+         "later runs load them from the cache)...")
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                dtype, group = pending.pop(0)
+                spec = json.dumps({"dtype": dtype, "group": group, "backends": backends,
+                                   "shapes": shapes})
+                log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe blocks
+                try:
+                    proc = subprocess.Popen([sys.executable, "-c", code, spec], env=env,
+                                            stdout=subprocess.DEVNULL, stderr=log)
+                except OSError as exc:
+                    log.close()
+                    finished += 1
+                    _say(f"could not start a process to compile the {group} kernels ({dtype}: "
+                         f"{exc}); they compile in this process instead")
+                    continue
+                running[proc] = (dtype, group, log)
+            if not running:
+                break
+            proc = _wait_any(running)
+            dtype, group, log = running.pop(proc)
+            log.seek(0)
+            err = log.read()
+            log.close()
+            finished += 1
+            elapsed = time.perf_counter() - start
+            if proc.returncode == 0:
+                _say(f"compiled the {group} kernels ({dtype}) in {elapsed:.0f} s "
+                     f"({finished} of {len(units)})")
+            else:
+                last = err.strip().splitlines()[-1] if err.strip() else "no message"
+                _say(f"the process compiling the {group} kernels ({dtype}) failed (exit code "
+                     f"{proc.returncode}: {last}); they compile in this process instead")
+        _after_processes(time.perf_counter() - start)
+    finally:
+        for proc, (_, _, log) in running.items():  # an interrupt: stop the others (the cache
+            proc.kill()                              # holds only whole entries)
+            proc.wait()
+            log.close()
+
+
+def _after_processes(seconds: float) -> None:
+    """Keep this process's progress lines true after compile processes ran for ``seconds``: their
+    time is not this process's compiling, and the kernels they cached are no longer to come."""
+    global _first_at, _last_line_at, _cold
+    with _lock:
+        if _first_at is None:
+            return
+        _first_at += seconds
+        _last_line_at += seconds
+    cold = _uncached_kernels()
+    with _lock:
+        _cold = cold
+
+
+def _wait_any(running: dict) -> object:
+    """The first of the running processes to end."""
+    while True:
+        for proc in running:
+            if proc.poll() is not None:
+                return proc
+        time.sleep(0.05)

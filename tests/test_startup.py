@@ -97,7 +97,75 @@ def test_warmup_then_nothing_compiles(dtype):
 def test_warmup_rejects_bad_arguments():
     import fastlinear as fl
 
+    for jobs, error in ((0, ValueError), (-2, ValueError), ("2", TypeError), (True, TypeError),
+                        (2.0, TypeError)):
+        with pytest.raises(error, match="jobs must be"):
+            fl.warmup(jobs=jobs)
+
     with pytest.raises(TypeError, match="dtype must be float32 or float64"):
         fl.warmup(dtypes=["int8"])
     with pytest.raises(ValueError, match="unknown backend 'fast'"):
         fl.warmup(backends=["fast"])
+
+
+# A cold warmup in compile processes: this process compiles nothing and gets the same bits.
+PARALLEL = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import fastlinear as fl
+    from fastlinear._compile import compile_count
+
+    if sys.argv[1] == "no-python":  # every compile process fails to start
+        sys.executable = "/nonexistent/python"
+    compiled = fl.warmup(dtypes=["float32"], shapes=[(3, 5, 7)], jobs=2)
+    x = np.linspace(-1, 1, 15, dtype=np.float32).reshape(3, 5)
+    w = np.linspace(-2, 2, 35, dtype=np.float32).reshape(7, 5)
+    b = np.ones(7, np.float32)
+    y = fl.linear(x, w, b, activation="relu", backend="loops")
+    grads = fl.linear_backward(np.ones_like(y), x, w, bias=True, activation="relu", y=y,
+                               backend="loops")
+    print(json.dumps({"compiled": compiled, "compiles": compile_count(),
+                      "bits": [a.tobytes().hex() for a in (y, *grads)]}))
+    """
+)
+
+
+def _parallel(cache_dir, how: str = "") -> tuple[dict, str]:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+    proc = subprocess.Popen([sys.executable, "-c", PARALLEL, how], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return _finish(proc)
+
+
+def test_a_cold_warmup_compiles_in_processes_and_a_warm_one_starts_none(tmp_path):
+    cold, err = _parallel(tmp_path / "cache")
+    assert "in 2 processes at once" in err, err
+    assert err.count("fastlinear: compiled the ") == 4, err  # one line per group, none failed
+    assert cold["compiled"] == 0 and cold["compiles"] == 0, "the processes left work undone"
+    warm, err = _parallel(tmp_path / "cache")
+    assert err == "" and warm["compiles"] == 0
+    assert warm["bits"] == cold["bits"]
+    # the same kernels compiled here, in one process, give the same bits
+    serial, err = _parallel(tmp_path / "other", "no-python")
+    assert err.count("could not start a process") == 4, err
+    assert serial["compiled"] > 0
+    assert serial["bits"] == cold["bits"]
+
+
+def test_an_interrupt_stops_the_compile_processes(monkeypatch):
+    from fastlinear import _compile
+
+    started = []
+
+    def interrupted(running):
+        started.extend(running)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_compile, "_wait_any", interrupted)
+    monkeypatch.setenv("FASTLINEAR_COMPILE_NOTICE", "0")
+    with pytest.raises(KeyboardInterrupt):
+        _compile._compile_in_processes([("float32", g) for g in _compile.GROUPS], ["loops"],
+                                       [(3, 5, 7)], jobs=3)
+    assert len(started) == 3
+    assert all(proc.returncode is not None for proc in started)  # killed and reaped
