@@ -182,7 +182,7 @@ class _CompileProgress(event.Listener):
         global _last_line_at
         _raise_pending()
         dispatcher = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
-        if not _ours(dispatcher):
+        if not _ours(dispatcher) or getattr(_local, "probing", False):  # `_probe` stopped it
             return
         now = time.perf_counter()
         with _lock:
@@ -213,9 +213,10 @@ def compile_count() -> int:
 WARMUP_SHAPES = ((1, 16, 16), (32, 128, 128), (8, 784, 128), (4096, 256, 10), (256, 512, 512))
 
 
-#: The kernel groups `warmup` can compile in separate processes at once: one op's kernels each,
-#: since Numba compiles a function's callees as part of its first compile and the ops share few.
-GROUPS = ("grad_weight", "forward", "grad_input", "activation_grad")  # longest first
+#: The kernel groups `warmup` can compile in separate processes at once: the packed GEMM (one
+#: driver for all three ops) and each op's other kernels, since Numba compiles a function's callees
+#: as part of its first compile and these groups share few.
+GROUPS = ("packed", "grad_weight", "forward", "grad_input", "activation_grad")  # longest first
 
 #: Backends whose kernels are Numba functions (auto runs loops' kernels where it does not run
 #: BLAS); the others compile nothing worth a process of its own.
@@ -287,6 +288,9 @@ def warmup(
             _warmup_runs(dts, names, shapes, np.random.default_rng(0), linear, linear_backward)
 
     if jobs > 1 and compiling:
+        from . import _blas_pool
+
+        _blas_pool.install()  # compiles BLAS's callback here, before the processes would each
         units = [(str(dt), group) for dt in dts for group in GROUPS
                  if not _group_cached(str(dt), group, compiling, shapes)]
         if units:
@@ -313,32 +317,41 @@ def _warmup_runs(dts, names, shapes, rng, linear, linear_backward) -> None:
 def _run_group(dtype: str, group: str, backends: list[str],
                shapes: list[tuple[int, int, int]]) -> None:
     """Call the kernels of one `GROUPS` entry the way `_warmup_runs` reaches them: with and
-    without bias, with and without an activation."""
+    without bias, with and without an activation. The op groups leave out the shapes at which
+    loops runs the op on the packed GEMM; "packed" runs just those."""
     import numba
 
     from . import _threads
     from .activations import CODES
-    from .backends import get_backend
+    from .backends import get_backend, loops
 
     dt = np.dtype(dtype)
     rng = np.random.default_rng(0)
     relu = CODES["relu"]
+    scale = dt.type(1)
+    ops = ("forward", "grad_weight", "grad_input") if group == "packed" else (group,)
     with _threads.threads(min(2, numba.config.NUMBA_NUM_THREADS)):
         for n, k, m in shapes:
             x, w, dy, y = (rng.standard_normal(s).astype(dt)
                            for s in ((n, k), (m, k), (n, m), (n, m)))
-            scale = dt.type(1)
-            for be in map(get_backend, backends):
-                for db in (np.empty(m, dt), None):
-                    if group == "forward":
-                        for act in (0, relu):
-                            be.forward(np.empty((n, m), dt), x, w, db, act)
-                    elif group == "grad_weight":
-                        be.grad_weight(np.empty((m, k), dt), db, dy, x, scale, False)
-                    elif group == "activation_grad":
-                        be.activation_grad(np.empty((n, m), dt), db, dy, y, relu, scale, False)
-                    elif db is None:  # grad_input has no bias variant
-                        be.grad_input(np.empty((n, k), dt), dy, w)
+            for name in backends:
+                be = get_backend(name)
+                for op in ops:
+                    packed = (name == "loops" and op != "activation_grad"
+                              and loops.runs_packed(op, dt.itemsize, n, k, m))
+                    if packed != (group == "packed"):
+                        continue
+                    for db in (np.empty(m, dt), None):
+                        if op == "forward":
+                            for act in (0, relu):
+                                be.forward(np.empty((n, m), dt), x, w, db, act)
+                        elif op == "grad_weight":
+                            be.grad_weight(np.empty((m, k), dt), db, dy, x, scale, False)
+                        elif op == "activation_grad":
+                            be.activation_grad(np.empty((n, m), dt), db, dy, y, relu, scale,
+                                               False)
+                        elif db is None:  # grad_input has no bias variant
+                            be.grad_input(np.empty((n, k), dt), dy, w)
 
 
 def _group_cached(dtype: str, group: str, backends: list[str],

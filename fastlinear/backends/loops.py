@@ -215,6 +215,20 @@ def serial_kernel(op: str, itemsize: int, n: int, k: int, m: int):
     return None
 
 
+def runs_packed(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
+    """Whether `forward`, `grad_weight` or `grad_input` (``op``) runs the packed GEMM for a
+    (batch n, in_features k, out_features m) problem of ``itemsize``-byte floats: the op has a
+    packed kernel in this build, every side is at least `PACKED_MIN_DIM` and the work n * k * m is
+    above the op's serial limit and its crossover in use (`packed_limits`). The same rule as the
+    three functions' own dispatch, which inlines it."""
+    packed = {"forward": packed_forward, "grad_weight": packed_grad_weight,
+              "grad_input": packed_grad_input}[op]
+    if packed is None or min(n, k, m) < PACKED_MIN_DIM or serial_kernel(op, itemsize, n, k, m):
+        return False
+    above = _packed_above or _load_packed_above()
+    return n * k * m > above[op, itemsize]
+
+
 def forward(y, x, w, b, act) -> None:
     """y = act(x @ w.T + b); ``b`` may be None or empty (see `ABSENT`), ``act`` is an activation
     code (0 none, 1 relu, 2 sigmoid, 3 tanh)."""

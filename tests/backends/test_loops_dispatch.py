@@ -237,3 +237,29 @@ def test_serial_kernel_names_the_serial_side_of_each_threshold(op, size, shapes)
     assert serial is {"forward": L.forward_kernels.forward_serial, "grad_input": L._GRAD_INPUT[size][0],
                       "grad_weight": L._GRAD_WEIGHT[size][0]}[op]
     assert L.serial_kernel(op, size, *above) is None
+
+
+@pytest.mark.skipif(loops.packed_forward is None, reason="no packed kernels in this build")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_runs_packed_says_what_the_dispatch_runs(monkeypatch, dtype):
+    """`loops.runs_packed` (which `fastlinear.warmup` uses to group kernels) against the spies on
+    the packed kernels, with small crossovers so that small shapes cross them."""
+    size = np.dtype(dtype).itemsize
+    monkeypatch.setattr(loops, "_packed_above", {(op, s): 2**17 for op in (
+        "forward", "grad_weight", "grad_input") for s in (4, 8)})
+    log: set[str] = set()
+    for name in ("packed_forward", "packed_grad_weight", "packed_grad_input"):
+        monkeypatch.setattr(loops, name, _Spy(getattr(loops, name), log, name))
+    shapes = [(1, 16, 16), (64, 64, 32), (64, 64, 33), (63, 64, 64), (64, 64, 64), (65, 64, 64),
+              (128, 64, 64), (40, 128, 128), (64, 128, 128), (100, 90, 70), (300, 64, 8)]
+    for n, k, m in shapes:
+        for op in ("forward", "grad_weight", "grad_input"):
+            log.clear()
+            x, w, dy = (np.ones(s, dtype) for s in ((n, k), (m, k), (n, m)))
+            if op == "forward":
+                loops.forward(np.empty((n, m), dtype), x, w, None, 0)
+            elif op == "grad_weight":
+                loops.grad_weight(np.empty((m, k), dtype), None, dy, x, dtype(1), False)
+            else:
+                loops.grad_input(np.empty((n, k), dtype), dy, w)
+            assert (f"packed_{op}" in log) == loops.runs_packed(op, size, n, k, m), (op, n, k, m)
