@@ -231,11 +231,18 @@ class FastlinearCacheLocator(caching._SourceFileBackedLocatorMixin, caching._Cac
 def _locked(directory: str) -> Iterator[None]:
     """Hold an exclusive lock (``flock``) on ``directory``/`LOCK_NAME` while the block runs, so
     that processes writing to one cache directory take turns; without ``fcntl`` (Windows), no
-    lock. Raises OSError if the lock file cannot be opened (an unwritable directory)."""
+    lock. The file is created writable by all (less the umask), as Numba creates its cache
+    files, so that other users who share the directory can lock it too; one that cannot be opened
+    for writing is locked through a read-only descriptor (``flock`` takes either). Raises OSError
+    if it cannot be opened at all."""
     if fcntl is None:
         yield
         return
-    fd = os.open(os.path.join(directory, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+    path = os.path.join(directory, LOCK_NAME)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:  # another user's lock file in a directory we may write to
+        fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -374,6 +381,15 @@ def install(disambiguator_suffix: str = "") -> bool:
     classes.insert(0, FastlinearCacheLocator)
     _installed = True
     return True
+
+
+def can_write() -> bool:
+    """Whether this process can write compiled kernels to the disk cache: False when no writable
+    directory was found for a kernel module imported so far, or a write failed. True where
+    Numba's own rules apply (`install` declined)."""
+    with _lock:
+        choices = list(_choices.values())
+    return not _writes_failed and all(c.write_dir is not None for c in choices)
 
 
 def describe() -> dict:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import os
 import sys
 import tempfile
@@ -240,46 +241,45 @@ def warmup(
     When some kernel it runs has no cached machine code yet and ``jobs`` > 1, the kernels are
     first compiled in up to ``jobs`` fresh Python processes at once, one `GROUPS` entry and dtype
     each, which write them to the disk cache; this process then loads them from there (and
-    compiles here whatever a process failed to). With everything cached no process starts.
+    compiles here whatever a process failed to). With everything cached, or with no writable
+    cache directory (`fastlinear._cache`), no process starts.
     Numba compiles on one core, and the groups share little work, so this divides the first
     compile by up to the number of cores (measured in the README: 1.4x on 2 cores). Each
     finished group prints a line on stderr (silenced by ``FASTLINEAR_COMPILE_NOTICE=0``).
 
     Args:
-        dtypes: float32 and/or float64.
-        backends: backend names (see `fastlinear.available_backends`).
+        dtypes: float32 and/or float64 (one, or an iterable of them).
+        backends: backend names (see `fastlinear.available_backends`; one, or an iterable).
         shapes: (batch, in_features, out_features) problems to run.
         jobs: how many compile processes to run at once (default: the number of cores this
             process may run on); 1 compiles everything in this process.
 
     Returns:
-        The number of kernels compiled in this process (0 when everything came from the cache,
-        whether it was there before or the compile processes put it there).
+        The number of kernel functions compiled in this process: 0 when everything came from the
+        cache, whether it was there before or the compile processes put it there, except that
+        the callback that runs BLAS on Numba's pool (`fastlinear._blas_pool`), needed in every
+        process, compiles here before the processes start.
 
     Raises:
         TypeError: an unsupported dtype, or ``jobs`` not an int.
-        ValueError: an unknown backend, or ``jobs`` < 1.
+        ValueError: an unknown backend, a shape that is not three ints >= 1, or ``jobs`` < 1.
         KeyboardInterrupt: on an interrupt, after stopping the compile processes.
     """
     import numba
 
-    from . import _threads
+    from . import _cache, _threads
     from . import _validate as check
     from .backends import get_backend
     from .functional import linear, linear_backward
 
     before = _compiles
-    dts = [check.resolve_dtype(d) for d in dtypes]
-    names = list(backends)
+    # one name alone is one item, not a sequence of letters
+    dts = [check.resolve_dtype(d) for d in ([dtypes] if isinstance(dtypes, str) else dtypes)]
+    names = [backends] if isinstance(backends, str) else list(backends)
     for name in names:
         get_backend(name)  # unknown names raise before anything runs
-    if jobs is None:
-        jobs = _threads.available_cores()
-    elif isinstance(jobs, bool) or not isinstance(jobs, int):
-        raise TypeError(f"jobs must be an int, got {type(jobs).__name__}")
-    elif jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
-    shapes = [tuple(int(v) for v in s) for s in shapes]
+    jobs = _threads.available_cores() if jobs is None else _jobs(jobs)
+    shapes = [_shape(s) for s in shapes]
     compiling = sorted({_COMPILING[n] for n in names if n in _COMPILING})
 
     def runs() -> None:
@@ -288,7 +288,7 @@ def warmup(
         with _threads.threads(min(2, numba.config.NUMBA_NUM_THREADS)):
             _warmup_runs(dts, names, shapes, np.random.default_rng(0), linear, linear_backward)
 
-    if jobs > 1 and compiling:
+    if jobs > 1 and compiling and _cache.can_write():  # what they compile must reach us
         from . import _blas_pool
 
         _blas_pool.install()  # compiles BLAS's callback here, before the processes would each
@@ -298,6 +298,30 @@ def warmup(
             _compile_in_processes(units, compiling, shapes, jobs)
     runs()
     return _compiles - before
+
+
+def _jobs(jobs: object) -> int:
+    if isinstance(jobs, bool):
+        raise TypeError("jobs must be an int, got bool")
+    try:
+        jobs = operator.index(jobs)  # int or numpy integer
+    except TypeError:
+        raise TypeError(f"jobs must be an int, got {type(jobs).__name__}") from None
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    return jobs
+
+
+def _shape(shape: object) -> tuple[int, int, int]:
+    """(batch, in_features, out_features) as ints >= 1, or ValueError naming the shape."""
+    try:
+        n, k, m = (operator.index(v) for v in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"each shape must be (batch, in_features, out_features) as three ints, "
+                         f"got {shape!r}") from None
+    if min(n, k, m) < 1:
+        raise ValueError(f"each side of a shape must be >= 1, got {shape!r}")
+    return n, k, m
 
 
 def _warmup_runs(dts, names, shapes, rng, linear, linear_backward) -> None:
@@ -368,8 +392,16 @@ def _group_cached(dtype: str, group: str, backends: list[str],
 
 def _group_main() -> None:
     """Entry point of a compile process (`_compile_in_processes`): the JSON argument names the
-    dtype, group, backends and shapes."""
+    dtype, group, backends and shapes, and the parent's process id. The process ends itself when
+    its parent is gone (killed, say, by SIGTERM, which runs no clean-up there)."""
     spec = json.loads(sys.argv[1])
+
+    def watch(parent: int) -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)  # the parent died: nobody waits for this compile
+
+    threading.Thread(target=watch, args=(spec["parent"],), daemon=True).start()
     _run_group(spec["dtype"], spec["group"], spec["backends"],
                [tuple(s) for s in spec["shapes"]])
 
@@ -384,12 +416,16 @@ def _compile_in_processes(units: list[tuple[str, str]], backends: list[str],
     import numba
 
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, FASTLINEAR_COMPILE_NOTICE="0",
+    # PYTHONSAFEPATH: the working directory does not go first on the child's path (Python 3.11+),
+    # where a folder named like a module (another copy of fastlinear, a numpy.py) would shadow it
+    env = dict(os.environ, FASTLINEAR_COMPILE_NOTICE="0", PYTHONSAFEPATH="1",
                PYTHONPATH=os.pathsep.join(filter(None, [package_parent,
                                                         os.environ.get("PYTHONPATH")])))
     if numba.config.CACHE_DIR:  # set in this process (or from NUMBA_CACHE_DIR): the same there
         env["NUMBA_CACHE_DIR"] = numba.config.CACHE_DIR
-    code = "from fastlinear._compile import _group_main; _group_main()"
+    # and this package first in any case (before 3.11 the working directory still comes first)
+    code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+            "from fastlinear._compile import _group_main; _group_main()")
     pending = list(units)
     running: dict[subprocess.Popen, tuple] = {}
     start = time.perf_counter()
@@ -402,17 +438,17 @@ def _compile_in_processes(units: list[tuple[str, str]], backends: list[str],
             while pending and len(running) < jobs:
                 dtype, group = pending.pop(0)
                 spec = json.dumps({"dtype": dtype, "group": group, "backends": backends,
-                                   "shapes": shapes})
+                                   "shapes": shapes, "parent": os.getpid()})
                 log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe blocks
                 try:
                     proc = subprocess.Popen([sys.executable, "-c", code, spec], env=env,
                                             stdout=subprocess.DEVNULL, stderr=log)
-                except OSError as exc:
+                except OSError as exc:  # the others would fail alike
                     log.close()
-                    finished += 1
-                    _say(f"could not start a process to compile the {group} kernels ({dtype}: "
-                         f"{exc}); they compile in this process instead")
-                    continue
+                    _say(f"could not start a compile process ({exc}); the kernels of the "
+                         f"{len(pending) + 1} groups not started compile in this process instead")
+                    pending.clear()
+                    break
                 running[proc] = (dtype, group, log)
             if not running:
                 break
@@ -424,8 +460,8 @@ def _compile_in_processes(units: list[tuple[str, str]], backends: list[str],
             finished += 1
             elapsed = time.perf_counter() - start
             if proc.returncode == 0:
-                _say(f"compiled the {group} kernels ({dtype}) in {elapsed:.0f} s "
-                     f"({finished} of {len(units)})")
+                _say(f"compiled the {group} kernels ({dtype}): {finished} of {len(units)} "
+                     f"groups done after {elapsed:.0f} s")
             else:
                 last = err.strip().splitlines()[-1] if err.strip() else "no message"
                 _say(f"the process compiling the {group} kernels ({dtype}) failed (exit code "

@@ -56,3 +56,29 @@ def test_saving_again_replaces_an_entry(tmp_path):
     index.save("sig", (3,))
     assert index.load("sig") == (3,) and index.load("other") == (2,)
     assert sorted(index._load_index().values()) == ["kernel.1.nbc", "kernel.2.nbc"]
+
+
+def test_the_lock_file_is_shared_by_every_user_of_the_directory(tmp_path, monkeypatch):
+    """Created writable by all (less the umask), like Numba's own files; a lock file this user
+    may not write is locked through a read-only descriptor."""
+    import os
+
+    old = os.umask(0)
+    try:
+        _TolerantIndexFile(str(tmp_path), "kernel", STAMP).save("sig", (1,))
+    finally:
+        os.umask(old)
+    assert (tmp_path / LOCK_NAME).stat().st_mode & 0o777 == 0o666
+    real_open, modes = os.open, []
+
+    def refuse_writing(path, flags, *args):
+        modes.append(flags & os.O_ACCMODE)
+        if path.endswith(LOCK_NAME) and flags & os.O_ACCMODE != os.O_RDONLY:
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refuse_writing)
+    index = _TolerantIndexFile(str(tmp_path), "kernel", STAMP)
+    index.save("other", (2,))
+    assert os.O_RDONLY in modes
+    assert index.load("other") == (2,) and index.load("sig") == (1,)
