@@ -12,9 +12,9 @@ a progress line at most every `PROGRESS_EVERY_S` seconds of compiling, for examp
         (at most about 98 s at this rate)
 
 "up to" because a run compiles only the kernels it calls (one dtype, the shapes it meets), while
-the count is of every kernel function without cached code. `warmup` (and so ``fastlinear
-train``) compiles in several processes at once when something is not cached; it prints its own
-lines, one per group of kernels. Plain lines rather than a redrawn
+the count is of every kernel function without cached code. `warmup` compiles in several
+processes at once when something is not cached; it prints its own lines, one per group of
+kernels. Plain lines rather than a redrawn
 status line, so that they read the same in a log and never collide with the program's own
 output. ``FASTLINEAR_COMPILE_NOTICE=0`` silences them. Loading from the cache is not a compile
 and prints nothing; when nothing compiles, the cost is one event callback per Numba compile.
