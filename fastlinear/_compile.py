@@ -2,9 +2,10 @@
 
 Kernels compile lazily, on their first call with a given dtype, and Numba stores the machine code
 on disk (``cache=True``, see `fastlinear._cache`), so only the first process on a machine pays the
-compile time (about a minute for a training run on 2 cores); later processes load the cached
-code in milliseconds. While fastlinear's kernels compile, standard error gets a first line, then
-a progress line at most every `PROGRESS_EVERY_S` seconds of compiling, for example (wrapped)::
+compile time (20-30 s for a training run on 2 cores, see the README); later processes load the
+cached code in milliseconds. While fastlinear's kernels compile, standard error gets a first
+line, then a progress line at most every `PROGRESS_EVERY_S` seconds of compiling (time spent
+compiling in this process, not time since the first compile), for example (wrapped)::
 
     fastlinear: compiling kernels for this machine (first use only; later runs load them
         from the cache)...
@@ -14,9 +15,8 @@ a progress line at most every `PROGRESS_EVERY_S` seconds of compiling, for examp
 "up to" because a run compiles only the kernels it calls (one dtype, the shapes it meets), while
 the count is of every kernel function without cached code. `warmup` compiles in several
 processes at once when something is not cached; it prints its own lines, one per group of
-kernels. Plain lines rather than a redrawn
-status line, so that they read the same in a log and never collide with the program's own
-output. ``FASTLINEAR_COMPILE_NOTICE=0`` silences them. Loading from the cache is not a compile
+kernels. Plain lines rather than a redrawn status line, so that they read the same in a log and
+never collide with the program's own output. ``FASTLINEAR_COMPILE_NOTICE=0`` silences them. Loading from the cache is not a compile
 and prints nothing; when nothing compiles, the cost is one event callback per Numba compile.
 """
 
@@ -41,8 +41,9 @@ PROGRESS_EVERY_S = 5.0
 _lock = threading.Lock()
 _local = threading.local()
 _compiles = 0
-_first_at: float | None = None
-_last_line_at = 0.0
+_started = False  # the first line was printed
+_compile_s = 0.0  # seconds this process spent compiling fastlinear's kernels
+_last_line_s = 0.0  # _compile_s at the last progress line
 _cold: set[int] | None = None  # ids of kernel functions that had no cached code
 _done: set[int] = set()
 
@@ -157,21 +158,25 @@ def _probe() -> Iterator[None]:
 
 
 class _CompileProgress(event.Listener):
-    """Counts compilations of fastlinear's kernels and reports progress (see the module doc)."""
+    """Counts compilations of fastlinear's kernels and reports progress (see the module doc).
+
+    Time is counted as seconds spent compiling (from the start to the end of each outermost
+    compile in a thread), not since the first compile: a program that computes between lazy
+    compiles would otherwise see its computing reported, and extrapolated, as compile time."""
 
     def on_start(self, ev: event.Event) -> None:
-        global _compiles, _first_at, _last_line_at, _cold
+        global _compiles, _started, _cold
         _raise_pending()
         dispatcher = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
         if not _ours(dispatcher):
             return
         if getattr(_local, "probing", False):
             raise _Uncached(dispatcher)
+        stack = _local.__dict__.setdefault("compiling", [])
+        stack.append((id(dispatcher), time.perf_counter()))
         with _lock:
             _compiles += 1
-            first = _first_at is None
-            if first:
-                _first_at = _last_line_at = time.perf_counter()
+            first, _started = not _started, True
         if first:
             _say("compiling kernels for this machine (first use only; later runs load them from "
                  "the cache)...")
@@ -180,24 +185,30 @@ class _CompileProgress(event.Listener):
                 _cold = cold
 
     def on_end(self, ev: event.Event) -> None:
-        global _last_line_at
+        global _compile_s, _last_line_s
         _raise_pending()
         dispatcher = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
-        if not _ours(dispatcher) or getattr(_local, "probing", False):  # `_probe` stopped it
+        stack = getattr(_local, "compiling", None)
+        # not ours, stopped by `_probe`, or interrupted before on_start counted it
+        if not _ours(dispatcher) or not stack or stack[-1][0] != id(dispatcher):
             return
+        began = stack.pop()[1]
         now = time.perf_counter()
         with _lock:
             _done.add(id(dispatcher))
-            if _first_at is None or now - _last_line_at < PROGRESS_EVERY_S:
+            if not stack:  # an outermost compile ended: its time is spent
+                _compile_s += now - began
+            # the outermost compile still running counts for what it has spent so far
+            spent = _compile_s + (now - stack[0][1] if stack else 0.0)
+            if spent - _last_line_s < PROGRESS_EVERY_S:
                 return
-            _last_line_at = now
-            elapsed = now - _first_at
+            _last_line_s = spent
             done = len(_done)
             left = len(_cold - _done) if _cold is not None else None
-        line = f"compiled {done} kernel function{'s' if done != 1 else ''} in {elapsed:.0f} s"
+        line = f"compiled {done} kernel function{'s' if done != 1 else ''} in {spent:.0f} s"
         if left:
             line += (f"; up to {left} more are not cached yet (at most about "
-                     f"{elapsed / done * left:.0f} s at this rate)")
+                     f"{spent / done * left:.0f} s at this rate)")
         _say(line)
 
 
@@ -466,7 +477,7 @@ def _compile_in_processes(units: list[tuple[str, str]], backends: list[str],
                 last = err.strip().splitlines()[-1] if err.strip() else "no message"
                 _say(f"the process compiling the {group} kernels ({dtype}) failed (exit code "
                      f"{proc.returncode}: {last}); they compile in this process instead")
-        _after_processes(time.perf_counter() - start)
+        _after_processes()
     finally:
         for proc, (_, _, log) in running.items():  # an interrupt: stop the others (the cache
             proc.kill()                              # holds only whole entries)
@@ -474,18 +485,14 @@ def _compile_in_processes(units: list[tuple[str, str]], backends: list[str],
             log.close()
 
 
-def _after_processes(seconds: float) -> None:
-    """Keep this process's progress lines true after compile processes ran for ``seconds``: their
-    time is not this process's compiling, and the kernels they cached are no longer to come."""
-    global _first_at, _last_line_at, _cold
-    with _lock:
-        if _first_at is None:
-            return
-        _first_at += seconds
-        _last_line_at += seconds
+def _after_processes() -> None:
+    """Keep this process's progress estimate true after compile processes ran: the kernels they
+    cached are no longer to come."""
+    global _cold
     cold = _uncached_kernels()
     with _lock:
-        _cold = cold
+        if _cold is not None:
+            _cold = cold
 
 
 def _wait_any(running: dict) -> object:

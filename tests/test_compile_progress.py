@@ -49,3 +49,55 @@ def test_cold_start_reports_progress_with_an_estimate_and_warm_start_is_silent(t
 def test_progress_can_be_silenced(tmp_path):
     compiles, lines = _run(tmp_path, FASTLINEAR_COMPILE_NOTICE="0")
     assert compiles > 0 and lines == []
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _kernel(name: str):
+    """A stand-in for one of fastlinear's Numba dispatchers, as the listener sees it."""
+    from types import SimpleNamespace
+
+    def py_func():
+        pass
+
+    py_func.__module__ = f"fastlinear.kernels.{name}"
+    return SimpleNamespace(py_func=py_func)
+
+
+def test_progress_counts_seconds_spent_compiling_not_seconds_since_the_first(monkeypatch):
+    from numba.core.event import Event, EventStatus
+
+    from fastlinear import _compile
+
+    clock, said = _Clock(), []
+    monkeypatch.setattr(_compile.time, "perf_counter", clock)
+    monkeypatch.setattr(_compile, "_say", said.append)
+    monkeypatch.setattr(_compile, "_uncached_kernels", lambda: set())
+    for name, value in (("_started", True), ("_compile_s", 0.0), ("_last_line_s", 0.0),
+                        ("_done", set()), ("_cold", set()), ("PROGRESS_EVERY_S", 5.0)):
+        monkeypatch.setattr(_compile, name, value)
+    listener = _compile._CompileProgress()
+
+    def compile_(kernel, seconds, inner=None):
+        listener.on_start(Event("numba:compile", EventStatus.START, {"dispatcher": kernel}))
+        if inner is not None:
+            compile_(*inner)
+        clock.now += seconds
+        listener.on_end(Event("numba:compile", EventStatus.END, {"dispatcher": kernel}))
+
+    a, b, c, d = (_kernel(name) for name in "abcd")  # kept alive: the listener keeps their ids
+    compile_(a, 2.0, inner=(b, 1.0))  # nested: 3 s in all, not 4
+    assert _compile._compile_s == pytest.approx(3.0) and said == []
+    clock.now += 500.0  # the program computes: not compile time
+    compile_(c, 2.5)
+    assert _compile._compile_s == pytest.approx(5.5)
+    assert said == ["compiled 3 kernel functions in 6 s"]
+    # an end without its start (an interrupt raised before the listener counted it) is ignored
+    listener.on_end(Event("numba:compile", EventStatus.END, {"dispatcher": d}))
+    assert _compile._compile_s == pytest.approx(5.5) and len(_compile._done) == 3
