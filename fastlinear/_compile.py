@@ -226,7 +226,7 @@ WARMUP_SHAPES = ((1, 16, 16), (32, 128, 128), (8, 784, 128), (4096, 256, 10), (2
 
 
 #: The kernel groups `warmup` can compile in separate processes at once: the packed GEMM (one
-#: driver for all three ops) and each op's other kernels, since Numba compiles a function's callees
+#: driver for all three ops) and each op's other kernels (grad_weight's with grad_bias), since Numba compiles a function's callees
 #: as part of its first compile and these groups share few.
 GROUPS = ("packed", "grad_weight", "forward", "grad_input", "activation_grad")  # longest first
 
@@ -243,8 +243,9 @@ def warmup(
 ) -> int:
     """Compile (or load from the disk cache) every kernel the given backends use, ahead of need.
 
-    Runs forward and backward, with and without bias and with and without a fused activation, on
-    small problems of each shape class, so that later calls of any size start at full speed. It
+    Runs forward and backward (and the bias gradient alone), with and without bias and with and
+    without a fused activation, on small problems of each shape class, so that later calls of any
+    size start at full speed. It
     runs inside ``fl.threads(2)`` (1 where Numba's pool has one thread), so that the parallel
     variants compile too: while it runs, every pool (Numba in this thread, BLAS, torch) uses that
     count and the adaptive default pauses; each is restored when it returns.
@@ -259,7 +260,7 @@ def warmup(
     finished group prints a line on stderr (silenced by ``FASTLINEAR_COMPILE_NOTICE=0``).
 
     Args:
-        dtypes: float32 and/or float64 (one, or an iterable of them).
+        dtypes: float32 and/or float64 (one, as a name, numpy dtype or type, or an iterable).
         backends: backend names (see `fastlinear.available_backends`; one, or an iterable).
         shapes: (batch, in_features, out_features) problems to run.
         jobs: how many compile processes to run at once (default: the number of cores this
@@ -285,7 +286,8 @@ def warmup(
 
     before = _compiles
     # one name alone is one item, not a sequence of letters
-    dts = [check.resolve_dtype(d) for d in ([dtypes] if isinstance(dtypes, str) else dtypes)]
+    one = isinstance(dtypes, (str, np.dtype, type))
+    dts = [check.resolve_dtype(d) for d in ([dtypes] if one else dtypes)]
     names = [backends] if isinstance(backends, str) else list(backends)
     for name in names:
         get_backend(name)  # unknown names raise before anything runs
@@ -336,6 +338,8 @@ def _shape(shape: object) -> tuple[int, int, int]:
 
 
 def _warmup_runs(dts, names, shapes, rng, linear, linear_backward) -> None:
+    from .backends import get_backend
+
     for dt in dts:
         for n, k, m in shapes:
             x = rng.standard_normal((n, k)).astype(dt)
@@ -348,6 +352,8 @@ def _warmup_runs(dts, names, shapes, rng, linear, linear_backward) -> None:
                         y = linear(x, w, bias, activation=activation, backend=name)
                         linear_backward(dy, x, w, bias=bias is not None, activation=activation,
                                         y=y, backend=name)
+                # the bias gradient alone (auto runs it beside a BLAS weight gradient)
+                get_backend(name).grad_bias(np.empty(m, dt), dy, dt.type(1), False)
 
 
 def _run_group(dtype: str, group: str, backends: list[str],
@@ -383,6 +389,8 @@ def _run_group(dtype: str, group: str, backends: list[str],
                                 be.forward(np.empty((n, m), dt), x, w, db, act)
                         elif op == "grad_weight":
                             be.grad_weight(np.empty((m, k), dt), db, dy, x, scale, False)
+                            if db is not None and not packed:  # and the bias gradient alone
+                                be.grad_bias(db, dy, scale, False)
                         elif op == "activation_grad":
                             be.activation_grad(np.empty((n, m), dt), db, dy, y, relu, scale,
                                                False)
@@ -426,24 +434,28 @@ def _compile_in_processes(units: list[tuple[str, str]], backends: list[str],
 
     import numba
 
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    # PYTHONSAFEPATH: the working directory does not go first on the child's path (Python 3.11+),
-    # where a folder named like a module (another copy of fastlinear, a numpy.py) would shadow it
-    env = dict(os.environ, FASTLINEAR_COMPILE_NOTICE="0", PYTHONSAFEPATH="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [package_parent,
-                                                        os.environ.get("PYTHONPATH")])))
+    # The child imports from exactly this process's sys.path (given as its arguments after the
+    # spec, set before anything but the built-in sys is imported): the same fastlinear, numpy
+    # and standard library. Python's own start would put the working directory first, where a
+    # folder named like a module (another copy of fastlinear, a numpy.py) would shadow it; and
+    # PYTHONSAFEPATH keeps it off the path while Python starts (3.11+).
+    env = dict(os.environ, FASTLINEAR_COMPILE_NOTICE="0", PYTHONSAFEPATH="1")
     if numba.config.CACHE_DIR:  # set in this process (or from NUMBA_CACHE_DIR): the same there
         env["NUMBA_CACHE_DIR"] = numba.config.CACHE_DIR
-    # and this package first in any case (before 3.11 the working directory still comes first)
-    code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+    path = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
+    code = ("import sys; sys.path[:] = sys.argv[2:]; "
             "from fastlinear._compile import _group_main; _group_main()")
     pending = list(units)
     running: dict[subprocess.Popen, tuple] = {}
     start = time.perf_counter()
     finished = 0
     jobs = min(jobs, len(units))
-    _say(f"compiling kernels for this machine in {jobs} processes at once (first use only; "
-         "later runs load them from the cache)...")
+    global _started
+    with _lock:
+        first, _started = not _started, True
+    at_once = f"in {jobs} processes at once" if jobs > 1 else "in another process"
+    _say(f"compiling kernels for this machine {at_once} (first use only; later runs load them "
+         "from the cache)..." if first else f"compiling the other kernels {at_once}...")
     try:
         while pending or running:
             while pending and len(running) < jobs:
@@ -452,7 +464,7 @@ def _compile_in_processes(units: list[tuple[str, str]], backends: list[str],
                                    "shapes": shapes, "parent": os.getpid()})
                 log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe blocks
                 try:
-                    proc = subprocess.Popen([sys.executable, "-c", code, spec], env=env,
+                    proc = subprocess.Popen([sys.executable, "-c", code, spec, *path], env=env,
                                             stdout=subprocess.DEVNULL, stderr=log)
                 except OSError as exc:  # the others would fail alike
                     log.close()

@@ -199,8 +199,9 @@ def test_warmup_takes_one_name_for_dtypes_and_backends_and_numpy_ints():
 
     import fastlinear as fl
 
-    assert fl.warmup(dtypes="float32", backends="loops", shapes=[(3, 5, 7)],
-                     jobs=np.int64(2)) == 0  # the suite's cache holds these already
+    for dtype in ("float32", np.float32, np.dtype("float32")):
+        assert fl.warmup(dtypes=dtype, backends="loops", shapes=[(3, 5, 7)],
+                         jobs=np.int64(2)) == 0  # the suite's cache holds these already
 
 
 def test_no_compile_processes_without_a_writable_cache(monkeypatch):
