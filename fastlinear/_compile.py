@@ -389,13 +389,13 @@ def _run_group(dtype: str, group: str, backends: list[str],
                                 be.forward(np.empty((n, m), dt), x, w, db, act)
                         elif op == "grad_weight":
                             be.grad_weight(np.empty((m, k), dt), db, dy, x, scale, False)
-                            if db is not None and not packed:  # and the bias gradient alone
-                                be.grad_bias(db, dy, scale, False)
                         elif op == "activation_grad":
                             be.activation_grad(np.empty((n, m), dt), db, dy, y, relu, scale,
                                                False)
                         elif db is None:  # grad_input has no bias variant
                             be.grad_input(np.empty((n, k), dt), dy, w)
+                if group == "grad_weight":  # the bias gradient alone, at every shape
+                    be.grad_bias(np.empty(m, dt), dy, scale, False)
 
 
 def _group_cached(dtype: str, group: str, backends: list[str],
