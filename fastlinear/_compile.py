@@ -256,7 +256,7 @@ def warmup(
     compiles here whatever a process failed to). With everything cached, or with no writable
     cache directory (`fastlinear._cache`), no process starts.
     Numba compiles on one core, and the groups share little work, so this divides the first
-    compile by up to the number of cores (measured in the README: 1.5-2x on 2 cores). Each
+    compile by up to the number of cores (measured in the README: 1.4-2x on 2 cores). Each
     finished group prints a line on stderr (silenced by ``FASTLINEAR_COMPILE_NOTICE=0``).
 
     Args:
