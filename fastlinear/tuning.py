@@ -20,16 +20,19 @@ for another key (a copied file, or one named by FASTLINEAR_TUNING) is ignored wi
 The table is JSON::
 
     {"command": "fastlinear tune", "format": 1, "key": {...machine_key()...}, "created": "...",
-     "quick": false, "repeats": 5,
+     "quick": false, "repeats": 7,
      "shape_classes": {"tiny": [1, 16, 16], ...},        # what a call is classified into
      "entries": [{"op": "forward", "dtype": "float32", "class": "tiny", "threads": 2,
                   "choice": "loops",                      # what auto runs
                   "faster": "loops", "speedup": ...,      # by how much the faster one wins
                   "loops_s": ..., "blas_s": ...,          # median seconds per call
+                  "rounds": 7, "blas_rounds_won": ...,    # paired rounds, and those blas won
                   "loops_status": "ok", "blas_status": "ok"}, ...]}
 
 ``choice`` is blas only when blas validated and loops took more than `PREFER_LOOPS_WITHIN` times as
-long: on a near tie the deterministic loop kernels are kept.
+long, in the medians and in at least `BLAS_MIN_ROUND_SHARE` of the paired rounds (``"rounds"``, of
+which blas won ``"blas_rounds_won"``; see `blas_wins`): on a near tie, or a win that the machine's
+noise could have made, the deterministic loop kernels are kept.
 
 An optional ``packed`` section holds where the loop kernels' packed GEMM overtakes their direct
 kernels (`crossover`), which the loops backend follows (``fastlinear.backends.loops.packed_limits``)::
@@ -74,6 +77,13 @@ COMMAND = "fastlinear tune"
 #: bitwise the same result at any thread count and BLAS does not, so a near tie goes to loops; 3%
 #: keeps auto within 0.97x of the faster backend, the bound ``fastlinear compare`` holds it to.
 PREFER_LOOPS_WITHIN = 1.03
+#: ... and only when, besides the medians, blas won by that margin in at least this share of the
+#: paired rounds (a one-sided sign test: by chance alone, with no difference between the two, 4 of
+#: 5 rounds come up 19% of the time, 6 of 7 6%, 3 of 3 12.5%). On a shared machine one kernel's
+#: samples move by 30% and more between rounds, and a decision on the medians alone followed that
+#: noise (a 2-core Intel Xeon: a 1.10x median win for blas in the table, loops 1.6x faster in
+#: ``fastlinear compare`` ten minutes later).
+BLAS_MIN_ROUND_SHARE = 0.75
 
 
 class TableError(ValueError):
@@ -247,6 +257,14 @@ def _thread_counts(threads: Iterable[int] | None) -> list[int]:
     return sorted({_threads._check(t) for t in counts})
 
 
+def blas_wins(loops_s: float, blas_s: float, won: int, rounds: int) -> bool:
+    """Whether auto should run blas: loops' median time is more than `PREFER_LOOPS_WITHIN` times
+    blas's, and blas won by that margin in at least `BLAS_MIN_ROUND_SHARE` of the ``rounds``
+    paired rounds (``won`` of them)."""
+    return (loops_s > PREFER_LOOPS_WITHIN * blas_s
+            and won >= math.ceil(BLAS_MIN_ROUND_SHARE * rounds) and rounds > 0)
+
+
 def _entry(op: str, dtype: str, name: str, threads: int, rows: dict) -> dict:
     """One table entry from the harness results of loops and blas for one (op, dtype, class,
     thread count)."""
@@ -259,7 +277,12 @@ def _entry(op: str, dtype: str, name: str, threads: int, rows: dict) -> dict:
         faster = "blas" if bl.median_s < lp.median_s else "loops"
         entry["faster"] = faster
         entry["speedup"] = max(lp.median_s, bl.median_s) / min(lp.median_s, bl.median_s)
-        entry["choice"] = "blas" if lp.median_s > PREFER_LOOPS_WITHIN * bl.median_s else "loops"
+        # rounds are interleaved (loops' sample, then blas's), so a pair shares the machine's
+        # state of that moment; count the rounds blas won by the margin
+        won = sum(lt > PREFER_LOOPS_WITHIN * bt for lt, bt in zip(lp.samples_s, bl.samples_s))
+        rounds = min(len(lp.samples_s), len(bl.samples_s))
+        entry["blas_rounds_won"], entry["rounds"] = won, rounds
+        entry["choice"] = "blas" if blas_wins(lp.median_s, bl.median_s, won, rounds) else "loops"
     else:  # a backend that gave a wrong result is never chosen; loops if both did
         entry["faster"] = entry["speedup"] = None
         entry["choice"] = "blas" if bl.ok and not lp.ok else "loops"
@@ -381,7 +404,8 @@ def tune(
             between backends stay: without them, at 2 threads, a loop kernel timed right after
             BLAS calls came out orders of magnitude slower, which says nothing about either
             backend alone).
-        repeats: timing rounds per backend (default 5, or 3 with ``quick``).
+        repeats: timing rounds per backend (default 7, or 3 with ``quick``); blas must win most
+            of them (`blas_wins`).
         output: where to write (default: `table_path`, i.e. FASTLINEAR_TUNING's file or the cache
             file for this machine). Checked before anything is measured.
         progress: called as ``progress(done, total, what)`` before each measurement.
@@ -412,7 +436,7 @@ def tune(
             raise ValueError(f"unknown {what} {', '.join(map(repr, bad)) or '(none given)'}; "
                              f"valid: {', '.join(valid)}")
     counts = _thread_counts(threads)
-    repeats = repeats if repeats is not None else 3 if quick else 5
+    repeats = repeats if repeats is not None else 3 if quick else 7
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     key = machine_key()

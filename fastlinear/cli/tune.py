@@ -7,13 +7,14 @@ the path written go to stdout.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from ._common import HelpFormatter
 from .compare import _choices, _threads
 from .problems import SHAPE_CLASSES
-from ..tuning import TUNED_OPS
+from ..tuning import BLAS_MIN_ROUND_SHARE, TUNED_OPS
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -26,7 +27,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "block, medians of interleaved rounds) and record which is faster; first, "
                     "find from which size (batch x in x out) the loop kernels' packed GEMM beats "
                     "their direct kernels, which the loops backend then follows. The auto "
-                    "backend then runs the faster one (loops unless blas is more than 3% faster). "
+                    "backend then runs the faster one (loops unless blas is more than 3% faster in "
+                    "the medians and in at least three quarters of the paired rounds). "
                     "The table is written atomically to the user's cache directory (or --output, "
                     "or the file FASTLINEAR_TUNING names) and is keyed by the CPU model, core "
                     "count and the versions of fastlinear, numpy, its BLAS and numba. Exit status "
@@ -48,7 +50,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="thread counts to measure at, for Numba, BLAS and torch alike, e.g. 1,2 "
                         "(default: 1 and the current count)")
     p.add_argument("--repeats", type=int, default=None,
-                   help="timing rounds per backend (default: 5, or 3 with --quick)")
+                   help="timing rounds per backend (default: 7, or 3 with --quick)")
     p.add_argument("--output", metavar="PATH",
                    help="write the table here instead of where auto reads it (then point "
                         "FASTLINEAR_TUNING at it to use it)")
@@ -133,7 +135,9 @@ def format_table(table: dict) -> str:
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in [head] + body]
     text = ["auto's choice per shape class, with loops time / blas time (blas is chosen above "
-            f"{table['prefer_loops_within']:g}):"] + lines
+            f"{table['prefer_loops_within']:g}, when blas also won by that margin in "
+            f"{math.ceil(BLAS_MIN_ROUND_SHARE * table['repeats'])} of the {table['repeats']} "
+            "paired rounds):"] + lines
     packed = table.get("packed")
     if packed:
         text.append(f"loops runs its packed GEMM above these sizes (batch x in x out, measured at "

@@ -6,6 +6,7 @@ stderr for a table it ignores; correct results either way; and the shape classif
 from __future__ import annotations
 
 import json
+import statistics
 
 import numba
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 import fastlinear as fl
 from fastlinear import tuning
 from fastlinear.backends import auto, loops
+from fastlinear.cli import harness
 from fastlinear.cli.problems import SHAPE_CLASSES, error_ratio, reduction_lengths, reference
 
 OPS = tuning.TUNED_OPS
@@ -352,3 +354,38 @@ def test_forward_without_bias_through_every_route(choice, shape, table_file):
         want = x.astype(np.float64) @ w.T.astype(np.float64) + (0 if bias is None else b)
         np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
     assert loops.ABSENT[4].shape == (0,) and loops.ABSENT[8].shape == (0,)
+
+
+def _result(backend: str, samples: list[float]) -> harness.Result:
+    return harness.Result((32, 128, 128), "float32", "forward", backend, 2, "ok", 1,
+                          error=0.0, median_s=statistics.median(samples), samples_s=samples)
+
+
+@pytest.mark.parametrize("loops_s, blas_s, choice, won", [
+    # blas 1.5x faster in every round: chosen
+    ([3.0] * 5, [2.0] * 5, "blas", 5),
+    # 1.5x in the medians, but blas slower in 2 of 5 rounds: a win the noise could have made
+    ([3.0] * 5, [2.0, 2.0, 3.5, 3.5, 2.0], "loops", 3),
+    # blas won 4 of 5 rounds by more than 3%, and the medians agree: chosen
+    ([3.0, 3.0, 3.0, 3.0, 1.0], [2.0] * 5, "blas", 4),
+    # 3 of 5 rounds: not enough
+    ([3.0, 3.0, 3.0, 1.0, 1.0], [2.0] * 5, "loops", 3),
+    # within 3% in every round (a near tie): the loop kernels
+    ([2.05] * 5, [2.0] * 5, "loops", 0),
+    # loops faster
+    ([1.0] * 5, [2.0] * 5, "loops", 0),
+])
+def test_blas_is_chosen_only_when_it_wins_the_medians_and_most_paired_rounds(loops_s, blas_s,
+                                                                              choice, won):
+    e = tuning._entry("forward", "float32", "small", 2,
+                      {"loops": _result("loops", loops_s), "blas": _result("blas", blas_s)})
+    assert (e["choice"], e["blas_rounds_won"], e["rounds"]) == (choice, won, 5)
+    assert e["faster"] == ("blas" if e["blas_s"] < e["loops_s"] else "loops")
+
+
+def test_a_sign_test_of_three_rounds_needs_all_three():
+    assert tuning.blas_wins(3.0, 2.0, won=3, rounds=3)
+    assert not tuning.blas_wins(3.0, 2.0, won=2, rounds=3)
+    assert tuning.blas_wins(3.0, 2.0, won=6, rounds=7)
+    assert not tuning.blas_wins(3.0, 2.0, won=5, rounds=7)
+    assert not tuning.blas_wins(3.0, 2.0, won=0, rounds=0)

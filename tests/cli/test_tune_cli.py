@@ -65,8 +65,9 @@ def test_quick_tune_writes_a_valid_table_that_auto_then_follows(tmp_path, capsys
         assert e["loops_error"] <= 1 and e["blas_error"] <= 1
         assert e["loops_s"] > 0 and e["blas_s"] > 0
         assert e["faster"] == ("blas" if e["blas_s"] < e["loops_s"] else "loops")
+        assert e["rounds"] == 3 and 0 <= e["blas_rounds_won"] <= 3
         assert e["choice"] == ("blas" if e["loops_s"] > tuning.PREFER_LOOPS_WITHIN * e["blas_s"]
-                               else "loops")
+                               and e["blas_rounds_won"] == 3 else "loops")
         assert e["speedup"] == pytest.approx(max(e["loops_s"], e["blas_s"])
                                              / min(e["loops_s"], e["blas_s"]))
 
