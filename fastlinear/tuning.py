@@ -4,8 +4,9 @@ thread count, whether the loop kernels or BLAS (numpy's matmul) is faster on thi
 `tune` (``fastlinear tune`` on the command line) measures it: every entry is one (op, dtype, shape
 class, thread count), where loops and blas are first checked against a float64 reference (as
 ``fastlinear compare`` does, with the same harness, `fastlinear.cli.harness`) and then timed, each
-backend in its own settled block (before every sample, a 0.2 s pause when more than one thread runs,
-so that the other library's idle threads stop spinning, then 3 warm-up calls), with the median of
+backend in its own settled block (before a sample, 3 warm-up calls, and a 0.2 s pause first when
+more than one thread runs and the previous sample ran on another thread pool, so that the other
+pool's idle threads stop spinning: `fastlinear.cli.harness.thread_pool`), with the median of
 interleaved rounds taken for each. grad_bias is not tuned: the loop kernel beat numpy's sum at every
 shape measured, and ``auto`` always runs it.
 
@@ -351,7 +352,8 @@ def crossover(op: str, dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
         (length,) = reduction_lengths(op, n, k, m)
         agree = all(error_ratio(got[0], ref, mag, length, dtype) <= 1 for got in (args, other))
         # timed as `fastlinear compare` times backends (no pause: both run on Numba's pool)
-        rows = [(SimpleNamespace(samples_s=[], flops=2 * n * k * m), lambda f=f, a=a: f(*a))
+        rows = [(SimpleNamespace(backend="loops", samples_s=[], flops=2 * n * k * m),
+                 lambda f=f, a=a: f(*a))
                 for f, a in ((direct, args), (packed, other))]
         harness._time(rows, repeats, min_sample_s, settle_s=0.0)
         d_s, p_s = (row.median_s for row, _ in rows)
@@ -401,9 +403,9 @@ def tune(
         threads: thread counts to measure at (default: 1 and the current count); each is set for
             Numba, BLAS and torch together (`fastlinear.threads`).
         quick: a rough table in a fraction of the time: 3 rounds of short samples (the pauses
-            between backends stay: without them, at 2 threads, a loop kernel timed right after
-            BLAS calls came out orders of magnitude slower, which says nothing about either
-            backend alone).
+            between backends on different thread pools stay: without them, at 2 threads, a loop
+            kernel timed right after BLAS calls on OpenBLAS's own threads came out orders of
+            magnitude slower, which says nothing about either backend alone).
         repeats: timing rounds per backend (default 7, or 3 with ``quick``); blas must win most
             of them (`blas_wins`).
         output: where to write (default: `table_path`, i.e. FASTLINEAR_TUNING's file or the cache

@@ -222,7 +222,8 @@ def run(
     """Validate then time every (dtype, shape, op, backend); see the module docstring.
 
     ``progress`` is called with a short description once per (dtype, shape, op) as it starts.
-    ``settle=False`` skips the pauses that let another backend's spinning threads go idle."""
+    ``settle=False`` skips the pauses that let another thread pool's spinning threads go idle
+    (taken only where the previous sample ran on another pool: `thread_pool`)."""
     threads = get_num_threads()
     if TORCH in backends:
         import torch
@@ -261,16 +262,35 @@ def _validate(prob: Problem, op: str, backends: list[str], threads: int) -> list
     return rows
 
 
+def thread_pool(name: str) -> str:
+    """The thread pool that contender ``name`` runs its parallel work on: "numba" for the loop
+    kernels, and for numpy's BLAS while its jobs run on Numba's pool (`fastlinear._blas_pool`);
+    otherwise a pool of its own, named after the contender (torch's; OpenBLAS's, where blas and
+    auto may use both)."""
+    from .. import _blas_pool
+
+    if name in ("loops", "naive") or (name in ("blas", "auto") and _blas_pool.installed()):
+        return "numba"
+    return name
+
+
 def _time(rows: list, repeats: int, min_sample_s: float, settle_s: float) -> None:
     """Interleaved timing: each repeat takes one sample of every backend in turn."""
     number = {id(row): _calls_per_sample(call, min_sample_s) for row, call in rows}
+    pools = {id(row): thread_pool(row.backend) for row, _ in rows}
+    previous = None
     for _ in range(repeats):
         for row, call in rows:
-            # After another backend ran, its idle threads keep spinning for a while (OpenBLAS's
-            # for ~0.1 s) and steal cores from this one: on 2 cores a 0.5 ms Numba kernel took
-            # 8 ms in that window. Wait it out, then make a few untimed calls to wake this
-            # backend's own threads.
-            time.sleep(settle_s)
+            # After a backend on another thread pool ran, that pool's idle threads keep spinning
+            # for a while (OpenBLAS's for ~0.1 s) and steal cores from this one: on 2 cores a
+            # 0.5 ms Numba kernel took 8 ms in that window. Wait it out. Between backends on the
+            # same pool there is nothing to wait for, and the pause itself costs accuracy: on a
+            # 2-core KVM guest the spread of the samples (interquartile range over median) was
+            # 0.16-0.20 with a pause before every sample against 0.04-0.07 without. Then a few
+            # untimed calls wake this backend's threads.
+            if pools[id(row)] != previous:
+                time.sleep(settle_s)
+            previous = pools[id(row)]
             for _ in range(_SETTLE_CALLS):
                 call()
             count = number[id(row)]

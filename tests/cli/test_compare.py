@@ -112,3 +112,31 @@ def test_shape_classes_resolve_with_underscore_or_hyphen():
 
     assert parse_shapes("tiny,wide, 2x3x4") == [(1, 16, 16), (64, 4096, 4096), (2, 3, 4)]
     assert parse_shapes("skinny_out,skinny-out,Skinny-In") == [(4096, 256, 10)] * 2 + [(8, 784, 128)]
+
+
+@pytest.mark.parametrize("pool_installed, expected", [
+    # loops and blas on Numba's pool: one pause, before the first sample; torch on its own pool:
+    # a pause at every switch to or from it
+    (True, [1, 0, 1, 1, 0, 1, 1, 0, 1]),
+    # OpenBLAS on its own threads: a pause before every sample
+    (False, [1] * 9),
+])
+def test_pauses_only_where_the_previous_sample_ran_on_another_pool(pool_installed, expected,
+                                                                     monkeypatch):
+    from fastlinear import _blas_pool
+
+    monkeypatch.setattr(_blas_pool, "installed", lambda: ["openblas"] if pool_installed else [])
+    assert harness.thread_pool("loops") == "numba" and harness.thread_pool("torch") == "torch"
+    assert harness.thread_pool("blas") == ("numba" if pool_installed else "blas")
+    events = []
+    monkeypatch.setattr(harness.time, "sleep", lambda s: events.append("pause"))
+    rows = [(harness.Result((1, 1, 1), "float32", "forward", name, 2, "ok", 1),
+             lambda name=name: events.append(name)) for name in ("loops", "blas", "torch")]
+    harness._time(rows, repeats=3, min_sample_s=0.0, settle_s=0.2)
+    paused = []  # for each sample, whether a pause came before its first call
+    for i, e in enumerate(events):
+        if e != "pause" and (i == 0 or events[i - 1] != e):
+            paused.append(i > 0 and events[i - 1] == "pause")
+    # the calibration calls come first (no pause), then 9 samples
+    assert paused[-9:] == [bool(p) for p in expected]
+    assert all(r.median_s is not None and len(r.samples_s) == 3 for r, _ in rows)
