@@ -1,0 +1,215 @@
+"""Where the packed GEMM's time goes on this machine: its micro-kernel alone, then the whole
+products at several reduction blocks (KC), beside numpy's BLAS and torch at the same thread count.
+
+1. The micro-kernel (``fastlinear.kernels.packed._micro``), called from a compiled loop over
+   packed panels already in cache: one A and one B panel of 256 steps (L1), and the working set of
+   one tile of the driver at the built-in KC (8 row panels by 2 column panels). GFLOP/s, best of 5.
+2. ``packed_forward``, ``packed_grad_weight`` (with db) and ``packed_grad_input`` at each KC of a
+   ladder, the ladder's values interleaved in 7 rounds in one process (medians), with the built-in
+   KC's time divided by each one's in brackets (above 1: faster than the built-in block). KC is a
+   module constant of ``fastlinear.kernels.packed._workspace``; this script sets it directly.
+3. With ``--phases``: the forward product through variants of the driver ``_driver.gemm`` with one
+   phase removed (packing, the micro-kernel, the store of its block into C, the prefetch of C),
+   compiled here from its source with that one call taken out, interleaved in 9 rounds (medians),
+   as a share of the whole driver's time. The variants compute wrong results; they only time.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python asv_benchmarks/scripts/packed_profile.py \\
+        --threads 1 --shapes 1024x1024x1024,256x512x512
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import statistics
+import time
+
+import numpy as np
+
+import fastlinear as fl
+from fastlinear.kernels.packed import _api, _driver, _workspace
+from fastlinear.kernels.packed._micro import MICRO
+
+LADDER = {np.dtype(np.float32): (256, 384, 512, 768, 1024),
+          np.dtype(np.float64): (128, 192, 256, 384, 512)}
+ROUNDS = 7
+
+
+def micro_gflops(dt: np.dtype) -> dict[str, float]:
+    """The micro-kernel's GFLOP/s at two working sets (see the module docstring)."""
+    from numba import njit
+
+    from fastlinear.kernels.packed._micro import micro
+
+    u = np.uintp
+
+    @njit
+    def run(reps, kc, a, b, t, apanels, bpanels, mr, nr):
+        for _ in range(reps):
+            for p in range(apanels):
+                for q in range(bpanels):
+                    micro(kc, a, u(p) * mr * kc, b, u(q) * nr * kc, t)
+
+    mr, nr = MICRO[dt]
+    out = {}
+    for label, kc, ap, bp in (("in L1 (256 steps, 1 x 1 panels)", 256, 1, 1),
+                              (f"one tile (KC {_workspace.KC[dt]}, 8 x 2 panels)",
+                               _workspace.KC[dt], 8, 2)):
+        a = np.random.default_rng(0).random(ap * mr * kc).astype(dt)
+        b = np.random.default_rng(1).random(bp * nr * kc).astype(dt)
+        t = np.empty(mr * nr, dt)
+        run(1, u(kc), a, b, t, ap, bp, u(mr), u(nr))  # compile
+        flops = 2 * mr * nr * kc * ap * bp
+        reps = max(1, int(2e8 // flops))
+        best = min(_timed(lambda: run(reps, u(kc), a, b, t, ap, bp, u(mr), u(nr))) for _ in range(5))
+        out[label] = flops * reps / best / 1e9
+    return out
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def products(dt: np.dtype, n: int, k: int, m: int) -> dict[str, dict[int, float]]:
+    """Median seconds per call of each packed product at each KC of the ladder."""
+    rng = np.random.default_rng(0)
+    x, w, dy = (rng.random(s).astype(dt) for s in ((n, k), (m, k), (n, m)))
+    y, dw, db, dx = np.empty((n, m), dt), np.empty((m, k), dt), np.empty(m, dt), np.empty((n, k), dt)
+    calls = {"forward": lambda: _api.packed_forward(y, x, w, None),
+             "grad_weight": lambda: _api.packed_grad_weight(dw, db, dy, x, dt.type(1), False),
+             "grad_input": lambda: _api.packed_grad_input(dx, dy, w)}
+    built_in = _workspace.KC[dt]
+    samples = {op: {kc: [] for kc in LADDER[dt]} for op in calls}
+    try:
+        for _ in range(ROUNDS):
+            for kc in LADDER[dt]:
+                _workspace.KC[dt] = kc
+                _workspace._local.spaces = {}  # new buffers sized for this KC
+                for op, call in calls.items():
+                    call()
+                    samples[op][kc].append(min(_timed(call) for _ in range(3)))
+    finally:
+        _workspace.KC[dt] = built_in
+        _workspace._local.spaces = {}
+    return {op: {kc: statistics.median(v) for kc, v in by_kc.items()}
+            for op, by_kc in samples.items()}
+
+
+def others(dt: np.dtype, n: int, k: int, m: int, threads: int) -> dict[str, float]:
+    """Median seconds of numpy's and (if importable) torch's forward product at ``threads``."""
+    rng = np.random.default_rng(0)
+    x, w = rng.random((n, k)).astype(dt), rng.random((m, k)).astype(dt)
+    y = np.empty((n, m), dt)
+    out = {"numpy": lambda: np.matmul(x, w.T, out=y)}
+    try:
+        import torch
+    except ImportError:
+        pass
+    else:
+        torch.set_num_threads(threads)
+        xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+        out["torch"] = lambda: torch.mm(xt, wt.t())
+    res = {}
+    for name, call in out.items():
+        time.sleep(0.3)  # another pool's threads go idle first
+        for _ in range(3):
+            call()
+        res[name] = statistics.median(_timed(call) for _ in range(ROUNDS))
+    return res
+
+
+#: driver variants for --phases: the call each one leaves out
+PHASES = {
+    "packing": "_pack_task(_U(ti), chunks,",
+    "micro-kernel": "micro(kc, apack, ip * mr * kc, bpack, jp * nr * kc, t)",
+    "store into C": "_store(c, i0, rows, jj, cols, t, nr, add, last, bias, with_bias, act)",
+    "prefetch of C": "_prefetch_tile(c, i0, rows, jj, cols)",
+}
+
+
+def phases(dt: np.dtype, n: int, k: int, m: int) -> dict[str, float]:
+    """Median seconds of the forward product through the whole driver and through each variant
+    without one phase (see the module docstring)."""
+    from numba import njit
+
+    @njit
+    def _skip(*args):
+        pass
+
+    source = inspect.getsource(_driver.gemm).replace(
+        "@njit(**PARALLEL)", "@njit(**dict(PARALLEL, cache=False))")
+    drivers = {"whole driver": None}
+    for name, call in PHASES.items():
+        if source.count(call) != 1:
+            raise SystemExit(f"--phases: the driver no longer calls {call!r} once; update PHASES")
+        callee = call.split("(")[0]
+        drivers[f"without {name}"] = source.replace(call, call.replace(callee, "_skip", 1))
+    rng = np.random.default_rng(0)
+    x, w = rng.random((n, k)).astype(dt), rng.random((m, k)).astype(dt)
+    y = np.empty((n, m), dt)
+    ws = _workspace.workspace(dt)
+    empty, leaves = np.empty(0, dt), np.empty((0, 0), dt)
+    apack, bpack = ws.packed_a(n), _api._packed_b(ws, dt, m)
+    fns = {}
+    for name, src in drivers.items():
+        if src is None:
+            fns[name] = _driver.gemm
+        else:
+            namespace = dict(vars(_driver), _skip=_skip)
+            exec(compile(src, f"<gemm {name}>", "exec"), namespace)  # noqa: S102 - our own source
+            fns[name] = namespace["gemm"]
+
+    def call(f) -> None:
+        f(y, x, True, w, True, k, dt.type(1), empty, leaves, False, empty, False, 0, False,
+          ws.mr, ws.nr, ws.kc, apack, bpack, ws.tiles)
+
+    for f in fns.values():
+        call(f)  # compile
+    samples = {name: [] for name in fns}
+    for _ in range(9):
+        for name, f in fns.items():
+            call(f)
+            samples[name].append(min(_timed(lambda: call(f)) for _ in range(3)))
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--shapes", default="1024x1024x1024,256x512x512",
+                   help="comma-separated BATCHxINxOUT")
+    p.add_argument("--dtype", default="float32,float64")
+    p.add_argument("--phases", action="store_true",
+                   help="also time the forward driver with each phase left out (compiles 4 "
+                        "variants of the driver, about 10 s each)")
+    args = p.parse_args()
+    fl.set_num_threads(args.threads)
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    print(f"{args.threads} thread(s); built-in KC: "
+          + ", ".join(f"{d} {kc}" for d, kc in _workspace.KC.items()))
+    for name in args.dtype.split(","):
+        dt = np.dtype(name)
+        for label, g in micro_gflops(dt).items():
+            print(f"{dt} micro-kernel {MICRO[dt][0]}x{MICRO[dt][1]}, {label}: {g:.1f} GFLOP/s")
+        for n, k, m in shapes:
+            flops = 2 * n * k * m
+            ref = others(dt, n, k, m, args.threads)
+            print(f"{dt} {n}x{k}x{m} forward: "
+                  + ", ".join(f"{lib} {flops / s / 1e9:.1f}" for lib, s in ref.items())
+                  + " GFLOP/s")
+            if args.phases:
+                times = phases(dt, n, k, m)
+                whole = times["whole driver"]
+                print(f"{dt} {n}x{k}x{m} forward phases: " + ", ".join(
+                    f"{name} {t * 1e3:.2f} ms ({t / whole:.2f})" for name, t in times.items()))
+            built_in = _workspace.KC[dt]
+            for op, by_kc in products(dt, n, k, m).items():
+                print(f"{dt} {n}x{k}x{m} {op}: " + "  ".join(
+                    f"KC {kc} {flops / s / 1e9:.1f} ({by_kc[built_in] / s:.2f})"
+                    for kc, s in by_kc.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
