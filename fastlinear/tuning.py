@@ -28,6 +28,7 @@ The table is JSON::
                   "faster": "loops", "speedup": ...,      # by how much the faster one wins
                   "loops_s": ..., "blas_s": ...,          # median seconds per call
                   "rounds": 7, "blas_rounds_won": ...,    # paired rounds, and those blas won
+                                                          # (None where a backend was wrong)
                   "loops_status": "ok", "blas_status": "ok"}, ...]}
 
 ``choice`` is blas only when blas validated and loops took more than `PREFER_LOOPS_WITHIN` times as
@@ -83,7 +84,7 @@ PREFER_LOOPS_WITHIN = 1.03
 #: 5 rounds come up 19% of the time, 6 of 7 6%, 3 of 3 12.5%). On a shared machine one kernel's
 #: samples move by 30% and more between rounds, and a decision on the medians alone followed that
 #: noise (a 2-core Intel Xeon: a 1.10x median win for blas in the table, loops 1.6x faster in
-#: ``fastlinear compare`` ten minutes later).
+#: ``fastlinear compare`` ten minutes later). The price: a real but unsteady win is left to loops.
 BLAS_MIN_ROUND_SHARE = 0.75
 
 
@@ -286,6 +287,7 @@ def _entry(op: str, dtype: str, name: str, threads: int, rows: dict) -> dict:
         entry["choice"] = "blas" if blas_wins(lp.median_s, bl.median_s, won, rounds) else "loops"
     else:  # a backend that gave a wrong result is never chosen; loops if both did
         entry["faster"] = entry["speedup"] = None
+        entry["blas_rounds_won"] = entry["rounds"] = None
         entry["choice"] = "blas" if bl.ok and not lp.ok else "loops"
     return entry
 

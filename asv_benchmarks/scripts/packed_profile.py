@@ -2,16 +2,21 @@
 products at several reduction blocks (KC), beside numpy's BLAS and torch at the same thread count.
 
 1. The micro-kernel (``fastlinear.kernels.packed._micro``), called from a compiled loop over
-   packed panels already in cache: one A and one B panel of 256 steps (L1), and the working set of
-   one tile of the driver at the built-in KC (8 row panels by 2 column panels). GFLOP/s, best of 5.
+   packed panels already in cache: one A and one B panel of 256 steps (40 KiB float32, 48 KiB
+   float64: about an L1 data cache), and 8 row panels by 2 column panels at the built-in KC (the
+   driver's tile at float32 1024 x 1024 outputs; 512 KiB float32, 384 KiB float64: in L2).
+   GFLOP/s, best of 5.
 2. ``packed_forward``, ``packed_grad_weight`` (with db) and ``packed_grad_input`` at each KC of a
    ladder, the ladder's values interleaved in 7 rounds in one process (medians), with the built-in
    KC's time divided by each one's in brackets (above 1: faster than the built-in block). KC is a
-   module constant of ``fastlinear.kernels.packed._workspace``; this script sets it directly.
+   module constant of ``fastlinear.kernels.packed._workspace``; this script sets it directly. Only
+   the first KC at or above the op's reduction length (k for the forward, the batch for
+   grad_weight, out for grad_input) is timed: larger ones run the same single k-block.
 3. With ``--phases``: the forward product through variants of the driver ``_driver.gemm`` with one
    phase removed (packing, the micro-kernel, the store of its block into C, the prefetch of C),
-   compiled here from its source with that one call taken out, interleaved in 9 rounds (medians),
-   as a share of the whole driver's time. The variants compute wrong results; they only time.
+   compiled here from its source with that one call taken out, interleaved in 9 rounds (medians);
+   each phase's share is 1 - (time without it) / (whole driver's time). The variants compute wrong
+   results; they only time.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python asv_benchmarks/scripts/packed_profile.py \\
         --threads 1 --shapes 1024x1024x1024,256x512x512
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import statistics
 import time
 
@@ -52,9 +58,10 @@ def micro_gflops(dt: np.dtype) -> dict[str, float]:
 
     mr, nr = MICRO[dt]
     out = {}
-    for label, kc, ap, bp in (("in L1 (256 steps, 1 x 1 panels)", 256, 1, 1),
-                              (f"one tile (KC {_workspace.KC[dt]}, 8 x 2 panels)",
-                               _workspace.KC[dt], 8, 2)):
+    kc_in = _workspace.KC[dt]
+    for kc, ap, bp in ((256, 1, 1), (kc_in, 8, 2)):
+        label = (f"{ap} x {bp} panels of {kc} steps "
+                 f"({(ap * mr + bp * nr) * kc * dt.itemsize / 1024:.0f} KiB)")
         a = np.random.default_rng(0).random(ap * mr * kc).astype(dt)
         b = np.random.default_rng(1).random(bp * nr * kc).astype(dt)
         t = np.empty(mr * nr, dt)
@@ -72,24 +79,34 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def ladder(dt: np.dtype, length: int) -> list[int]:
+    """The KC values worth timing for a reduction of ``length`` steps: those below it and the first
+    at or above it (any larger KC runs the same single k-block)."""
+    below = [kc for kc in LADDER[dt] if kc < length]
+    above = [kc for kc in LADDER[dt] if kc >= length]
+    return below + above[:1]
+
+
 def products(dt: np.dtype, n: int, k: int, m: int) -> dict[str, dict[int, float]]:
-    """Median seconds per call of each packed product at each KC of the ladder."""
+    """Median seconds per call of each packed product at each KC of its `ladder`."""
     rng = np.random.default_rng(0)
     x, w, dy = (rng.random(s).astype(dt) for s in ((n, k), (m, k), (n, m)))
     y, dw, db, dx = np.empty((n, m), dt), np.empty((m, k), dt), np.empty(m, dt), np.empty((n, k), dt)
     calls = {"forward": lambda: _api.packed_forward(y, x, w, None),
              "grad_weight": lambda: _api.packed_grad_weight(dw, db, dy, x, dt.type(1), False),
              "grad_input": lambda: _api.packed_grad_input(dx, dy, w)}
+    lengths = {"forward": k, "grad_weight": n, "grad_input": m}
     built_in = _workspace.KC[dt]
-    samples = {op: {kc: [] for kc in LADDER[dt]} for op in calls}
+    samples = {op: {kc: [] for kc in ladder(dt, lengths[op])} for op in calls}
     try:
         for _ in range(ROUNDS):
             for kc in LADDER[dt]:
                 _workspace.KC[dt] = kc
                 _workspace._local.spaces = {}  # new buffers sized for this KC
                 for op, call in calls.items():
-                    call()
-                    samples[op][kc].append(min(_timed(call) for _ in range(3)))
+                    if kc in samples[op]:
+                        call()
+                        samples[op][kc].append(min(_timed(call) for _ in range(3)))
     finally:
         _workspace.KC[dt] = built_in
         _workspace._local.spaces = {}
@@ -138,14 +155,16 @@ def phases(dt: np.dtype, n: int, k: int, m: int) -> dict[str, float]:
     def _skip(*args):
         pass
 
-    source = inspect.getsource(_driver.gemm).replace(
-        "@njit(**PARALLEL)", "@njit(**dict(PARALLEL, cache=False))")
+    source = inspect.getsource(_driver.gemm)
+    if source.count("@njit(**PARALLEL)") != 1:
+        raise SystemExit("--phases: the driver's decorator changed; update phases()")
+    source = source.replace("@njit(**PARALLEL)", "@njit(**dict(PARALLEL, cache=False))")
     drivers = {"whole driver": None}
     for name, call in PHASES.items():
         if source.count(call) != 1:
             raise SystemExit(f"--phases: the driver no longer calls {call!r} once; update PHASES")
         callee = call.split("(")[0]
-        drivers[f"without {name}"] = source.replace(call, call.replace(callee, "_skip", 1))
+        drivers[name] = source.replace(call, call.replace(callee, "_skip", 1))
     rng = np.random.default_rng(0)
     x, w = rng.random((n, k)).astype(dt), rng.random((m, k)).astype(dt)
     y = np.empty((n, m), dt)
@@ -165,8 +184,16 @@ def phases(dt: np.dtype, n: int, k: int, m: int) -> dict[str, float]:
         f(y, x, True, w, True, k, dt.type(1), empty, leaves, False, empty, False, 0, False,
           ws.mr, ws.nr, ws.kc, apack, bpack, ws.tiles)
 
-    for f in fns.values():
-        call(f)  # compile
+    notice = os.environ.get("FASTLINEAR_COMPILE_NOTICE")
+    os.environ["FASTLINEAR_COMPILE_NOTICE"] = "0"  # the variants are not kernels to be cached
+    try:
+        for f in fns.values():
+            call(f)  # compile
+    finally:
+        if notice is None:
+            del os.environ["FASTLINEAR_COMPILE_NOTICE"]
+        else:
+            os.environ["FASTLINEAR_COMPILE_NOTICE"] = notice
     samples = {name: [] for name in fns}
     for _ in range(9):
         for name, f in fns.items():
@@ -201,13 +228,16 @@ def main() -> None:
                   + " GFLOP/s")
             if args.phases:
                 times = phases(dt, n, k, m)
-                whole = times["whole driver"]
-                print(f"{dt} {n}x{k}x{m} forward phases: " + ", ".join(
-                    f"{name} {t * 1e3:.2f} ms ({t / whole:.2f})" for name, t in times.items()))
-            built_in = _workspace.KC[dt]
+                whole = times.pop("whole driver")
+                print(f"{dt} {n}x{k}x{m} forward, whole driver {whole * 1e3:.2f} ms; share of "
+                      "each phase (1 - time without it / whole): " + ", ".join(
+                          f"{name} {1 - t / whole:.0%} ({t * 1e3:.2f} ms without)"
+                          for name, t in times.items()))
             for op, by_kc in products(dt, n, k, m).items():
+                # the built-in KC, or the KC timed in its place where it exceeds the reduction
+                base = by_kc[min(kc for kc in by_kc if kc >= min(_workspace.KC[dt], max(by_kc)))]
                 print(f"{dt} {n}x{k}x{m} {op}: " + "  ".join(
-                    f"KC {kc} {flops / s / 1e9:.1f} ({by_kc[built_in] / s:.2f})"
+                    f"KC {kc} {flops / s / 1e9:.1f} ({base / s:.2f})"
                     for kc, s in by_kc.items()), flush=True)
 
 

@@ -286,8 +286,9 @@ def _time(rows: list, repeats: int, min_sample_s: float, settle_s: float) -> Non
             # 0.5 ms Numba kernel took 8 ms in that window. Wait it out. Between backends on the
             # same pool there is nothing to wait for, and the pause itself costs accuracy: on a
             # 2-core KVM guest the spread of the samples (interquartile range over median) was
-            # 0.16-0.20 with a pause before every sample against 0.04-0.07 without. Then a few
-            # untimed calls wake this backend's threads.
+            # 0.22 and 0.41 with a pause before every sample against 0.15 and 0.08 with pauses
+            # only between pools (asv_benchmarks/scripts/auto_spread.py pauses, README). Then a
+            # few untimed calls wake this backend's threads.
             if pools[id(row)] != previous:
                 time.sleep(settle_s)
             previous = pools[id(row)]

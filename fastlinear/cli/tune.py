@@ -119,7 +119,11 @@ def _cell(e: dict) -> str:
     if e["faster"] is None:
         wrong = [b for b in ("loops", "blas") if e[f"{b}_status"] != "ok"]
         return f"{e['choice']} ({' and '.join(wrong)} wrong)"
-    return f"{e['choice']} {e['loops_s'] / e['blas_s']:.2f}"
+    cell = f"{e['choice']} {e['loops_s'] / e['blas_s']:.2f}"
+    if e["choice"] == "loops" and e["loops_s"] > e["prefer_within"] * e["blas_s"]:
+        # faster in the medians, but not in enough of the paired rounds
+        cell += f" (blas won {e['blas_rounds_won']}/{e['rounds']})"
+    return cell
 
 
 def format_table(table: dict) -> str:
@@ -129,15 +133,16 @@ def format_table(table: dict) -> str:
     classes = list(dict.fromkeys(e["class"] for e in entries))
     rows = {}
     for e in entries:
-        rows.setdefault((e["threads"], e["dtype"], e["op"]), {})[e["class"]] = _cell(e)
+        rows.setdefault((e["threads"], e["dtype"], e["op"]), {})[e["class"]] = _cell(
+            {**e, "prefer_within": table["prefer_loops_within"]})
     head = ["threads", "dtype", "op"] + classes
     body = [[str(t), d, o] + [cells.get(c, "-") for c in classes] for (t, d, o), cells in rows.items()]
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in [head] + body]
     text = ["auto's choice per shape class, with loops time / blas time (blas is chosen above "
-            f"{table['prefer_loops_within']:g}, when blas also won by that margin in "
-            f"{math.ceil(BLAS_MIN_ROUND_SHARE * table['repeats'])} of the {table['repeats']} "
-            "paired rounds):"] + lines
+            f"{table['prefer_loops_within']:g}, and only when blas also won by that margin in at "
+            f"least {math.ceil(BLAS_MIN_ROUND_SHARE * table['repeats'])} of the "
+            f"{table['repeats']} paired rounds):"] + lines
     packed = table.get("packed")
     if packed:
         text.append(f"loops runs its packed GEMM above these sizes (batch x in x out, measured at "

@@ -368,6 +368,9 @@ def _result(backend: str, samples: list[float]) -> harness.Result:
     ([3.0] * 5, [2.0, 2.0, 3.5, 3.5, 2.0], "loops", 3),
     # blas won 4 of 5 rounds by more than 3%, and the medians agree: chosen
     ([3.0, 3.0, 3.0, 3.0, 1.0], [2.0] * 5, "blas", 4),
+    # blas won 4 of 5 rounds by more than 3%, but the medians say loops (one slow blas round
+    # among slower loops rounds): loops
+    ([0.6, 0.6, 1.05, 1.05, 0.1], [0.5, 0.5, 1.01, 1.01, 5.0], "loops", 4),
     # 3 of 5 rounds: not enough
     ([3.0, 3.0, 3.0, 1.0, 1.0], [2.0] * 5, "loops", 3),
     # within 3% in every round (a near tie): the loop kernels

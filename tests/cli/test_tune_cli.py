@@ -167,6 +167,7 @@ def test_a_wrong_result_exits_1_and_is_never_chosen(tmp_path, monkeypatch, capsy
     assert "packed" not in doc  # --no-crossovers: loops keeps its built-in crossovers
     (e,) = doc["entries"]
     assert e["blas_status"] == "wrong" and e["choice"] == "loops" and e["faster"] is None
+    assert e["rounds"] is None and e["blas_rounds_won"] is None
     captured = capsys.readouterr()
     assert "loops ok, blas wrong" in captured.err and "(blas wrong)" in captured.out
 
@@ -215,3 +216,20 @@ def test_a_wrong_packed_kernel_exits_1_and_is_never_chosen(tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert ("float32 forward at 64x128x256: the loop kernels' direct or packed result is wrong"
             in err)
+
+
+def test_the_printed_table_shows_why_a_faster_blas_was_not_chosen():
+    def entry(cls, loops_s, won, choice):
+        return {"op": "forward", "dtype": "float32", "class": cls, "threads": 2, "loops_s": loops_s,
+                "blas_s": 1.0, "faster": "blas" if loops_s > 1 else "loops", "choice": choice,
+                "rounds": 3, "blas_rounds_won": won, "loops_status": "ok", "blas_status": "ok"}
+
+    text = tune_cli.format_table({
+        "prefer_loops_within": 1.03, "repeats": 3,
+        "entries": [entry("tiny", 1.41, 2, "loops"), entry("small", 1.41, 3, "blas"),
+                    entry("medium", 0.5, 0, "loops")]})
+    assert "blas is chosen above 1.03, and only when blas also won by that margin in at least 3 " \
+           "of the 3 paired rounds" in text
+    row = text.splitlines()[2]
+    assert "loops 1.41 (blas won 2/3)" in row and "blas 1.41" in row and "loops 0.50" in row
+    assert "(blas won 3/3)" not in row and "(blas won 0/3)" not in row
