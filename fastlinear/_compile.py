@@ -16,8 +16,9 @@ compiling in this process, not time since the first compile), for example (wrapp
 the count is of every kernel function without cached code. `warmup` compiles in several
 processes at once when something is not cached; it prints its own lines, one per group of
 kernels. Plain lines rather than a redrawn status line, so that they read the same in a log and
-never collide with the program's own output. ``FASTLINEAR_COMPILE_NOTICE=0`` silences them. Loading from the cache is not a compile
-and prints nothing; when nothing compiles, the cost is one event callback per Numba compile.
+never collide with the program's own output. ``FASTLINEAR_COMPILE_NOTICE=0`` silences them.
+Loading from the cache is not a compile and prints nothing; when nothing compiles, the cost is
+one event callback per Numba compile.
 """
 
 from __future__ import annotations
@@ -226,8 +227,8 @@ WARMUP_SHAPES = ((1, 16, 16), (32, 128, 128), (8, 784, 128), (4096, 256, 10), (2
 
 
 #: The kernel groups `warmup` can compile in separate processes at once: the packed GEMM (one
-#: driver for all three ops) and each op's other kernels (grad_weight's with grad_bias), since Numba compiles a function's callees
-#: as part of its first compile and these groups share few.
+#: driver for all three ops) and each op's other kernels (grad_weight's with grad_bias), since
+#: Numba compiles a function's callees as part of its first compile and these groups share few.
 GROUPS = ("packed", "grad_weight", "forward", "grad_input", "activation_grad")  # longest first
 
 #: Backends whose kernels are Numba functions (auto runs loops' kernels where it does not run

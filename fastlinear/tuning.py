@@ -259,12 +259,18 @@ def _thread_counts(threads: Iterable[int] | None) -> list[int]:
     return sorted({_threads._check(t) for t in counts})
 
 
+def rounds_needed(rounds: int) -> int:
+    """How many of ``rounds`` paired rounds blas must win: `BLAS_MIN_ROUND_SHARE` of them,
+    rounded up."""
+    return math.ceil(BLAS_MIN_ROUND_SHARE * rounds)
+
+
 def blas_wins(loops_s: float, blas_s: float, won: int, rounds: int) -> bool:
     """Whether auto should run blas: loops' median time is more than `PREFER_LOOPS_WITHIN` times
-    blas's, and blas won by that margin in at least `BLAS_MIN_ROUND_SHARE` of the ``rounds``
-    paired rounds (``won`` of them)."""
-    return (loops_s > PREFER_LOOPS_WITHIN * blas_s
-            and won >= math.ceil(BLAS_MIN_ROUND_SHARE * rounds) and rounds > 0)
+    blas's, and blas won by that margin in at least `rounds_needed` of the ``rounds`` paired
+    rounds (``won`` of them)."""
+    return (loops_s > PREFER_LOOPS_WITHIN * blas_s and won >= rounds_needed(rounds)
+            and rounds > 0)
 
 
 def _entry(op: str, dtype: str, name: str, threads: int, rows: dict) -> dict:

@@ -234,8 +234,9 @@ def main() -> None:
                           f"{name} {1 - t / whole:.0%} ({t * 1e3:.2f} ms without)"
                           for name, t in times.items()))
             for op, by_kc in products(dt, n, k, m).items():
-                # the built-in KC, or the KC timed in its place where it exceeds the reduction
-                base = by_kc[min(kc for kc in by_kc if kc >= min(_workspace.KC[dt], max(by_kc)))]
+                # the built-in KC (the ladder's last), or, where the ladder stopped below it at
+                # the reduction length, the last KC timed: the same single k-block
+                base = by_kc.get(_workspace.KC[dt], by_kc[max(by_kc)])
                 print(f"{dt} {n}x{k}x{m} {op}: " + "  ".join(
                     f"KC {kc} {flops / s / 1e9:.1f} ({base / s:.2f})"
                     for kc, s in by_kc.items()), flush=True)

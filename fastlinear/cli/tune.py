@@ -7,14 +7,13 @@ the path written go to stdout.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 from ._common import HelpFormatter
 from .compare import _choices, _threads
 from .problems import SHAPE_CLASSES
-from ..tuning import BLAS_MIN_ROUND_SHARE, TUNED_OPS
+from ..tuning import TUNED_OPS, rounds_needed
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -115,12 +114,12 @@ class _Progress:
             self.bar.__exit__(*exc)
 
 
-def _cell(e: dict) -> str:
+def _cell(e: dict, prefer_within: float) -> str:
     if e["faster"] is None:
         wrong = [b for b in ("loops", "blas") if e[f"{b}_status"] != "ok"]
         return f"{e['choice']} ({' and '.join(wrong)} wrong)"
     cell = f"{e['choice']} {e['loops_s'] / e['blas_s']:.2f}"
-    if e["choice"] == "loops" and e["loops_s"] > e["prefer_within"] * e["blas_s"]:
+    if e["choice"] == "loops" and e["loops_s"] > prefer_within * e["blas_s"]:
         # faster in the medians, but not in enough of the paired rounds
         cell += f" (blas won {e['blas_rounds_won']}/{e['rounds']})"
     return cell
@@ -134,14 +133,14 @@ def format_table(table: dict) -> str:
     rows = {}
     for e in entries:
         rows.setdefault((e["threads"], e["dtype"], e["op"]), {})[e["class"]] = _cell(
-            {**e, "prefer_within": table["prefer_loops_within"]})
+            e, table["prefer_loops_within"])
     head = ["threads", "dtype", "op"] + classes
     body = [[str(t), d, o] + [cells.get(c, "-") for c in classes] for (t, d, o), cells in rows.items()]
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in [head] + body]
     text = ["auto's choice per shape class, with loops time / blas time (blas is chosen above "
             f"{table['prefer_loops_within']:g}, and only when blas also won by that margin in at "
-            f"least {math.ceil(BLAS_MIN_ROUND_SHARE * table['repeats'])} of the "
+            f"least {rounds_needed(table['repeats'])} of the "
             f"{table['repeats']} paired rounds):"] + lines
     packed = table.get("packed")
     if packed:
