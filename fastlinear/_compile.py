@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from numba.core import event
@@ -410,10 +410,106 @@ def _group_cached(dtype: str, group: str, backends: list[str],
     return True
 
 
+#: The parts of a training step that `compile_steps` spreads over processes, the one that goes to
+#: another process first.
+STEP_PARTS = ("weight_grad", "input_grad", "forward")
+
+
+def step_layers(model, need_input_grad: bool = False) -> list[dict]:
+    """The dense layers of a `fastlinear.nn.Sequential` as `compile_steps` takes them: what each
+    layer's kernels are called with (features, dtype, backend, activation code, bias, reduction,
+    and whether a step computes its input gradient; a backward with ``need_input_grad`` False
+    skips the first layer's). Other modules of the model are left out (they compile on first
+    use)."""
+    from .nn.dense import Dense
+
+    layers = []
+    for i, (step, _) in enumerate(model._stages):
+        if isinstance(step, Dense):
+            layer = step.layer
+            layers.append({"in_features": layer.in_features, "out_features": layer.out_features,
+                           "dtype": layer.dtype.name, "backend": layer.backend, "act": step._act,
+                           "bias": layer.bias is not None, "reduction": layer.reduction,
+                           "input_grad": bool(need_input_grad or i > 0)})
+    return layers
+
+
+def _run_steps(layers: list[dict], rows: list[int], parts: Iterable[str], threads: int) -> None:
+    """Call the kernels that training steps of ``layers`` (`step_layers`) call at each batch size
+    in ``rows``, on zero-filled arrays and as ``fastlinear._dispatch`` calls them, at ``threads``
+    threads: ``"forward"`` the forward, ``"weight_grad"`` the activation gradient and the weight
+    and bias gradients, ``"input_grad"`` the input gradient (see `STEP_PARTS`)."""
+    from . import _threads
+    from ._dispatch import reduction_scale, run_forward
+    from .backends import get_backend
+
+    parts = set(parts)
+    with _threads.threads(threads):
+        for n in rows:
+            for layer in layers:
+                dt = np.dtype(layer["dtype"])
+                be = get_backend(layer["backend"])
+                k, m, act = layer["in_features"], layer["out_features"], layer["act"]
+                x, w, y, dy = (np.zeros(s, dt) for s in ((n, k), (m, k), (n, m), (n, m)))
+                db = np.zeros(m, dt) if layer["bias"] else None
+                if "forward" in parts:
+                    run_forward(be, y, x, w, db, act)
+                if "weight_grad" in parts:  # as run_backward calls them
+                    scale = reduction_scale(layer["reduction"], n, dt)
+                    if act:
+                        g = np.empty((n, m), dt)
+                        be.activation_grad(g, db, dy, y, act, scale, False)
+                        be.grad_weight(np.empty((m, k), dt), None, g, x, scale, False)
+                    else:
+                        be.grad_weight(np.empty((m, k), dt), db, dy, x, scale, False)
+                if "input_grad" in parts and layer["input_grad"]:
+                    be.grad_input(np.empty((n, k), dt), dy, w)
+
+
+def compile_steps(layers: list[dict], rows: Iterable[int], jobs: int) -> None:
+    """Before the first training step on a cold cache: compile the kernels that steps of
+    ``layers`` (`step_layers`) call at the batch sizes ``rows``, here and in ``jobs`` - 1 other
+    processes at once (`STEP_PARTS`: with 2 jobs the weight gradients compile in another process
+    while this one compiles the forward and the input gradients). What the other processes
+    compile reaches this one through the disk cache when the steps run; whatever one failed to
+    compile compiles on first use, as without this. The optimizer's kernels and modules other
+    than the dense layers also compile on first use.
+
+    Does nothing (beyond loading what is cached) with ``jobs`` < 2, when every kernel the steps
+    call is cached already, when no layer's backend compiles kernels, or without a writable
+    cache directory (`fastlinear._cache`). The calls run at the current thread count, as the
+    steps will, so that the serial and parallel variants compiled are the ones they reach.
+
+    Raises:
+        KeyboardInterrupt: on an interrupt, after stopping the other processes.
+    """
+    from . import _blas_pool, _cache, _threads
+
+    rows = sorted({int(r) for r in rows if r > 0})
+    if (jobs < 2 or not rows or not any(l["backend"] in _COMPILING for l in layers)
+            or not _cache.can_write()):
+        return
+    threads = _threads.get_num_threads()  # the steps' count: the variants they will reach
+    try:
+        with _probe():
+            _run_steps(layers, rows, STEP_PARTS, threads)
+        return  # all cached (and now loaded)
+    except _Uncached:
+        pass
+    _blas_pool.install()  # here, before the other processes would each compile it
+    away = list(STEP_PARTS[:min(jobs - 1, len(STEP_PARTS) - 1)])
+    here = [p for p in STEP_PARTS if p not in away]
+    units = [(f"{part.replace('_', ' ')} kernels of the layers",
+              {"layers": layers, "rows": rows, "parts": [part], "threads": threads})
+             for part in away]
+    _run_processes(units, jobs, meanwhile=lambda: _run_steps(layers, rows, here, threads))
+
+
 def _group_main() -> None:
-    """Entry point of a compile process (`_compile_in_processes`): the JSON argument names the
-    dtype, group, backends and shapes, and the parent's process id. The process ends itself when
-    its parent is gone (killed, say, by SIGTERM, which runs no clean-up there)."""
+    """Entry point of a compile process (`_run_processes`): the JSON argument holds either a
+    `GROUPS` entry (dtype, group, backends and shapes) or a part of some training steps (layers,
+    rows and parts, see `compile_steps`), and the parent's process id. The process ends itself
+    when its parent is gone (killed, say, by SIGTERM, which runs no clean-up there)."""
     spec = json.loads(sys.argv[1])
 
     def watch(parent: int) -> None:
@@ -422,8 +518,11 @@ def _group_main() -> None:
         os._exit(1)  # the parent died: nobody waits for this compile
 
     threading.Thread(target=watch, args=(spec["parent"],), daemon=True).start()
-    _run_group(spec["dtype"], spec["group"], spec["backends"],
-               [tuple(s) for s in spec["shapes"]])
+    if "layers" in spec:
+        _run_steps(spec["layers"], spec["rows"], spec["parts"], spec["threads"])
+    else:
+        _run_group(spec["dtype"], spec["group"], spec["backends"],
+                   [tuple(s) for s in spec["shapes"]])
 
 
 def _compile_in_processes(units: list[tuple[str, str]], backends: list[str],
@@ -431,6 +530,18 @@ def _compile_in_processes(units: list[tuple[str, str]], backends: list[str],
     """Run `_run_group` for each (dtype, group) of ``units`` in fresh interpreters, at most
     ``jobs`` at once; each writes what it compiles to the disk cache. A process that fails is
     reported and otherwise ignored (the caller compiles what is still missing)."""
+    _run_processes([(f"{group} kernels ({dtype})",
+                     {"dtype": dtype, "group": group, "backends": backends, "shapes": shapes})
+                    for dtype, group in units], jobs)
+
+
+def _run_processes(units: list[tuple[str, dict]], jobs: int,
+                   meanwhile: Callable[[], None] | None = None) -> None:
+    """Run each (label, spec) of ``units`` in a fresh interpreter (`_group_main` reads the spec),
+    at most ``jobs`` at once, and ``meanwhile`` (if given) in this process after the first ones
+    have started; while it runs, at most ``jobs`` - 1 processes do. Each process writes what it
+    compiles to the disk cache. A process that fails is reported by its label and otherwise
+    ignored (the caller compiles what is still missing)."""
     import subprocess
 
     import numba
@@ -450,19 +561,24 @@ def _compile_in_processes(units: list[tuple[str, str]], backends: list[str],
     running: dict[subprocess.Popen, tuple] = {}
     start = time.perf_counter()
     finished = 0
-    jobs = min(jobs, len(units))
+    here = meanwhile is not None
+    jobs = min(jobs, len(units) + here)
     global _started
     with _lock:
         first, _started = not _started, True
-    at_once = f"in {jobs} processes at once" if jobs > 1 else "in another process"
+    if here:
+        others = jobs - 1
+        at_once = f"here and in {others} other process{'es' if others != 1 else ''} at once"
+    else:
+        at_once = f"in {jobs} processes at once" if jobs > 1 else "in another process"
     _say(f"compiling kernels for this machine {at_once} (first use only; later runs load them "
          "from the cache)..." if first else f"compiling the other kernels {at_once}...")
     try:
-        while pending or running:
-            while pending and len(running) < jobs:
-                dtype, group = pending.pop(0)
-                spec = json.dumps({"dtype": dtype, "group": group, "backends": backends,
-                                   "shapes": shapes, "parent": os.getpid()})
+        while pending or running or meanwhile is not None:
+            # while this process compiles too, it takes one of the jobs
+            while pending and len(running) < jobs - (meanwhile is not None):
+                label, spec = pending.pop(0)
+                spec = json.dumps({**spec, "parent": os.getpid()})
                 log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe blocks
                 try:
                     proc = subprocess.Popen([sys.executable, "-c", code, spec, *path], env=env,
@@ -473,26 +589,30 @@ def _compile_in_processes(units: list[tuple[str, str]], backends: list[str],
                          f"{len(pending) + 1} groups not started compile in this process instead")
                     pending.clear()
                     break
-                running[proc] = (dtype, group, log)
+                running[proc] = (label, log)
+            if meanwhile is not None:
+                work, meanwhile = meanwhile, None
+                work()
+                continue
             if not running:
                 break
             proc = _wait_any(running)
-            dtype, group, log = running.pop(proc)
+            label, log = running.pop(proc)
             log.seek(0)
             err = log.read()
             log.close()
             finished += 1
             elapsed = time.perf_counter() - start
             if proc.returncode == 0:
-                _say(f"compiled the {group} kernels ({dtype}): {finished} of {len(units)} "
-                     f"groups done after {elapsed:.0f} s")
+                _say(f"compiled the {label}: {finished} of {len(units)} groups done after "
+                     f"{elapsed:.0f} s")
             else:
                 last = err.strip().splitlines()[-1] if err.strip() else "no message"
-                _say(f"the process compiling the {group} kernels ({dtype}) failed (exit code "
-                     f"{proc.returncode}: {last}); they compile in this process instead")
+                _say(f"the process compiling the {label} failed (exit code {proc.returncode}: "
+                     f"{last}); they compile in this process instead")
         _after_processes()
     finally:
-        for proc, (_, _, log) in running.items():  # an interrupt: stop the others (the cache
+        for proc, (_, log) in running.items():  # an interrupt: stop the others (the cache
             proc.kill()                              # holds only whole entries)
             proc.wait()
             log.close()
