@@ -467,18 +467,18 @@ def _run_steps(layers: list[dict], rows: list[int], parts: Iterable[str], thread
 
 
 def compile_steps(layers: list[dict], rows: Iterable[int], jobs: int) -> None:
-    """Before the first training step on a cold cache: compile the kernels that steps of
-    ``layers`` (`step_layers`) call at the batch sizes ``rows``, here and in ``jobs`` - 1 other
-    processes at once (`STEP_PARTS`: with 2 jobs the weight gradients compile in another process
-    while this one compiles the forward and the input gradients). What the other processes
-    compile reaches this one through the disk cache when the steps run; whatever one failed to
-    compile compiles on first use, as without this. The optimizer's kernels and modules other
-    than the dense layers also compile on first use.
+    """Compile (or load from the disk cache) the kernels that training steps of ``layers``
+    (`step_layers`) call at the batch sizes ``rows``, ahead of the first step.
 
-    Does nothing (beyond loading what is cached) with ``jobs`` < 2, when every kernel the steps
-    call is cached already, when no layer's backend compiles kernels, or without a writable
-    cache directory (`fastlinear._cache`). The calls run at the current thread count, as the
-    steps will, so that the serial and parallel variants compiled are the ones they reach.
+    On a cold cache with ``jobs`` >= 2 and a writable cache directory (`fastlinear._cache`), they
+    compile here and in ``jobs`` - 1 other processes at once (`STEP_PARTS`: with 2 jobs the
+    weight gradients compile in another process while this one compiles the forward and the
+    input gradients); what the others compile reaches this process through the disk cache when
+    the steps run, and whatever one failed to compile compiles on first use, as without this.
+    Otherwise everything compiles (or loads) here. The optimizer's kernels and modules other
+    than the dense layers compile on first use. Layers whose backend compiles no kernels (blas,
+    torch) are skipped. The calls run at the current thread count, as the steps will, so that the
+    serial and parallel variants compiled are the ones they reach.
 
     Raises:
         KeyboardInterrupt: on an interrupt, after stopping the other processes.
@@ -486,23 +486,26 @@ def compile_steps(layers: list[dict], rows: Iterable[int], jobs: int) -> None:
     from . import _blas_pool, _cache, _threads
 
     rows = sorted({int(r) for r in rows if r > 0})
-    if (jobs < 2 or not rows or not any(l["backend"] in _COMPILING for l in layers)
-            or not _cache.can_write()):
+    layers = [layer for layer in layers if layer["backend"] in _COMPILING]
+    if not rows or not layers:
         return
     threads = _threads.get_num_threads()  # the steps' count: the variants they will reach
-    try:
-        with _probe():
-            _run_steps(layers, rows, STEP_PARTS, threads)
-        return  # all cached (and now loaded)
-    except _Uncached:
-        pass
-    _blas_pool.install()  # here, before the other processes would each compile it
-    away = list(STEP_PARTS[:min(jobs - 1, len(STEP_PARTS) - 1)])
-    here = [p for p in STEP_PARTS if p not in away]
-    units = [(f"{part.replace('_', ' ')} kernels of the layers",
-              {"layers": layers, "rows": rows, "parts": [part], "threads": threads})
-             for part in away]
-    _run_processes(units, jobs, meanwhile=lambda: _run_steps(layers, rows, here, threads))
+    if jobs >= 2 and _cache.can_write():  # what the others compile must reach this process
+        try:
+            with _probe():
+                _run_steps(layers, rows, STEP_PARTS, threads)
+            return  # all cached (and now loaded)
+        except _Uncached:
+            pass
+        _blas_pool.install()  # here, before the other processes would each compile it
+        away = list(STEP_PARTS[:min(jobs - 1, len(STEP_PARTS) - 1)])
+        here = [p for p in STEP_PARTS if p not in away]
+        units = [(f"{part.replace('_', ' ')} kernels of the layers",
+                  {"layers": layers, "rows": rows, "parts": [part], "threads": threads})
+                 for part in away]
+        _run_processes(units, jobs, meanwhile=lambda: _run_steps(layers, rows, here, threads))
+        return
+    _run_steps(layers, rows, STEP_PARTS, threads)
 
 
 def _group_main() -> None:

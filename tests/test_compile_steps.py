@@ -52,7 +52,7 @@ STEPS = textwrap.dedent(
     model = nn.mlp([64, 256, 10], "relu", backend="loops", seed=0)
     opt = nn.Adam(model, lr=1e-3)
     rows = (64, 5)
-    _compile.compile_steps(_compile.step_layers(model), rows, jobs=int(sys.argv[1]))
+    model.warmup(rows, jobs=int(sys.argv[1]))
     phase[0] = "steps"
     rng = np.random.default_rng(0)
     loss_fn = nn.CrossEntropyLoss()
@@ -142,17 +142,43 @@ def test_cold_steps_split_the_weight_gradients_off_first(cold):
         assert [parts for parts, _, _ in cold["here"]] == [["forward"]]
 
 
-def test_compile_steps_does_nothing_when_it_cannot_help(cold, monkeypatch):
+def test_without_jobs_or_a_writable_cache_everything_compiles_here(cold, monkeypatch):
     from fastlinear import _cache
 
     layers = _compile.step_layers(_model())
     _compile.compile_steps(layers, [8], jobs=1)
-    _compile.compile_steps([{**l, "backend": "blas"} for l in layers], [8], jobs=2)
-    _compile.compile_steps(layers, [0], jobs=2)
-    _compile.compile_steps([], [8], jobs=2)
     monkeypatch.setattr(_cache, "can_write", lambda: False)
     _compile.compile_steps(layers, [8], jobs=2)
+    assert cold["probe"] == 0 and cold["units"] == []
+    assert [parts for parts, _, _ in cold["here"]] == [sorted(_compile.STEP_PARTS)] * 2
+
+
+def test_nothing_to_compile_runs_nothing(cold):
+    layers = _compile.step_layers(_model())
+    _compile.compile_steps([{**layer, "backend": "blas"} for layer in layers], [8], jobs=2)
+    _compile.compile_steps(layers, [0], jobs=2)
+    _compile.compile_steps([], [8], jobs=2)
     assert cold == {"probe": 0, "here": [], "units": []}
+
+
+def test_model_warmup_passes_its_layers_and_checks_its_arguments(monkeypatch):
+    seen = []
+    monkeypatch.setattr(_compile, "compile_steps", lambda *a: seen.append(a))
+    model = _model()
+    with fl.threads(2):
+        model.warmup(64)
+        model.warmup([64, np.int64(5)], need_input_grad=True, jobs=3)
+    assert seen == [(_compile.step_layers(model), [64], 2),
+                    (_compile.step_layers(model, True), [64, 5], 3)]
+    for sizes, error in ((0, ValueError), ([64, -1], ValueError), ([2.0], TypeError),
+                         (True, TypeError), ("64", TypeError)):
+        with pytest.raises(error, match="batch sizes must be"):
+            model.warmup(sizes)
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        model.warmup(8, jobs=0)
+    with pytest.raises(TypeError, match="need_input_grad must be True or False"):
+        model.warmup(8, need_input_grad="yes")
+    assert len(seen) == 2
 
 
 def test_warm_steps_start_no_process(monkeypatch):

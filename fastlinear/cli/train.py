@@ -251,7 +251,7 @@ def fit(
         MissingDependency: ``backend="torch"`` without PyTorch installed.
     """
     from .. import nn
-    from .._compile import compile_count, compile_steps, step_layers
+    from .._compile import compile_count
     from .._threads import get_num_threads, set_num_threads
 
     _check_settings(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
@@ -286,8 +286,8 @@ def fit(
         steps = _NumpySteps(model, opt, batch_size, n_features, model.dtype)
         # on a cold cache, the layers' kernels compile here and in other processes at once
         # (one per thread) before the first step; with a warm one this only loads them
-        rows = {batch_size, n % batch_size, split.X_test.shape[0] % batch_size}
-        compile_steps(step_layers(model), rows, jobs=get_num_threads())
+        rows = {batch_size, n % batch_size, split.X_test.shape[0] % batch_size} - {0}
+        model.warmup(sorted(rows))
     batches = range(0, n, batch_size)
     order_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     result = Result(model=None if backend == "torch" else model, n_train=n,

@@ -241,6 +241,40 @@ class Sequential(Module):
             if isinstance(step, Dense):
                 step.drop_cache()
 
+    def warmup(self, batch_sizes, *, need_input_grad: bool = False,
+               jobs: int | None = None) -> None:
+        """Compile (or load from the disk cache) the kernels that training steps of this model
+        call at each of ``batch_sizes`` (forward, activation, weight, bias and input gradients
+        of every layer), so that the first steps run at full speed. On a cold cache this
+        compiles in this process and ``jobs`` - 1 others at once (see "Compile time and
+        start-up" in the README); `fastlinear train` does this before its first step. The
+        optimizer's kernels still compile at its first step. Reads no parameter and changes
+        nothing in the model.
+
+        Args:
+            batch_sizes: the numbers of rows the steps will see (an int or an iterable of ints
+                >= 1), e.g. the batch size and the size of the last, smaller batch.
+            need_input_grad: whether backward will compute the first layer's input gradient.
+            jobs: processes at once (default: the current thread count,
+                `fastlinear.get_num_threads`); 1 compiles everything here.
+
+        Raises:
+            ValueError: a batch size below 1, or ``jobs`` below 1.
+            TypeError: a batch size or ``jobs`` that is not an int, or ``need_input_grad``
+                that is not a bool.
+        """
+        from .. import _compile, _threads
+
+        sizes = [batch_sizes] if isinstance(batch_sizes, (int, np.integer)) else list(batch_sizes)
+        for n in sizes:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+                raise TypeError(f"batch sizes must be ints, got {n!r}")
+            if n < 1:
+                raise ValueError(f"batch sizes must be >= 1, got {n}")
+        jobs = _threads.get_num_threads() if jobs is None else _compile._jobs(jobs)
+        need_input_grad = check.flag("need_input_grad", need_input_grad)
+        _compile.compile_steps(_compile.step_layers(self, need_input_grad), sizes, jobs)
+
     def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Class indices (argmax of the output) for every row of x (batch, in_features).
 
