@@ -2,9 +2,9 @@
 
 Kernels compile lazily, on their first call with a given dtype, and Numba stores the machine code
 on disk (``cache=True``, see `fastlinear._cache`), so only the first process on a machine pays the
-compile time (13-22 s for the first `fastlinear train` on 2 cores, see the README); later
-processes load the cached code in milliseconds. While fastlinear's kernels compile, standard error gets a first
-line, then a progress line at most every `PROGRESS_EVERY_S` seconds of compiling (time spent
+compile time (13-22 s for the first `fastlinear train` on 2 cores, see the README); later processes
+load the cached code in milliseconds. While fastlinear's kernels compile, standard error gets a
+first line, then a progress line at most every `PROGRESS_EVERY_S` seconds of compiling (time spent
 compiling in this process, not time since the first compile), for example (wrapped)::
 
     fastlinear: compiling kernels for this machine (first use only; later runs load them
@@ -13,12 +13,12 @@ compiling in this process, not time since the first compile), for example (wrapp
         (at most about 98 s at this rate)
 
 "up to" because a run compiles only the kernels it calls (one dtype, the shapes it meets), while
-the count is of every kernel function without cached code. `warmup` and `compile_steps` (a
-model's training steps, ``Sequential.warmup``) compile in several processes at once when
-something is not cached; they print their own lines, one per group of kernels. Plain lines rather than a redrawn status line, so that they read the same in a log and
-never collide with the program's own output. ``FASTLINEAR_COMPILE_NOTICE=0`` silences them.
-Loading from the cache is not a compile and prints nothing; when nothing compiles, the cost is
-one event callback per Numba compile.
+the count is of every kernel function without cached code. `warmup` and `compile_steps` (a model's
+training steps, ``Sequential.warmup``) compile in several processes at once when something is not
+cached; they print their own lines, one per group of kernels. Plain lines rather than a redrawn
+status line, so that they read the same in a log and never collide with the program's own output.
+``FASTLINEAR_COMPILE_NOTICE=0`` silences them. Loading from the cache is not a compile and prints
+nothing; when nothing compiles, the cost is one event callback per Numba compile.
 """
 
 from __future__ import annotations
