@@ -10,6 +10,8 @@ space comes instead from the Python wrapper or from the stack, through one of th
   so a training loop over fixed shapes allocates nothing after its first step; a buffer larger than
   `KEEP_BYTES` is made for the call alone and freed when the call drops it, so one huge call does not
   pin its scratch memory for the rest of the process.
+* `aligned(size, dtype)`: a new 1-D array starting on a 64-byte boundary, for buffers a caller
+  keeps itself (the packed GEMM's workspace, `packed._workspace`, makes its buffers with it).
 * `stack_row(like, count)`, inside a kernel: room for ``count`` elements of ``like``'s dtype on
   the stack of the calling function (``numba.carray(stack_row(x, 32), 32)`` makes it an array),
   64-byte aligned, for small per-call rows such as an edge block's sums. No heap, no reference
@@ -43,7 +45,7 @@ KEEP_BYTES = 8 << 20
 _local = threading.local()
 
 
-def _aligned(size: int, dtype: np.dtype) -> np.ndarray:
+def aligned(size: int, dtype: np.dtype) -> np.ndarray:
     """A new 1-D array of ``size`` elements whose first element sits on an `ALIGN`-byte boundary."""
     raw = np.empty(size * dtype.itemsize + ALIGN, dtype=np.uint8)
     start = (-raw.ctypes.data) % ALIGN
@@ -61,8 +63,8 @@ def buffer(name: str, dtype, size: int) -> np.ndarray:
     buf = pool.get(key)
     if buf is None or buf.size < size:
         if size * dtype.itemsize > KEEP_BYTES:
-            return _aligned(size, dtype)  # for this call only
-        buf = pool[key] = _aligned(1 << max(size - 1, 0).bit_length(), dtype)
+            return aligned(size, dtype)  # for this call only
+        buf = pool[key] = aligned(1 << max(size - 1, 0).bit_length(), dtype)
     return buf
 
 

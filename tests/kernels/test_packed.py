@@ -145,6 +145,11 @@ def test_workspace_is_reused(rng, dtype):
     assert bigger.size >= 5000 * ws.kc
     # a buffer beyond KEEP_BYTES is the call's own: the kept one stays (and stays bounded)
     assert ws.packed_a(50) is buffers[0] and ws.apack.nbytes <= _workspace.KEEP_BYTES
+    # every buffer, and every worker's tile, starts on a cache line
+    huge = ws.packed_a(_workspace.KEEP_BYTES // (ws.kc * dtype().itemsize) + ws.mr)
+    assert huge is not ws.apack
+    for a in (buffers[0], bigger, huge, *ws.tiles):
+        assert a.ctypes.data % 64 == 0
 
 
 def test_float32_micro_kernel_stays_float32():

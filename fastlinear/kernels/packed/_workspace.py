@@ -2,13 +2,13 @@
 
 Allocating the packing buffers on every call was a large loss in the measurements behind this
 package, so each Python thread keeps its own buffers per dtype (`threading.local`: two Python
-threads calling a kernel at once never share a buffer). The per-thread result tiles have a fixed
-size (one MR x NR tile per Numba worker, indexed by ``numba.get_thread_id()``). The packed A
-buffer grows to the next power of two of what a call needs and is kept, up to `KEEP_BYTES`; a call
-that needs more gets a buffer of its own, freed when the call returns, so one large batch does not
-pin memory for good (a 1 GiB forward used to keep 1 GiB here). The packed B block, shared by all
-threads (KC x N: 4 KiB per output column for either dtype), comes from `fastlinear.kernels._scratch`,
-under the same cap.
+threads calling a kernel at once never share a buffer); every buffer starts on a 64-byte boundary
+(`fastlinear.kernels._scratch`). The per-thread result tiles have a fixed size (one MR x NR tile
+per Numba worker, indexed by ``numba.get_thread_id()``). The packed A buffer grows to the next
+power of two of what a call needs and is kept, up to `KEEP_BYTES`; a call that needs more gets a
+buffer of its own, freed when the call returns, so one large batch does not pin memory for good (a
+1 GiB forward used to keep 1 GiB here). The packed B block, shared by all threads (KC x N: 4 KiB
+per output column for either dtype), comes from `fastlinear.kernels._scratch`, under the same cap.
 
 What a packed call needs for A is bounded too: the forward and input-gradient products pack at
 most `MC` rows at a time (``MC * KC`` elements, 8 MiB for either dtype; see `row_blocks`), so
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from .._scratch import aligned
 from ._micro import MICRO
 
 #: Reduction (k) block: one packed A panel (MR x KC) stays in the 48 KB L1 cache, one B block
@@ -60,10 +61,10 @@ class Workspace:
         need = -(-m // self.mr) * self.mr * self.kc
         itemsize = self.apack.dtype.itemsize
         if need * itemsize > KEEP_BYTES:
-            return np.empty(need, dtype=self.apack.dtype)
+            return aligned(need, self.apack.dtype)
         if self.apack.size < need:
             size = min(1 << (need - 1).bit_length(), KEEP_BYTES // itemsize)
-            self.apack = np.empty(size, dtype=self.apack.dtype)
+            self.apack = aligned(size, self.apack.dtype)
         return self.apack
 
 
@@ -83,7 +84,8 @@ def workspace(dtype) -> Workspace:
         threads = numba.config.NUMBA_NUM_THREADS
         ws = spaces[dtype] = Workspace(
             mr, nr, kc,
-            apack=np.empty(0, dtype),
-            tiles=np.empty((threads, mr * nr), dtype),
+            apack=aligned(0, dtype),
+            # each worker's tile is MR x NR elements, a multiple of 64 bytes: every row is aligned
+            tiles=aligned(threads * mr * nr, dtype).reshape(threads, mr * nr),
         )
     return ws
