@@ -473,12 +473,12 @@ def compile_steps(layers: list[dict], rows: Iterable[int], jobs: int) -> None:
     On a cold cache with ``jobs`` >= 2 and a writable cache directory (`fastlinear._cache`), they
     compile here and in ``jobs`` - 1 other processes at once (`STEP_PARTS`: with 2 jobs the
     weight gradients compile in another process while this one compiles the forward and the
-    input gradients); what the others compile reaches this process through the disk cache when
-    the steps run, and whatever one failed to compile compiles on first use, as without this.
-    Otherwise everything compiles (or loads) here. The optimizer's kernels and modules other
+    input gradients); then this process loads what the others compiled from the disk cache and
+    compiles whatever one of them failed to. Otherwise everything compiles (or loads) here. The optimizer's kernels and modules other
     than the dense layers compile on first use. Layers whose backend compiles no kernels (blas,
-    torch) are skipped. The calls run at the current thread count, as the steps will, so that the
-    serial and parallel variants compiled are the ones they reach.
+    torch) are skipped. The calls run at the calling thread's thread count (Numba keeps one per
+    thread), as steps in this thread will, so that the serial and parallel variants compiled are
+    the ones they reach; steps run at another count may reach variants not compiled yet.
 
     Raises:
         KeyboardInterrupt: on an interrupt, after stopping the other processes.
@@ -504,6 +504,8 @@ def compile_steps(layers: list[dict], rows: Iterable[int], jobs: int) -> None:
                   {"layers": layers, "rows": rows, "parts": [part], "threads": threads})
                  for part in away]
         _run_processes(units, jobs, meanwhile=lambda: _run_steps(layers, rows, here, threads))
+        # load what the others compiled, and compile here what one of them failed to
+        _run_steps(layers, rows, away, threads)
         return
     _run_steps(layers, rows, STEP_PARTS, threads)
 
@@ -588,8 +590,10 @@ def _run_processes(units: list[tuple[str, dict]], jobs: int,
                                             stdout=subprocess.DEVNULL, stderr=log)
                 except OSError as exc:  # the others would fail alike
                     log.close()
-                    _say(f"could not start a compile process ({exc}); the kernels of the "
-                         f"{len(pending) + 1} groups not started compile in this process instead")
+                    left = len(pending) + 1
+                    _say(f"could not start a compile process ({exc}); the kernels of the {left} "
+                         f"group{'s' if left != 1 else ''} not started compile in this process "
+                         "instead")
                     pending.clear()
                     break
                 running[proc] = (label, log)

@@ -52,7 +52,9 @@ STEPS = textwrap.dedent(
     model = nn.mlp([64, 256, 10], "relu", backend="loops", seed=0)
     opt = nn.Adam(model, lr=1e-3)
     rows = (64, 5)
-    model.warmup(rows, jobs=int(sys.argv[1]))
+    if sys.argv[2] == "no-python":  # the other process fails to start
+        sys.executable = "/nonexistent/python"
+    model.warmup(rows, need_input_grad=False, jobs=int(sys.argv[1]))
     phase[0] = "steps"
     rng = np.random.default_rng(0)
     loss_fn = nn.CrossEntropyLoss()
@@ -70,9 +72,9 @@ STEPS = textwrap.dedent(
 )
 
 
-def _run(cache_dir, jobs: int) -> tuple[dict, str]:
+def _run(cache_dir, jobs: int, how: str = "") -> tuple[dict, str]:
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
-    proc = subprocess.run([sys.executable, "-c", STEPS, str(jobs)], env=env, text=True,
+    proc = subprocess.run([sys.executable, "-c", STEPS, str(jobs), how], env=env, text=True,
                           capture_output=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
@@ -90,6 +92,11 @@ def test_cold_steps_compile_in_two_processes_and_nothing_of_the_layers_later(tmp
     warm, err = _run(tmp_path, 2)
     assert "process" not in err and warm["before"] == 0 and warm["late"] == []
     assert warm["bits"] == cold["bits"]
+    # when the other process cannot start, its part compiles here before warmup returns
+    alone, err = _run(tmp_path / "other", 2, "no-python")
+    assert "could not start a compile process" in err and "the 1 group not started" in err, err
+    assert set(alone["late"]) <= {"fastlinear.nn._optim_kernels"}, alone["late"]
+    assert alone["bits"] == cold["bits"]
 
 
 def _model(bias: bool = True):
@@ -133,13 +140,17 @@ def test_cold_steps_split_the_weight_gradients_off_first(cold):
     with fl.threads(2):
         _compile.compile_steps(layers, [30, 64, 0, 64], jobs=2)
     assert cold["units"] == [([["weight_grad"]], 2)]
-    assert cold["here"] == [(["forward", "input_grad"], [30, 64], 2)]
+    # this process's part while the other runs, then the other's part: loaded from the cache,
+    # or compiled here if that process failed
+    assert cold["here"] == [(["forward", "input_grad"], [30, 64], 2),
+                            (["weight_grad"], [30, 64], 2)]
     for jobs in (3, 8):
         cold["units"].clear()
         cold["here"].clear()
         _compile.compile_steps(layers, [8], jobs=jobs)
         assert cold["units"] == [([["weight_grad"], ["input_grad"]], jobs)]
-        assert [parts for parts, _, _ in cold["here"]] == [["forward"]]
+        assert [parts for parts, _, _ in cold["here"]] == [["forward"],
+                                                           ["input_grad", "weight_grad"]]
 
 
 def test_without_jobs_or_a_writable_cache_everything_compiles_here(cold, monkeypatch):
@@ -166,13 +177,20 @@ def test_model_warmup_passes_its_layers_and_checks_its_arguments(monkeypatch):
     monkeypatch.setattr(_compile, "compile_steps", lambda *a: seen.append(a))
     model = _model()
     with fl.threads(2):
-        model.warmup(64)
-        model.warmup([64, np.int64(5)], need_input_grad=True, jobs=3)
-    assert seen == [(_compile.step_layers(model), [64], 2),
-                    (_compile.step_layers(model, True), [64, 5], 3)]
-    for sizes, error in ((0, ValueError), ([64, -1], ValueError), ([2.0], TypeError),
-                         (True, TypeError), ("64", TypeError)):
-        with pytest.raises(error, match="batch sizes must be"):
+        model.warmup(64)  # as backward's default: with the first layer's input gradient
+        model.warmup((n for n in [64, np.int64(5)]), need_input_grad=False, jobs=3)
+    assert seen == [(_compile.step_layers(model, True), [64], 2),
+                    (_compile.step_layers(model), [64, 5], 3)]
+    for sizes, error, match in ((0, ValueError, "batch sizes must be >= 1, got 0"),
+                                ([64, -1], ValueError, "batch sizes must be >= 1, got -1"),
+                                ([], ValueError, "batch_sizes is empty"),
+                                ([2.0], TypeError, r"batch sizes must be ints, got 2.0 in \[2.0\]"),
+                                ([True], TypeError, "batch sizes must be ints, got True"),
+                                ("64", TypeError, "an int or an iterable of ints, got '64'"),
+                                (64.0, TypeError, "an int or an iterable of ints, got 64.0"),
+                                (None, TypeError, "an int or an iterable of ints, got None"),
+                                (np.array(64), TypeError, r"got array\(64\)")):
+        with pytest.raises(error, match=match):
             model.warmup(sizes)
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         model.warmup(8, jobs=0)

@@ -287,7 +287,7 @@ def fit(
         # on a cold cache, the layers' kernels compile here and in other processes at once
         # (one per thread) before the first step; with a warm one this only loads them
         rows = {batch_size, n % batch_size, split.X_test.shape[0] % batch_size} - {0}
-        model.warmup(sorted(rows))
+        model.warmup(sorted(rows), need_input_grad=False)
     batches = range(0, n, batch_size)
     order_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     result = Result(model=None if backend == "torch" else model, n_train=n,

@@ -241,7 +241,7 @@ class Sequential(Module):
             if isinstance(step, Dense):
                 step.drop_cache()
 
-    def warmup(self, batch_sizes, *, need_input_grad: bool = False,
+    def warmup(self, batch_sizes, *, need_input_grad: bool = True,
                jobs: int | None = None) -> None:
         """Compile (or load from the disk cache) the kernels that training steps of this model
         call at each of ``batch_sizes`` (forward, activation, weight, bias and input gradients
@@ -251,24 +251,38 @@ class Sequential(Module):
         optimizer's kernels still compile at its first step. Reads no parameter and changes
         nothing in the model.
 
+        The kernels are those that steps run at this thread's thread count reach
+        (`fastlinear.get_num_threads`; Numba keeps a count per thread): steps in a thread with
+        another count may still compile a serial or parallel variant on first use.
+
         Args:
             batch_sizes: the numbers of rows the steps will see (an int or an iterable of ints
                 >= 1), e.g. the batch size and the size of the last, smaller batch.
-            need_input_grad: whether backward will compute the first layer's input gradient.
-            jobs: processes at once (default: the current thread count,
-                `fastlinear.get_num_threads`); 1 compiles everything here.
+            need_input_grad: as the ``backward`` calls will pass it (whether they compute the
+                first layer's input gradient; training passes False).
+            jobs: processes at once (default: the current thread count); 1 compiles everything
+                here.
 
         Raises:
-            ValueError: a batch size below 1, or ``jobs`` below 1.
-            TypeError: a batch size or ``jobs`` that is not an int, or ``need_input_grad``
-                that is not a bool.
+            ValueError: no batch size, a batch size below 1, or ``jobs`` below 1.
+            TypeError: batch sizes that are not ints, ``jobs`` not an int, or
+                ``need_input_grad`` not a bool.
         """
         from .. import _compile, _threads
 
-        sizes = [batch_sizes] if isinstance(batch_sizes, (int, np.integer)) else list(batch_sizes)
+        if isinstance(batch_sizes, (int, np.integer)):
+            sizes = [batch_sizes]
+        elif (isinstance(batch_sizes, (str, bytes)) or not hasattr(batch_sizes, "__iter__")
+              or isinstance(batch_sizes, np.ndarray) and batch_sizes.ndim == 0):
+            raise TypeError(f"batch_sizes must be an int or an iterable of ints, got "
+                            f"{batch_sizes!r}")
+        else:
+            sizes = list(batch_sizes)
+        if not sizes:
+            raise ValueError("batch_sizes is empty: name at least one batch size")
         for n in sizes:
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-                raise TypeError(f"batch sizes must be ints, got {n!r}")
+                raise TypeError(f"batch sizes must be ints, got {n!r} in {batch_sizes!r}")
             if n < 1:
                 raise ValueError(f"batch sizes must be >= 1, got {n}")
         jobs = _threads.get_num_threads() if jobs is None else _compile._jobs(jobs)
