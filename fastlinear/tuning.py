@@ -300,8 +300,8 @@ def _entry(op: str, dtype: str, name: str, threads: int, rows: dict) -> dict:
 
 #: Shapes (batch, in_features, out_features) at which `tune` times the loop kernels' parallel
 #: direct kernel against the packed GEMM: work n * in * out from 2**21 to 2**28, every side at
-#: least ``loops.PACKED_MIN_DIM``; squarer shapes than the rest of the table, since the packed
-#: kernels never run where a side is narrower.
+#: least ``loops.PACKED_MIN_DIM``; squarer shapes than the rest of the table. Shapes with a narrow
+#: side follow ``loops.PACKED_MIN_SIDES`` above the same crossover.
 CROSSOVER_LADDER = ((64, 128, 256), (64, 256, 256), (128, 256, 256), (128, 256, 512),
                     (128, 512, 512), (256, 512, 512), (256, 1024, 512), (512, 1024, 512))
 

@@ -36,9 +36,13 @@ parallel):
   (1 thread: 3.6 / 3.4); 8x128x128 float32 5.5 / 7.2 (1 thread: 5.9 / 4.4), float64 10.5 / 9.1
                                                                              -> serial up to 2**16.
 * grad_bias: serial up to 2**16 elements of dy (32x128: 0.8 / 3.2), measured with earlier
-  kernels; since then the parallel kernel splits into (32 rows, up to 1024 columns) tasks, 4 per
-  thread in use, and the serial one sums in one pass (see ``kernels.grad_bias``): not
-  re-measured. On one thread grad_bias always runs the serial kernel.
+  kernels. Re-measured with the current kernels on a 2-core Intel Xeon KVM guest (two runs, 2
+  threads): float32 128x512 (2**16) 7.9-10.6 / 12.8-17.3, 256x512 (2**17) 12.0-15.0 / 18.0-21.4,
+  256x1024 (2**18) 32.4-36.6 / 33.3-33.9; float64 128x512 13.8-15.6 / 19.1-22.0, 256x512
+  31.4-38.2 / 31.1-38.2, 256x1024 62.0-92.9 / 37.5-52.8 (`python
+  asv_benchmarks/scripts/packed_sides.py --bias`): serial is still the faster at 2**16 and ties
+  or wins at 2**17 there; the limit stays at 2**16, which both machines' figures support. On one
+  thread grad_bias always runs the serial kernel (same additions, same bits).
 """
 
 from __future__ import annotations
@@ -77,11 +81,32 @@ PACKED = 1 << 26
 #: the built-in crossovers by (op, itemsize): packed when work > the value
 DEFAULT_PACKED_ABOVE = {(op, size): FORWARD_PACKED if op == "forward" else PACKED
                         for op in ("forward", "grad_weight", "grad_input") for size in (4, 8)}
-#: ... and only when every dimension is at least this: the packed driver packs along the
-#: reduction, so a narrow side makes packing dominate (and, when it split work over 256-column
-#: blocks only, left threads idle). At 8192x1024x10 float32, 2 threads, measured with that older
-#: driver: forward packed 7.12 ms, direct 1.14 ms; grad_input packed 2.51 ms, direct 0.75 ms.
+#: ... and only when the sides that `PACKED_MIN_SIDES` names for the op are at least this wide.
 PACKED_MIN_DIM = 64
+#: (batch, in_features, out_features) below which an op stays on its direct kernel whatever the
+#: work: a side along which the packed driver packs little (a narrow output for the forward and
+#: the input gradient, a narrow in_features for the input gradient) makes packing dominate, while
+#: the direct kernels are slow along other narrow sides (the forward's dot products over a short
+#: in_features, the input gradient's over a small batch, the weight gradient's blocks of a narrow
+#: dw). Direct time over packed time, float32 / float64, 2 threads (1 thread in brackets), 2-core
+#: Intel Xeon KVM guest, `python asv_benchmarks/scripts/packed_sides.py --threads 2` (and 1):
+#: forward: narrow in_features 4096x8x1024 3.00 / 2.05 (3.11 / 2.22), 4096x32x1024 2.66 / 2.00
+#: (3.18 / 1.73), 4096x48x512 2.79 / 1.97 -> packed; narrow out_features 8192x1024x10 0.38 / 0.49,
+#: 8192x1024x32 0.85 / 0.99 (0.61 / 0.69); narrow batch 16x4096x4096 0.45 / 0.87, 32x4096x4096
+#: 0.97 / 1.04 (1.05 / 1.08) -> direct. grad_weight: narrow batch 16x4096x4096 0.66 / 0.71,
+#: 32x4096x4096 1.03 / 0.95 (0.82 / 1.08) -> direct; narrow out_features 8192x1024x10 1.15 / 1.43
+#: (1.89 / 2.13), 8192x1024x32 2.81 / 2.62 (3.50 / 3.83), narrow in_features 4096x32x1024
+#: 1.13 / 1.35 (0.96 / 1.23) -> packed. grad_input: narrow batch 8x4096x4096 1.16 / 1.12
+#: (0.98 / 1.19), 16x4096x4096 1.54 / 2.08 (1.58 / 2.01), 32x4096x4096 2.40 / 2.86 -> packed from
+#: 16; narrow in_features 4096x32x1024 0.41 / 0.73, narrow out_features 8192x1024x10 0.40 / 0.47
+#: -> direct. (Before, every side had to be at least `PACKED_MIN_DIM`, a rule measured with an
+#: older driver: the forward at 4096x32x1024, the weight gradient at 8192x1024x32 and the input
+#: gradient at 32x4096x4096 ran 2.4-3.8x slower than they now do.)
+PACKED_MIN_SIDES = {
+    "forward": (PACKED_MIN_DIM, 1, PACKED_MIN_DIM),
+    "grad_weight": (PACKED_MIN_DIM, 1, 1),
+    "grad_input": (16, PACKED_MIN_DIM, PACKED_MIN_DIM),
+}
 
 _FORWARD = (forward_kernels.forward_serial, forward_kernels.forward_parallel)
 _GRAD_INPUT = {
@@ -155,8 +180,8 @@ def _load_packed_above() -> dict:
 def packed_limits() -> dict:
     """The crossovers in use: ``{"source": "table" | "defaults", "above": {op: {dtype: work}},
     "measured": {op: {dtype: work}}}``, where the packed GEMM runs an op when n * in * out >
-    work and every side is at least `PACKED_MIN_DIM`; "measured" holds those that came from the
-    tuning table (source "table" when there is any)."""
+    work and no side is narrower than `PACKED_MIN_SIDES` allows; "measured" holds those that
+    came from the tuning table (source "table" when there is any)."""
     above = _packed_above or _load_packed_above()
     return _describe_packed(above, _packed_measured)
 
@@ -215,15 +240,22 @@ def serial_kernel(op: str, itemsize: int, n: int, k: int, m: int):
     return None
 
 
+def too_narrow(op: str, n: int, k: int, m: int) -> bool:
+    """Whether a (batch n, in_features k, out_features m) problem has a side narrower than
+    `PACKED_MIN_SIDES` allows for ``op``, so that it never runs the packed GEMM."""
+    lo = PACKED_MIN_SIDES[op]
+    return n < lo[0] or k < lo[1] or m < lo[2]
+
+
 def runs_packed(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
     """Whether `forward`, `grad_weight` or `grad_input` (``op``) runs the packed GEMM for a
     (batch n, in_features k, out_features m) problem of ``itemsize``-byte floats: the op has a
-    packed kernel in this build, every side is at least `PACKED_MIN_DIM` and the work n * k * m is
-    above the op's serial limit and its crossover in use (`packed_limits`). The same rule as the
-    three functions' own dispatch, which inlines it."""
+    packed kernel in this build, no side is narrower than `PACKED_MIN_SIDES` allows and the work
+    n * k * m is above the op's serial limit and its crossover in use (`packed_limits`). The same
+    rule as the three functions' own dispatch."""
     packed = {"forward": packed_forward, "grad_weight": packed_grad_weight,
               "grad_input": packed_grad_input}[op]
-    if packed is None or min(n, k, m) < PACKED_MIN_DIM or serial_kernel(op, itemsize, n, k, m):
+    if packed is None or too_narrow(op, n, k, m) or serial_kernel(op, itemsize, n, k, m):
         return False
     above = _packed_above or _load_packed_above()
     return n * k * m > above[op, itemsize]
@@ -241,7 +273,7 @@ def forward(y, x, w, b, act) -> None:
     adapt()
     above = _packed_above or _load_packed_above()
     if (work <= above["forward", x.itemsize] or packed_forward is None
-            or min(n, k, m) < PACKED_MIN_DIM):
+            or too_narrow("forward", n, k, m)):
         forward_kernels.forward_parallel(y, x, w, ABSENT[x.itemsize] if b is None else b, act)
     else:
         packed_forward(y, x, w, present(b), act)
@@ -260,7 +292,7 @@ def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
     adapt()
     above = _packed_above or _load_packed_above()
     if (work <= above["grad_weight", size] or packed_grad_weight is None
-            or min(n, k, m) < PACKED_MIN_DIM):
+            or too_narrow("grad_weight", n, k, m)):
         _GRAD_WEIGHT[size][1](dw, ABSENT[size] if db is None else db, dy, x, scale, accumulate)
     else:
         packed_grad_weight(dw, present(db), dy, x, scale, accumulate)
@@ -292,7 +324,7 @@ def grad_input(dx, dy, w) -> None:
     adapt()
     above = _packed_above or _load_packed_above()
     if (work <= above["grad_input", size] or packed_grad_input is None
-            or min(n, k, m) < PACKED_MIN_DIM):
+            or too_narrow("grad_input", n, k, m)):
         _GRAD_INPUT[size][1](dx, dy, w)
     else:
         packed_grad_input(dx, dy, w)

@@ -206,16 +206,24 @@ def test_packed_kernels_take_over_above_their_thresholds(monkeypatch, rng):
 
 
 @pytest.mark.skipif(loops.packed_forward is None, reason="no packed kernels in this build")
-def test_narrow_problems_stay_on_the_direct_kernels(monkeypatch, rng):
-    """Above the packed threshold but with a side narrower than PACKED_MIN_DIM (a wide batch into
-    10 outputs), the direct kernels run, and give the reference's result."""
+@pytest.mark.parametrize("shape, packed", [
+    # a wide batch into 10 outputs: only the weight gradient (dw 10 x 1024) packs
+    ((8192, 1024, 10), {"packed_grad_weight"}),
+    # 32 inputs: the forward and the weight gradient pack, not the input gradient (dx 32 wide)
+    ((4096, 32, 520), {"packed_forward", "packed_grad_weight"}),
+    # a batch of 17: only the input gradient packs
+    ((17, 2048, 2048), {"packed_grad_input"}),
+])
+def test_narrow_sides_choose_the_kernel_per_op(monkeypatch, shape, packed):
+    """Above the packed threshold with one side narrower than PACKED_MIN_DIM, each op runs the
+    kernel that `loops.PACKED_MIN_SIDES` names for it, and gives the reference's result."""
     log: set[str] = set()
     for name in ("packed_forward", "packed_grad_weight", "packed_grad_input"):
         monkeypatch.setattr(loops, name, _Spy(getattr(loops, name), log, name))
-    shape = (8192, 1024, 10)  # 2**26.3 multiply-adds, out_features 10
-    assert shape[0] * shape[1] * shape[2] > loops.PACKED and shape[2] < loops.PACKED_MIN_DIM
+    monkeypatch.setattr(loops, "_packed_above", dict(loops.DEFAULT_PACKED_ABOVE))
+    assert shape[0] * shape[1] * shape[2] > loops.PACKED and min(shape) < loops.PACKED_MIN_DIM
     y, dx, dw, db, db2 = _run_all(loops, np.float32, shape, 0)
-    assert log == set()
+    assert log == packed
     x, w, b, dy = _data(np.random.default_rng(0), shape, np.float32)
     _check(dx, ref.grad_input(dy, w), ref.magnitude_grad_input(dy, w), shape[2], np.float32, "dx")
     _check(dw, ref.grad_weight(dy, x), ref.magnitude_grad_weight(dy, x), shape[0], np.float32, "dw")
@@ -251,7 +259,8 @@ def test_runs_packed_says_what_the_dispatch_runs(monkeypatch, dtype):
     for name in ("packed_forward", "packed_grad_weight", "packed_grad_input"):
         monkeypatch.setattr(loops, name, _Spy(getattr(loops, name), log, name))
     shapes = [(1, 16, 16), (64, 64, 32), (64, 64, 33), (63, 64, 64), (64, 64, 64), (65, 64, 64),
-              (128, 64, 64), (40, 128, 128), (64, 128, 128), (100, 90, 70), (300, 64, 8)]
+              (128, 64, 64), (40, 128, 128), (64, 128, 128), (100, 90, 70), (300, 64, 8),
+              (128, 8, 256), (256, 63, 64), (15, 128, 128), (16, 128, 128), (64, 1, 4096)]
     for n, k, m in shapes:
         for op in ("forward", "grad_weight", "grad_input"):
             log.clear()

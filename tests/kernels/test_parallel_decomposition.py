@@ -72,11 +72,11 @@ def test_direct_kernels_have_at_least_4_tasks_per_thread_at_64_threads(dtype):
     nr = 32 if dtype == np.float32 else 16
     sent = 0
     for n, k, m in LARGE:
-        if n * k * m > loops.PACKED and min(n, k, m) >= loops.PACKED_MIN_DIM:
-            continue
-        sent += 1
         # grad_weight: dw (m, k), summed over n; grad_input: dx (n, k), summed over m
-        for rows, cols, depth in ((m, k, n), (n, k, m)):
+        for op, rows, cols, depth in (("grad_weight", m, k, n), ("grad_input", n, k, m)):
+            if n * k * m > loops.PACKED and not loops.too_narrow(op, n, k, m):
+                continue
+            sent += 1
             row_blocks, col_blocks = _ceil(rows, 8), _ceil(cols, nr)
             s = strip(row_blocks, col_blocks, depth * 8 * nr)
             assert row_blocks * _ceil(col_blocks, s) >= TASKS, (n, k, m)
