@@ -84,24 +84,26 @@ DEFAULT_PACKED_ABOVE = {(op, size): FORWARD_PACKED if op == "forward" else PACKE
 #: ... and only when the sides that `PACKED_MIN_SIDES` names for the op are at least this wide.
 PACKED_MIN_DIM = 64
 #: (batch, in_features, out_features) below which an op stays on its direct kernel whatever the
-#: work: a side along which the packed driver packs little (a narrow output for the forward and
-#: the input gradient, a narrow in_features for the input gradient) makes packing dominate, while
-#: the direct kernels are slow along other narrow sides (the forward's dot products over a short
-#: in_features, the input gradient's over a small batch, the weight gradient's blocks of a narrow
-#: dw). Direct time over packed time, float32 / float64, 2 threads (1 thread in brackets), 2-core
-#: Intel Xeon KVM guest, `python asv_benchmarks/scripts/packed_sides.py --threads 2` (and 1):
-#: forward: narrow in_features 4096x8x1024 3.00 / 2.05 (3.11 / 2.22), 4096x32x1024 2.66 / 2.00
-#: (3.18 / 1.73), 4096x48x512 2.79 / 1.97 -> packed; narrow out_features 8192x1024x10 0.38 / 0.49,
-#: 8192x1024x32 0.85 / 0.99 (0.61 / 0.69); narrow batch 16x4096x4096 0.45 / 0.87, 32x4096x4096
-#: 0.97 / 1.04 (1.05 / 1.08) -> direct. grad_weight: narrow batch 16x4096x4096 0.66 / 0.71,
-#: 32x4096x4096 1.03 / 0.95 (0.82 / 1.08) -> direct; narrow out_features 8192x1024x10 1.15 / 1.43
-#: (1.89 / 2.13), 8192x1024x32 2.81 / 2.62 (3.50 / 3.83), narrow in_features 4096x32x1024
-#: 1.13 / 1.35 (0.96 / 1.23) -> packed. grad_input: narrow batch 8x4096x4096 1.16 / 1.12
-#: (0.98 / 1.19), 16x4096x4096 1.54 / 2.08 (1.58 / 2.01), 32x4096x4096 2.40 / 2.86 -> packed from
-#: 16; narrow in_features 4096x32x1024 0.41 / 0.73, narrow out_features 8192x1024x10 0.40 / 0.47
-#: -> direct. (Before, every side had to be at least `PACKED_MIN_DIM`, a rule measured with an
-#: older driver: the forward at 4096x32x1024, the weight gradient at 8192x1024x32 and the input
-#: gradient at 32x4096x4096 ran 2.4-3.8x slower than they now do.)
+#: work (for the gradients, a side below `PACKED_MIN_DIM` that the op allows still needs the work
+#: above the op's built-in crossover, see `too_narrow`): a side along which the packed driver packs
+#: little (a narrow output for the forward and the input gradient, a narrow in_features for the
+#: input gradient) makes packing dominate, while the direct kernels are slow along other narrow
+#: sides (the forward's dot products over a short in_features, the input gradient's over a small
+#: batch, the weight gradient's blocks of a narrow dw). Direct time over packed time, float32 /
+#: float64, 2 threads (1 thread in brackets), 2-core Intel Xeon KVM guest, `python
+#: asv_benchmarks/scripts/packed_sides.py --threads 2` (and 1): forward: narrow in_features
+#: 4096x8x1024 3.00 / 2.05 (3.11 / 2.22), 4096x32x1024 2.66 / 2.00 (3.18 / 1.73), 4096x48x512 2.79
+#: / 1.97 -> packed; narrow out_features 8192x1024x10 0.38 / 0.49, 8192x1024x32 0.85 / 0.99 (0.61 /
+#: 0.69); narrow batch 16x4096x4096 0.45 / 0.87, 32x4096x4096 0.97 / 1.04 (1.05 / 1.08) -> direct.
+#: grad_weight: narrow batch 16x4096x4096 0.66 / 0.71, 32x4096x4096 1.03 / 0.95 (0.82 / 1.08) ->
+#: direct; narrow out_features 8192x1024x10 1.15 / 1.43 (1.89 / 2.13), 8192x1024x32 2.81 / 2.62
+#: (3.50 / 3.83), narrow in_features 4096x32x1024 1.13 / 1.35 (0.96 / 1.23) -> packed. grad_input:
+#: narrow batch 8x4096x4096 1.16 / 1.12 (0.98 / 1.19), 16x4096x4096 1.54 / 2.08 (1.58 / 2.01),
+#: 32x4096x4096 2.40 / 2.86 -> packed from 16; narrow in_features 4096x32x1024 0.41 / 0.73, narrow
+#: out_features 8192x1024x10 0.40 / 0.47 -> direct. (Before, every side had to be at least
+#: `PACKED_MIN_DIM`, a rule measured with an older driver: the forward at 4096x32x1024, the weight
+#: gradient at 8192x1024x32 and the input gradient at 32x4096x4096 ran 2.4-3.8x slower than they
+#: now do.)
 PACKED_MIN_SIDES = {
     "forward": (PACKED_MIN_DIM, 1, PACKED_MIN_DIM),
     "grad_weight": (PACKED_MIN_DIM, 1, 1),
@@ -180,8 +182,8 @@ def _load_packed_above() -> dict:
 def packed_limits() -> dict:
     """The crossovers in use: ``{"source": "table" | "defaults", "above": {op: {dtype: work}},
     "measured": {op: {dtype: work}}}``, where the packed GEMM runs an op when n * in * out >
-    work and no side is narrower than `PACKED_MIN_SIDES` allows; "measured" holds those that
-    came from the tuning table (source "table" when there is any)."""
+    work and no side is too narrow (`too_narrow`); "measured" holds those that came from the
+    tuning table (source "table" when there is any)."""
     above = _packed_above or _load_packed_above()
     return _describe_packed(above, _packed_measured)
 
@@ -240,22 +242,37 @@ def serial_kernel(op: str, itemsize: int, n: int, k: int, m: int):
     return None
 
 
-def too_narrow(op: str, n: int, k: int, m: int) -> bool:
-    """Whether a (batch n, in_features k, out_features m) problem has a side narrower than
-    `PACKED_MIN_SIDES` allows for ``op``, so that it never runs the packed GEMM."""
+def too_narrow(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
+    """Whether a (batch n, in_features k, out_features m) problem of ``itemsize``-byte floats
+    stays on ``op``'s direct kernel because of a narrow side: one narrower than
+    `PACKED_MIN_SIDES` allows for the op, or, for the gradients, one below `PACKED_MIN_DIM` that
+    it allows while the work is at most the op's built-in crossover (`DEFAULT_PACKED_ABOVE`).
+
+    A tuned crossover is measured on shapes with every side at least `PACKED_MIN_DIM`. For the
+    gradients it does not carry over to narrow ones: on the Intel Xeon with its table
+    (grad_weight above 2**23), the weight gradient at 4096x256x10 took 0.60-0.66 / 0.71-0.89 of
+    the packed GEMM's time (float32 / float64, 2 threads, two runs) and at 1024x1024x16
+    0.82-0.84 / 0.91-1.24, while above 2**26 the packed one won (see `PACKED_MIN_SIDES`). The
+    forward's narrow in_features favours the packed GEMM at any work measured: direct / packed
+    1.4-2.6 at 2**20 (256x16x256, 1024x16x64, 2 threads), 1.5-2.9 at 256x32x512 (2**22), 1.5-3.7
+    at 1024x32x512 and 4096x16x256 (2**24; 1 and 2 threads, both dtypes, four runs), so there the
+    crossover in use holds."""
     lo = PACKED_MIN_SIDES[op]
-    return n < lo[0] or k < lo[1] or m < lo[2]
+    if n < lo[0] or k < lo[1] or m < lo[2]:
+        return True
+    return (op != "forward" and min(n, k, m) < PACKED_MIN_DIM
+            and n * k * m <= DEFAULT_PACKED_ABOVE[op, itemsize])
 
 
 def runs_packed(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
     """Whether `forward`, `grad_weight` or `grad_input` (``op``) runs the packed GEMM for a
     (batch n, in_features k, out_features m) problem of ``itemsize``-byte floats: the op has a
-    packed kernel in this build, no side is narrower than `PACKED_MIN_SIDES` allows and the work
-    n * k * m is above the op's serial limit and its crossover in use (`packed_limits`). The same
-    rule as the three functions' own dispatch."""
+    packed kernel in this build, no side is too narrow (`too_narrow`) and the work n * k * m is
+    above the op's serial limit and its crossover in use (`packed_limits`). The same rule as the
+    three functions' own dispatch."""
     packed = {"forward": packed_forward, "grad_weight": packed_grad_weight,
               "grad_input": packed_grad_input}[op]
-    if packed is None or too_narrow(op, n, k, m) or serial_kernel(op, itemsize, n, k, m):
+    if packed is None or too_narrow(op, itemsize, n, k, m) or serial_kernel(op, itemsize, n, k, m):
         return False
     above = _packed_above or _load_packed_above()
     return n * k * m > above[op, itemsize]
@@ -273,7 +290,7 @@ def forward(y, x, w, b, act) -> None:
     adapt()
     above = _packed_above or _load_packed_above()
     if (work <= above["forward", x.itemsize] or packed_forward is None
-            or too_narrow("forward", n, k, m)):
+            or too_narrow("forward", x.itemsize, n, k, m)):
         forward_kernels.forward_parallel(y, x, w, ABSENT[x.itemsize] if b is None else b, act)
     else:
         packed_forward(y, x, w, present(b), act)
@@ -292,7 +309,7 @@ def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
     adapt()
     above = _packed_above or _load_packed_above()
     if (work <= above["grad_weight", size] or packed_grad_weight is None
-            or too_narrow("grad_weight", n, k, m)):
+            or too_narrow("grad_weight", size, n, k, m)):
         _GRAD_WEIGHT[size][1](dw, ABSENT[size] if db is None else db, dy, x, scale, accumulate)
     else:
         packed_grad_weight(dw, present(db), dy, x, scale, accumulate)
@@ -324,7 +341,7 @@ def grad_input(dx, dy, w) -> None:
     adapt()
     above = _packed_above or _load_packed_above()
     if (work <= above["grad_input", size] or packed_grad_input is None
-            or too_narrow("grad_input", n, k, m)):
+            or too_narrow("grad_input", size, n, k, m)):
         _GRAD_INPUT[size][1](dx, dy, w)
     else:
         packed_grad_input(dx, dy, w)

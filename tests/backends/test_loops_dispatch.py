@@ -272,3 +272,20 @@ def test_runs_packed_says_what_the_dispatch_runs(monkeypatch, dtype):
             else:
                 loops.grad_input(np.empty((n, k), dtype), dy, w)
             assert (f"packed_{op}" in log) == loops.runs_packed(op, size, n, k, m), (op, n, k, m)
+
+
+@pytest.mark.skipif(loops.packed_forward is None, reason="no packed kernels in this build")
+def test_a_low_crossover_moves_narrow_gradients_only_above_the_built_in_one(monkeypatch):
+    """A tuned crossover (here 2**17 for everything) holds for wide shapes and for the forward's
+    narrow in_features; a gradient with a narrow side packs only above its built-in crossover."""
+    monkeypatch.setattr(loops, "_packed_above", {(op, s): 2**17 for op in (
+        "forward", "grad_weight", "grad_input") for s in (4, 8)})
+    for size in (4, 8):
+        assert loops.runs_packed("grad_weight", size, 256, 256, 256)
+        assert loops.runs_packed("forward", size, 256, 16, 256)
+        assert not loops.runs_packed("forward", size, 4096, 256, 10)  # out_features below 64
+        assert not loops.runs_packed("grad_weight", size, 4096, 256, 10)  # 2**23.3
+        assert loops.runs_packed("grad_weight", size, 8192, 1024, 10)  # 2**26.3
+        assert not loops.runs_packed("grad_input", size, 32, 1024, 1024)  # 2**25
+        assert loops.runs_packed("grad_input", size, 32, 2048, 2048)  # 2**27
+        assert not loops.runs_packed("grad_input", size, 15, 4096, 4096)  # batch below 16

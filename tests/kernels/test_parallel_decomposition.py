@@ -74,7 +74,7 @@ def test_direct_kernels_have_at_least_4_tasks_per_thread_at_64_threads(dtype):
     for n, k, m in LARGE:
         # grad_weight: dw (m, k), summed over n; grad_input: dx (n, k), summed over m
         for op, rows, cols, depth in (("grad_weight", m, k, n), ("grad_input", n, k, m)):
-            if n * k * m > loops.PACKED and not loops.too_narrow(op, n, k, m):
+            if n * k * m > loops.PACKED and not loops.too_narrow(op, np.dtype(dtype).itemsize, n, k, m):
                 continue
             sent += 1
             row_blocks, col_blocks = _ceil(rows, 8), _ceil(cols, nr)
