@@ -301,7 +301,8 @@ def _entry(op: str, dtype: str, name: str, threads: int, rows: dict) -> dict:
 #: Shapes (batch, in_features, out_features) at which `tune` times the loop kernels' parallel
 #: direct kernel against the packed GEMM: work n * in * out from 2**21 to 2**28, every side at
 #: least ``loops.PACKED_MIN_DIM``; squarer shapes than the rest of the table. Shapes with a narrow
-#: side follow ``loops.PACKED_MIN_SIDES`` above the same crossover.
+#: side (``loops.too_narrow``): the forward packs above the same crossover, the gradients above the
+#: larger of it and the built-in one.
 CROSSOVER_LADDER = ((64, 128, 256), (64, 256, 256), (128, 256, 256), (128, 256, 512),
                     (128, 512, 512), (256, 512, 512), (256, 1024, 512), (512, 1024, 512))
 

@@ -1,14 +1,14 @@
 """Which kernel the loops backend should run where a side of the problem is narrow: the parallel
 direct kernel against the packed GEMM, for the forward, the weight gradient (with db) and the
-input gradient, at shapes with one narrow side and work above the packed crossover. Prints, for
+input gradient, at shapes with one narrow side and work above every op's built-in crossover. Prints, for
 each shape and dtype, the direct kernel's time divided by the packed one's (above 1: packed is
 faster), the figures behind ``fastlinear.backends.loops.PACKED_MIN_SIDES``.
 
 With ``--bias``: the bias gradient's serial kernel against its parallel one, around
 ``GRAD_BIAS_SERIAL`` (microseconds), the figures behind that limit.
 
-Each backend pair is timed in one process, the kernels interleaved in rounds (medians of 7, each
-sample at least 2 ms of calls), after warm-up calls.
+Each pair of kernels is timed in one process, interleaved in rounds (medians of 7, each sample
+at least 2 ms of calls of that kernel), after warm-up calls.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python asv_benchmarks/scripts/packed_sides.py \\
         --threads 2
@@ -29,9 +29,10 @@ from fastlinear.kernels import grad_bias as bias_kernels
 from fastlinear.kernels._sums import leaf_buffer
 from fastlinear.tuning import cpu_model
 
-#: (batch, in_features, out_features), each with one narrow side and at least 2**25 of work
-SHAPES = ((4096, 8, 1024), (4096, 32, 1024), (4096, 48, 512),   # narrow in_features
-          (8192, 1024, 10), (8192, 1024, 32),                   # narrow out_features
+#: (batch, in_features, out_features), each with one narrow side and more work than every op's
+#: built-in crossover (2**26)
+SHAPES = ((8192, 8, 2048), (4096, 32, 1024), (4096, 48, 512),                 # narrow in_features
+          (8192, 2048, 8), (8192, 1024, 10), (8192, 1024, 32),                # narrow out_features
           (8, 4096, 4096), (16, 4096, 4096), (32, 4096, 4096), (48, 2048, 2048))  # narrow batch
 #: (batch, out_features) of dy for --bias, 2**12 to 2**20 elements
 BIAS_SHAPES = ((32, 128), (64, 256), (64, 512), (128, 512), (256, 512), (256, 1024), (1024, 1024))
@@ -40,19 +41,20 @@ BIAS_SHAPES = ((32, 128), (64, 256), (64, 512), (128, 512), (256, 512), (256, 10
 def medians(fns: dict[str, Callable[[], None]], rounds: int = 7,
             min_sample_s: float = 2e-3) -> dict[str, float]:
     """Median seconds per call of each function, interleaved in ``rounds`` rounds."""
-    for fn in fns.values():
+    calls = {}
+    for name, fn in fns.items():
         for _ in range(3):
             fn()
-    t0 = time.perf_counter()
-    next(iter(fns.values()))()
-    calls = max(1, int(min_sample_s / max(time.perf_counter() - t0, 1e-7)))
+        t0 = time.perf_counter()
+        fn()
+        calls[name] = max(1, int(min_sample_s / max(time.perf_counter() - t0, 1e-7)))
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             t0 = time.perf_counter()
-            for _ in range(calls):
+            for _ in range(calls[name]):
                 fn()
-            samples[name].append((time.perf_counter() - t0) / calls)
+            samples[name].append((time.perf_counter() - t0) / calls[name])
     return {name: statistics.median(v) for name, v in samples.items()}
 
 

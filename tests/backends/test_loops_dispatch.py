@@ -286,6 +286,8 @@ def test_a_low_crossover_moves_narrow_gradients_only_above_the_built_in_one(monk
         assert not loops.runs_packed("forward", size, 4096, 256, 10)  # out_features below 64
         assert not loops.runs_packed("grad_weight", size, 4096, 256, 10)  # 2**23.3
         assert loops.runs_packed("grad_weight", size, 8192, 1024, 10)  # 2**26.3
+        assert not loops.runs_packed("grad_weight", size, 1 << 21, 64, 4)  # dw 4 rows: below 8
+        assert not loops.runs_packed("grad_weight", size, 1 << 20, 4, 256)  # dw 4 columns
         assert not loops.runs_packed("grad_input", size, 32, 1024, 1024)  # 2**25
         assert loops.runs_packed("grad_input", size, 32, 2048, 2048)  # 2**27
         assert not loops.runs_packed("grad_input", size, 15, 4096, 4096)  # batch below 16
