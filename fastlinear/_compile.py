@@ -440,7 +440,7 @@ def _run_steps(layers: list[dict], rows: list[int], parts: Iterable[str], thread
     threads: ``"forward"`` the forward, ``"weight_grad"`` the activation gradient and the weight
     and bias gradients, ``"input_grad"`` the input gradient (see `STEP_PARTS`)."""
     from . import _threads
-    from ._dispatch import reduction_scale, run_forward
+    from ._dispatch import run_backward, run_forward
     from .backends import get_backend
 
     parts = set(parts)
@@ -454,15 +454,10 @@ def _run_steps(layers: list[dict], rows: list[int], parts: Iterable[str], thread
                 db = np.zeros(m, dt) if layer["bias"] else None
                 if "forward" in parts:
                     run_forward(be, y, x, w, db, act)
-                if "weight_grad" in parts:  # as run_backward calls them
-                    scale = reduction_scale(layer["reduction"], n, dt)
-                    if act:
-                        g = np.empty((n, m), dt)
-                        be.activation_grad(g, db, dy, y, act, scale, False)
-                        be.grad_weight(np.empty((m, k), dt), None, g, x, scale, False)
-                    else:
-                        be.grad_weight(np.empty((m, k), dt), db, dy, x, scale, False)
-                if "input_grad" in parts and layer["input_grad"]:
+                if "weight_grad" in parts:  # the backward without its input gradient
+                    run_backward(be, dy, x, w, None, np.empty((m, k), dt), db,
+                                 layer["reduction"], False, y, act, np.empty((n, m), dt))
+                if "input_grad" in parts and layer["input_grad"]:  # its last call
                     be.grad_input(np.empty((n, k), dt), dy, w)
 
 

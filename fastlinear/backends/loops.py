@@ -277,10 +277,17 @@ def runs_packed(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
     three functions' own dispatch."""
     packed = {"forward": packed_forward, "grad_weight": packed_grad_weight,
               "grad_input": packed_grad_input}[op]
-    if packed is None or too_narrow(op, itemsize, n, k, m) or serial_kernel(op, itemsize, n, k, m):
+    if packed is None or serial_kernel(op, itemsize, n, k, m):
         return False
+    return _packs(op, itemsize, n, k, m)
+
+
+def _packs(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
+    """The work is above ``op``'s crossover in use and no side is too narrow (`too_narrow`): the
+    part of `runs_packed` that the dispatchers below ask once they know the op is not serial and
+    has a packed kernel."""
     above = _packed_above or _load_packed_above()
-    return n * k * m > above[op, itemsize]
+    return n * k * m > above[op, itemsize] and not too_narrow(op, itemsize, n, k, m)
 
 
 def forward(y, x, w, b, act) -> None:
@@ -293,9 +300,7 @@ def forward(y, x, w, b, act) -> None:
         forward_kernels.forward_serial(y, x, w, ABSENT[x.itemsize] if b is None else b, act)
         return
     adapt()
-    above = _packed_above or _load_packed_above()
-    if (work <= above["forward", x.itemsize] or packed_forward is None
-            or too_narrow("forward", x.itemsize, n, k, m)):
+    if packed_forward is None or not _packs("forward", x.itemsize, n, k, m):
         forward_kernels.forward_parallel(y, x, w, ABSENT[x.itemsize] if b is None else b, act)
     else:
         packed_forward(y, x, w, present(b), act)
@@ -312,9 +317,7 @@ def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
         _GRAD_WEIGHT[size][0](dw, ABSENT[size] if db is None else db, dy, x, scale, accumulate)
         return
     adapt()
-    above = _packed_above or _load_packed_above()
-    if (work <= above["grad_weight", size] or packed_grad_weight is None
-            or too_narrow("grad_weight", size, n, k, m)):
+    if packed_grad_weight is None or not _packs("grad_weight", size, n, k, m):
         _GRAD_WEIGHT[size][1](dw, ABSENT[size] if db is None else db, dy, x, scale, accumulate)
     else:
         packed_grad_weight(dw, present(db), dy, x, scale, accumulate)
@@ -344,9 +347,7 @@ def grad_input(dx, dy, w) -> None:
         _GRAD_INPUT[size][0](dx, dy, w)
         return
     adapt()
-    above = _packed_above or _load_packed_above()
-    if (work <= above["grad_input", size] or packed_grad_input is None
-            or too_narrow("grad_input", size, n, k, m)):
+    if packed_grad_input is None or not _packs("grad_input", size, n, k, m):
         _GRAD_INPUT[size][1](dx, dy, w)
     else:
         packed_grad_input(dx, dy, w)
