@@ -145,10 +145,19 @@ def test_workspace_is_reused(rng, dtype):
     assert bigger.size >= 5000 * ws.kc
     # a buffer beyond KEEP_BYTES is the call's own: the kept one stays (and stays bounded)
     assert ws.packed_a(50) is buffers[0] and ws.apack.nbytes <= _workspace.KEEP_BYTES
-    # every buffer, and every worker's tile, starts on a cache line
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_every_packing_buffer_starts_on_a_cache_line(rng, dtype):
+    """The kept packed A buffer, two made for one call beyond KEEP_BYTES, and every worker's
+    tile."""
+    x, w, b, dy = _data(rng, 50, 40, 30, dtype)
+    _all_products(x, w, b, dy, dtype)
+    ws = _workspace.workspace(dtype)
+    kept, bigger = ws.packed_a(50), ws.packed_a(5000)
     huge = ws.packed_a(_workspace.KEEP_BYTES // (ws.kc * dtype().itemsize) + ws.mr)
     assert huge is not ws.apack
-    for a in (buffers[0], bigger, huge, *ws.tiles):
+    for a in (kept, bigger, huge, *ws.tiles):
         assert a.ctypes.data % 64 == 0
 
 
