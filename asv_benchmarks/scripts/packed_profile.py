@@ -54,7 +54,7 @@ def micro_gflops(dt: np.dtype) -> dict[str, float]:
         for _ in range(reps):
             for p in range(apanels):
                 for q in range(bpanels):
-                    micro(kc, a, u(p) * mr * kc, b, u(q) * nr * kc, t)
+                    micro(kc, a, u(p) * mr * kc, u(1), mr, b, u(q) * nr * kc, nr, t)
 
     mr, nr = MICRO[dt]
     out = {}
@@ -140,7 +140,7 @@ def others(dt: np.dtype, n: int, k: int, m: int, threads: int) -> dict[str, floa
 #: driver variants for --phases: the call each one leaves out
 PHASES = {
     "packing": "_pack_task(_U(ti), chunks,",
-    "micro-kernel": "micro(kc, apack, ip * mr * kc, bpack, jp * nr * kc, t)",
+    "micro-kernel": "micro(kc, a, ao, sa, step_a, bpack, jp * nr * kc, nr, t)",
     "store into C": "_store(c, i0, rows, jj, cols, t, nr, add, last, bias, with_bias, act)",
     "prefetch of C": "_prefetch_tile(c, i0, rows, jj, cols)",
 }
@@ -181,8 +181,8 @@ def phases(dt: np.dtype, n: int, k: int, m: int) -> dict[str, float]:
             fns[name] = namespace["gemm"]
 
     def call(f) -> None:
-        f(y, x, True, w, True, k, dt.type(1), empty, leaves, False, empty, False, 0, False,
-          ws.mr, ws.nr, ws.kc, apack, bpack, ws.tiles)
+        f(y, False, x, True, False, w, True, k, dt.type(1), empty, leaves, False, empty, False, 0,
+          False, ws.mr, ws.nr, ws.kc, apack, bpack, ws.tiles)
 
     notice = os.environ.get("FASTLINEAR_COMPILE_NOTICE")
     os.environ["FASTLINEAR_COMPILE_NOTICE"] = "0"  # the variants are not kernels to be cached

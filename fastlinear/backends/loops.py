@@ -96,8 +96,13 @@ PACKED_MIN_DIM = 64
 #: forward: narrow in_features 8192x8x2048 2.64 / 1.66, 4096x8x1024 3.00 / 2.05 (3.11 / 2.22),
 #: 4096x32x1024 2.66-3.15 / 2.00-2.12 (3.18 / 1.73), 4096x48x512 2.79-3.14 / 1.90-1.97 -> packed;
 #: narrow out_features 8192x2048x8 0.24 / 0.40, 8192x1024x10 0.28-0.38 / 0.49-0.50, 8192x1024x32
-#: 0.70-0.85 / 0.91-0.99 (0.61 / 0.69); narrow batch 16x4096x4096 0.45-0.52 / 0.80-0.87,
-#: 32x4096x4096 0.87-0.97 / 1.04-1.07 (1.05 / 1.08) -> direct. grad_weight: narrow batch
+#: 0.70-0.85 / 0.91-0.99 (0.61 / 0.69) -> direct; narrow batch, where the packed forward reads
+#: w in place (``kernels.packed._api.W_IN_PLACE_ROWS``; python ../measure-style interleaved
+#: medians of direct and `packed_forward`, 5 rounds): 8x4096x4096 0.93 / 0.96 (1.17 / 1.40) ->
+#: direct; 16x4096x4096 1.34 / 1.82 (2.15 / 2.27), 32x2048x2048 1.72 / 1.68 (2.70 / 2.95),
+#: 48x1024x1024 1.11 / 1.73 (1.90 / 1.48) -> packed from a batch of 16 (with w packed, before
+#: the in-place read, 16x4096x4096 was 0.45-0.52 / 0.80-0.87 and the forward needed a batch of
+#: 64). grad_weight: narrow batch
 #: 16x4096x4096 0.64-0.66 / 0.66-0.71, 32x4096x4096 0.77-1.03 / 0.95 (0.82 / 1.08) -> direct;
 #: narrow out_features 8192x2048x8 1.16 / 1.39, 8192x1024x10 1.15-1.19 / 1.35-1.43 (1.89 / 2.13),
 #: 8192x1024x32 2.40-2.81 / 2.62-2.65 (3.50 / 3.83), narrow in_features 8192x8x2048 3.30 / 3.51,
@@ -110,7 +115,7 @@ PACKED_MIN_DIM = 64
 #: 4096x32x1024, the weight gradient at 8192x1024x32 and the input gradient at 32x4096x4096 ran
 #: 1.7-3.8x slower than they now do.)
 PACKED_MIN_SIDES = {
-    "forward": (PACKED_MIN_DIM, 1, PACKED_MIN_DIM),
+    "forward": (16, 1, PACKED_MIN_DIM),
     "grad_weight": (PACKED_MIN_DIM, 8, 8),
     "grad_input": (16, PACKED_MIN_DIM, PACKED_MIN_DIM),
 }

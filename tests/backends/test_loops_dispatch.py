@@ -211,8 +211,10 @@ def test_packed_kernels_take_over_above_their_thresholds(monkeypatch, rng):
     ((8192, 1024, 10), {"packed_grad_weight"}),
     # 32 inputs: the forward and the weight gradient pack, not the input gradient (dx 32 wide)
     ((4096, 32, 520), {"packed_forward", "packed_grad_weight"}),
-    # a batch of 17: only the input gradient packs
-    ((17, 2048, 2048), {"packed_grad_input"}),
+    # a batch of 17: the forward (reading w in place) and the input gradient pack
+    ((17, 2048, 2048), {"packed_forward", "packed_grad_input"}),
+    # a batch of 15: nothing packs
+    ((15, 4096, 2048), set()),
 ])
 def test_narrow_sides_choose_the_kernel_per_op(monkeypatch, shape, packed):
     """Above the packed threshold with one side narrower than PACKED_MIN_DIM, each op runs the
@@ -291,3 +293,5 @@ def test_a_low_crossover_moves_narrow_gradients_only_above_the_built_in_one(monk
         assert not loops.runs_packed("grad_input", size, 32, 1024, 1024)  # 2**25
         assert loops.runs_packed("grad_input", size, 32, 2048, 2048)  # 2**27
         assert not loops.runs_packed("grad_input", size, 15, 4096, 4096)  # batch below 16
+        assert loops.runs_packed("forward", size, 16, 4096, 4096)
+        assert not loops.runs_packed("forward", size, 15, 4096, 4096)  # batch below 16

@@ -161,11 +161,48 @@ def test_every_packing_buffer_starts_on_a_cache_line(rng, dtype):
         assert a.ctypes.data % 64 == 0
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_forward_reads_w_in_place_with_the_bits_of_packing_it(rng, dtype, monkeypatch):
+    """Up to W_IN_PLACE_ROWS batch rows the forward computes y.T = w @ x.T with w read in place,
+    above them it packs w; in place gives the bits of the product with w packed, at shapes with a
+    partial last panel of w (out not a multiple of MR), several k-blocks, a partial batch panel,
+    an empty reduction, every activation, bias or not."""
+    from fastlinear.kernels.packed import _api
+    from fastlinear.kernels.packed._driver import gemm
+
+    calls = []
+    monkeypatch.setattr(_api, "gemm", lambda *a: (calls.append(a[1:5:3]), gemm(*a))[1])
+    dt = np.dtype(dtype)
+    ws = _workspace.workspace(dt)
+    empty, no_leaves = np.empty(0, dt), np.empty((0, 0), dt)
+    rows = _api.W_IN_PLACE_ROWS
+    for n, k, m in [(1, 3, 9), (33, 1100, 45), (rows, 70, 67), (17, 2100, 8), (40, 0, 12)]:
+        x, w, b, _ = _data(rng, n, k, m, dtype)
+        for act in ACTS:
+            for bias in (b, None):
+                calls.clear()
+                y = np.full((n, m), np.nan, dt)
+                packed.packed_forward(y, x, w, bias, act)
+                assert calls == [(True, True)]  # (transposed, a_in_place)
+                want = np.full((n, m), np.nan, dt)
+                gemm(want, False, x, True, False, w, True, k, dt.type(1), empty, no_leaves, False,
+                     empty if bias is None else bias, bias is not None, act, False, ws.mr, ws.nr,
+                     ws.kc, ws.packed_a(n), _api._packed_b(ws, dt, m), ws.tiles)
+                assert np.array_equal(y, want), (n, k, m, act, bias is None)
+    calls.clear()
+    x, w, b, _ = _data(rng, rows + 1, 70, 67, dtype)
+    y = np.empty((rows + 1, 67), dt)
+    packed.packed_forward(y, x, w, b, packed.ACT_NONE)
+    assert calls == [(False, False)]
+    assert_close(y, ref.forward(x, w, b), ref.magnitude_forward(x, w, b), 70, dtype)
+
+
 def test_float32_micro_kernel_stays_float32():
     """No float64 arithmetic in the float32 micro-kernel's LLVM IR."""
     fresh = numba.njit(fastmath=set(FASTMATH))(micro_kernel(*MICRO[np.dtype(np.float32)]))
     u = np.uintp
-    fresh(u(4), np.ones(8 * 4, np.float32), u(0), np.ones(32 * 4, np.float32), u(0), np.empty(256, np.float32))
+    fresh(u(4), np.ones(8 * 4, np.float32), u(0), u(1), u(8), np.ones(32 * 4, np.float32), u(0), u(32),
+          np.empty(256, np.float32))
     ir = "\n".join(fresh.inspect_llvm().values())
     assert "fmul" in ir or "fma" in ir
     assert not re.search(r"fpext float .* to double|f(add|mul)( [a-z]+)* double ", ir)

@@ -19,6 +19,20 @@ from ._workspace import row_blocks, workspace
 
 _NO_LEAVES = {dt: np.empty((0, 0), dt) for dt in EMPTY}
 
+#: batch rows up to which `packed_forward` reads w in place instead of packing it: it computes
+#: y.T = w @ x.T, so that only x is packed (as B) and w's rows feed the micro-kernel's broadcasts
+#: directly (`_driver.gemm`'s ``a_in_place``; the same products summed in the same order, so the
+#: same bits as packing w). Packing w costs out * in element copies per call whatever the batch,
+#: so it weighs most at small batches (44% of the forward at 64x4096x4096 float32, 17% at
+#: 256x512x512: ``asv_benchmarks/scripts/packed_profile.py --phases``). Measured, time with w
+#: packed / time with w in place, interleaved medians, 1 thread (2 threads in brackets), 2-core
+#: Intel Xeon KVM guest (rocketlake), float32 / float64: 32x2048x2048 5.00 / 2.21 (4.12 / 2.84),
+#: 64x4096x4096 2.45-2.6 / 1.5-2.0 (2.40 / 2.10), 64x1024x1024 2.3 / 1.17, 128x1024x1024
+#: 1.46-1.47 / 1.43-1.94 (1.41 / 1.81), 128x4096x4096 1.75 / 1.84; then mixed: 256x512x512
+#: 1.09-1.19 / 0.92-1.15 (0.79 / 1.28), 256x1024x1024 1.52 / 1.24, 512x1024x1024 1.03 / 1.08,
+#: 512x512x512 0.96 / 0.84, 1024x1024x1024 1.05 / 0.77.
+W_IN_PLACE_ROWS = 128
+
 
 def _packed_b(ws, dt, n: int) -> np.ndarray:
     """The packed B buffer of one k-block, shared by all threads: ceil(n / NR) * NR * KC elements
@@ -34,16 +48,24 @@ def _prepare(dtype):
 
 def packed_forward(y: np.ndarray, x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
                    act: int = ACT_NONE) -> None:
-    """y = act(x @ w.T + b); ``b`` may be None; act 0 none, 1 relu, 2 sigmoid, 3 tanh."""
+    """y = act(x @ w.T + b); ``b`` may be None; act 0 none, 1 relu, 2 sigmoid, 3 tanh. Up to
+    `W_IN_PLACE_ROWS` batch rows w is read in place, above it packed (the same bits)."""
     # x is (n, in), w is (out, in), b is (out,) or None, y is (n, out)
     dt = y.dtype
     ws = _prepare(dt)
     empty = EMPTY[dt]
     n = y.shape[0]
+    bias = empty if b is None else b
+    if n <= W_IN_PLACE_ROWS:
+        # y.T = w @ x.T with w read in place: only x (and a partial last panel of w) is packed
+        gemm(y, True, w, True, True, x, True, x.shape[1], dt.type(1), empty, _NO_LEAVES[dt],
+             False, bias, b is not None, int(act), False, ws.mr, ws.nr, ws.kc,
+             ws.packed_a(ws.mr), _packed_b(ws, dt, n), ws.tiles)
+        return
     bpack = _packed_b(ws, dt, y.shape[1])
     for rows in row_blocks(n):  # bounded packing memory, same result (see _workspace.MC)
-        gemm(y[rows], x[rows], True, w, True, x.shape[1], dt.type(1), empty, _NO_LEAVES[dt], False,
-             empty if b is None else b, b is not None, int(act), False,
+        gemm(y[rows], False, x[rows], True, False, w, True, x.shape[1], dt.type(1), empty,
+             _NO_LEAVES[dt], False, bias, b is not None, int(act), False,
              ws.mr, ws.nr, ws.kc, ws.packed_a(rows.stop - rows.start), bpack, ws.tiles)
 
 
@@ -56,8 +78,8 @@ def packed_grad_weight(dw: np.ndarray, db: np.ndarray | None, dy: np.ndarray, x:
     ws = _prepare(dt)
     empty = EMPTY[dt]
     leaves = _NO_LEAVES[dt] if db is None else leaf_buffer(dt, x.shape[0], dw.shape[0])
-    gemm(dw, dy, False, x, False, x.shape[0], dt.type(scale), empty if db is None else db, leaves,
-         db is not None, empty, False, ACT_NONE, bool(accumulate),
+    gemm(dw, False, dy, False, False, x, False, x.shape[0], dt.type(scale),
+         empty if db is None else db, leaves, db is not None, empty, False, ACT_NONE, bool(accumulate),
          ws.mr, ws.nr, ws.kc, ws.packed_a(dw.shape[0]), _packed_b(ws, dt, dw.shape[1]), ws.tiles)
 
 
@@ -70,8 +92,8 @@ def packed_grad_input(dx: np.ndarray, dy: np.ndarray, w: np.ndarray) -> None:
     n = dx.shape[0]
     bpack = _packed_b(ws, dt, dx.shape[1])
     for rows in row_blocks(n):  # bounded packing memory, same result (see _workspace.MC)
-        gemm(dx[rows], dy[rows], True, w, False, w.shape[0], dt.type(1), empty, _NO_LEAVES[dt],
-             False, empty, False, ACT_NONE, False, ws.mr, ws.nr, ws.kc,
+        gemm(dx[rows], False, dy[rows], True, False, w, False, w.shape[0], dt.type(1), empty,
+             _NO_LEAVES[dt], False, empty, False, ACT_NONE, False, ws.mr, ws.nr, ws.kc,
              ws.packed_a(rows.stop - rows.start), bpack, ws.tiles)
 
 

@@ -33,6 +33,13 @@ block it will update is prefetched for writing, so that where C does not fit in 
 lines arrive while the micro-kernel computes (dw at 64 x 4096 x 4096 float32: ~20% faster than
 without).
 
+A read in place (``a_in_place``): the micro-kernel broadcasts A's values one at a time, so a
+full MR-row panel of a row-major A can be read where it lies, MR runs of KC steps, instead of
+being packed first; only B and a partial last panel of A are packed. The forward at small batches
+uses it with C = y.T, A = w and B = x.T, so that the weights, the large operand there, are never
+copied (``_api.W_IN_PLACE_ROWS``); each element is the same sum in the same order as with A
+packed, so the bits do not change.
+
 Store modes: the first k-block writes C (or adds to it when ``accumulate``), later k-blocks add;
 after the last k-block, bias and activation are applied to the block just stored (no second pass).
 """
@@ -72,6 +79,26 @@ def _store(c, i0, mr, j0, nr, t, tw, add, last, bias, with_bias, act):
             apply_act(row, j0, nr, act)
 
 
+@njit(**SERIAL)
+def _store_transposed(c, i0, mr, j0, nr, t, tw, add, last, bias, with_bias, act):
+    """`_store` into the transpose of ``c``: c[j0 + j, i0 + i] (+)= t[i * tw + j] for i < mr,
+    j < nr; when ``last``, then add bias[i0 + i] (if ``with_bias``) and apply ``act``. The same
+    operations on each element as `_store`, so the same bits."""
+    for j in range(nr):
+        row = c[j0 + j]
+        if add:
+            for i in range(mr):
+                row[i0 + i] += t[i * tw + j]
+        else:
+            for i in range(mr):
+                row[i0 + i] = t[i * tw + j]
+        if last:
+            if with_bias:
+                for i in range(mr):
+                    row[i0 + i] += bias[i0 + i]
+            apply_act(row, i0, mr, act)
+
+
 @njit(**PLAIN)
 def _prefetch_tile(c, i0, mr, j0, nr):
     """Prefetch (for writing) the cache lines of c[i0:i0 + mr, j0:j0 + nr]."""
@@ -107,21 +134,22 @@ def tile_shape(mpanels, npanels, mr, nr):
 
 
 @njit(**PLAIN)
-def _pack_task(t, chunks, na, group, bsteps, bchunks, apack, asrc, a_by_rows, bpack, bsrc,
-               b_by_rows, m, n, mr, nr, p0, kc, scale, leaves, with_db):
+def _pack_task(t, chunks, na, a_first, group, bsteps, bchunks, apack, asrc, a_by_rows, bpack,
+               bsrc, b_by_rows, m, n, mr, nr, p0, kc, scale, leaves, with_db):
     """Packing task t of a k-block. Tasks below ``na`` pack a run of PACK_STEPS steps of one A
-    panel (summing its db leaf when ``with_db``); the others pack B: when ``b_by_rows`` a run of
+    panel, from panel ``a_first`` on, into ``apack`` from its start (summing the panel's db
+    leaf when ``with_db``); the others pack B: when ``b_by_rows`` a run of
     PACK_STEPS steps of one panel, otherwise ``bsteps`` steps of ``group`` neighbouring panels
     (the same number of elements, read in longer pieces of each row: see `_pack`). ``bchunks``
     is the number of such runs in the k-block."""
     steps = _U(PACK_STEPS)
     if t < na:
-        ip = t // chunks
+        ip = a_first + t // chunks
         q0 = (t % chunks) * steps
         qn = min(steps, kc - q0)
         i0 = ip * mr
         rows = min(mr, m - i0)
-        off = ip * mr * kc + q0 * mr
+        off = (ip - a_first) * mr * kc + q0 * mr
         if a_by_rows:
             pack_rows(apack, off, asrc, i0, rows, p0 + q0, qn, mr)
         else:
@@ -143,9 +171,14 @@ def _pack_task(t, chunks, na, group, bsteps, bchunks, apack, asrc, a_by_rows, bp
 
 
 @njit(**PARALLEL)
-def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, leaves, with_db, bias, with_bias, act,
-         accumulate, mr_, nr_, kc_, apack, bpack, tiles):
+def gemm(c, transposed, asrc, a_by_rows, a_in_place, bsrc, b_by_rows, k, scale, db, leaves,
+         with_db, bias, with_bias, act, accumulate, mr_, nr_, kc_, apack, bpack, tiles):
     """C (+)= A @ B (see the module docstring); the three public products call this.
+
+    C is ``c``, or its transpose when ``transposed`` (``bias`` runs along c's columns either way:
+    C's columns, or C's rows when transposed). When ``a_in_place`` (with ``a_by_rows``), A's full MR-row panels are read by
+    the micro-kernel straight from ``asrc`` (row-major, rows of A are rows of asrc) and only a
+    last, partial panel is packed, into the start of ``apack`` (MR * KC elements suffice).
 
     ``asrc`` is read by `pack_rows` when ``a_by_rows`` (A = asrc) and otherwise by
     `pack_cols_scaled_sum` (A = asrc.T, scaled by ``scale``; when ``with_db``, db (+)= the column
@@ -154,9 +187,11 @@ def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, leaves, with_db, bia
     ceil(M / MR) * MR * KC elements, ``bpack`` ceil(N / NR) * NR * KC (shared by all threads),
     ``tiles`` one MR * NR row per Numba thread, ``leaves`` (ceil(k / LEAF), M) when ``with_db``.
     """
-    # c is (M, N); A is (M, k) and B is (k, N) read through asrc / bsrc as described above
-    m = _U(c.shape[0])
-    n = _U(c.shape[1])
+    # C is (M, N); A is (M, k) and B is (k, N) read through asrc / bsrc as described above
+    m_ = c.shape[1] if transposed else c.shape[0]
+    n_ = c.shape[0] if transposed else c.shape[1]
+    m = _U(m_)
+    n = _U(n_)
     kk = _U(k)
     mr = _U(mr_)
     nr = _U(nr_)
@@ -168,21 +203,21 @@ def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, leaves, with_db, bia
     if kk == 0:
         # empty reduction: C = 0 (or unchanged when accumulating), then bias and activation; on
         # one thread (a rare case, and each prange is another function for Numba to compile)
-        for i in range(m):
+        for i in range(c.shape[0]):
             row = c[i]
             if not accumulate:
-                for j in range(n):
+                for j in range(c.shape[1]):
                     row[j] = zero
             if with_bias:
-                for j in range(n):
+                for j in range(c.shape[1]):
                     row[j] += bias[j]
-            apply_act(row, _U(0), n, act)
+            apply_act(row, _U(0), _U(c.shape[1]), act)
         if with_db and not accumulate:
             for j in range(m):
                 db[j] = zero
         return
     # signed arguments: uint64 mixed with the int64 literals inside would compute in float64
-    tr_, tc_ = tile_shape((c.shape[0] + mr_ - 1) // mr_, (c.shape[1] + nr_ - 1) // nr_, mr_, nr_)
+    tr_, tc_ = tile_shape((m_ + mr_ - 1) // mr_, (n_ + nr_ - 1) // nr_, mr_, nr_)
     tr = _U(tr_)
     tc = _U(tc_)
     trows = (mpanels + tr - one) // tr
@@ -193,22 +228,27 @@ def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, leaves, with_db, bia
     group = max(_U(GROUP_BYTES) // (nr * _U(c.itemsize)), one)
     bsteps = max(steps // group, one)
     nkb = (kk + kcb - one) // kcb
+    # A read in place: the micro-kernel reads row i of a panel as a run of asrc's row i0 + i
+    # (stride lda between the rows, 1 between steps); only a partial last panel is packed
+    aflat = asrc.reshape(asrc.size)
+    lda = _U(asrc.shape[1])
+    afull = m // mr if a_in_place else _U(0)
     for kb in range(nkb):
         p0 = kb * kcb
         kc = min(kcb, kk - p0)
         add = accumulate or kb > 0
         last = kb == nkb - one
         chunks = (kc + steps - one) // steps
-        na = mpanels * chunks
+        na = (mpanels - afull) * chunks
         if b_by_rows:
             nb = npanels * chunks
         else:
             nb = ((npanels + group - one) // group) * ((kc + bsteps - one) // bsteps)
         for ti in prange(na + nb):
             # prange's index is signed; int64 * uint64 would be float64 in Numba
-            _pack_task(_U(ti), chunks, na, group, bsteps, (kc + bsteps - one) // bsteps, apack,
-                       asrc, a_by_rows, bpack, bsrc, b_by_rows, m, n, mr, nr, p0, kc, scale,
-                       leaves, with_db)
+            _pack_task(_U(ti), chunks, na, afull, group, bsteps, (kc + bsteps - one) // bsteps,
+                       apack, asrc, a_by_rows, bpack, bsrc, b_by_rows, m, n, mr, nr, p0, kc,
+                       scale, leaves, with_db)
         for ti in prange(trows * tcols):
             t = tiles[get_thread_id()]
             r0 = (_U(ti) // tcols) * tr
@@ -216,13 +256,24 @@ def gemm(c, asrc, a_by_rows, bsrc, b_by_rows, k, scale, db, leaves, with_db, bia
             for ip in range(r0, min(r0 + tr, mpanels)):
                 i0 = ip * mr
                 rows = min(mr, m - i0)
+                if ip < afull:
+                    a, ao, sa, step_a = aflat, i0 * lda + p0, lda, one
+                else:
+                    a, ao, sa, step_a = apack, (ip - afull) * mr * kc, one, mr
                 for jp in range(c0, min(c0 + tc, npanels)):
                     jj = jp * nr
                     cols = min(nr, n - jj)
                     # C's lines start arriving while the micro-kernel runs (see _prefetch)
-                    _prefetch_tile(c, i0, rows, jj, cols)
-                    micro(kc, apack, ip * mr * kc, bpack, jp * nr * kc, t)
-                    _store(c, i0, rows, jj, cols, t, nr, add, last, bias, with_bias, act)
+                    if transposed:
+                        _prefetch_tile(c, jj, cols, i0, rows)
+                    else:
+                        _prefetch_tile(c, i0, rows, jj, cols)
+                    micro(kc, a, ao, sa, step_a, bpack, jp * nr * kc, nr, t)
+                    if transposed:
+                        _store_transposed(c, i0, rows, jj, cols, t, nr, add, last, bias,
+                                          with_bias, act)
+                    else:
+                        _store(c, i0, rows, jj, cols, t, nr, add, last, bias, with_bias, act)
     if with_db:
         # one pass across the leaves' rows on one thread (vectorized; O(M * k / LEAF) additions,
         # small beside the GEMM); the same tree per column as every other bias gradient

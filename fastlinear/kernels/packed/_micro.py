@@ -54,16 +54,19 @@ def micro_kernel(mr: int, nr: int) -> Callable:
     """The source of the mr x nr micro-kernel, a plain function for `compiled_micro` to compile
     (mr and nr become constants of its code)."""
     size = mr * nr
-    step_a = np.uintp(mr)
-    step_b = np.uintp(nr)
 
-    def micro_kernel_source(kc, a, ao, b, bo, t):
-        """t[i * nr + j] = sum over p < kc of a[ao + p * mr + i] * b[bo + p * nr + j].
+    def micro_kernel_source(kc, a, ao, sa, step_a, b, bo, step_b, t):
+        """t[i * nr + j] = sum over p < kc of a[ao + p * step_a + i * sa] * b[bo + p * step_b + j].
 
-        ``a`` holds a packed mr-row panel of A (column p of the panel at ao + p * mr), ``b`` a
-        packed nr-column panel of B (row p at bo + p * nr), ``t`` receives the mr x nr block
-        row-major. kc, ao and bo are np.uintp: unsigned indices need no negative-index fix-up,
-        which would otherwise block vectorization."""
+        ``a`` holds an mr-row panel of A: packed (``sa`` 1, ``step_a`` mr: column p of the panel
+        at ao + p * mr), or read in place from a row-major matrix (``sa`` its row length,
+        ``step_a`` 1: row i of the panel is a run of kc values). ``b`` holds an nr-column panel
+        of B whose row p starts at bo + p * step_b (packed: ``step_b`` nr). ``t`` receives the
+        mr x nr block row-major. Sizes, offsets and strides are np.uintp: unsigned indices need no
+        negative-index fix-up, which would otherwise block vectorization. The A values are
+        broadcast one at a time, so where they lie in memory does not change the vector code:
+        packed and in place ran at the same speed (float32 152-168 / 137-146 GFLOP/s on panels
+        in L1 / L2, one thread, 2-core Intel Xeon KVM guest)."""
         acc = carray(stack_row(t, size), (mr, nr))
         zero = t.dtype.type(0)
         for i in range(mr):
@@ -74,7 +77,7 @@ def micro_kernel(mr: int, nr: int) -> Callable:
         for _ in range(kc):
             for i in range(mr):
                 for j in range(nr):
-                    acc[i, j] += a[pa + np.uintp(i)] * b[pb + np.uintp(j)]
+                    acc[i, j] += a[pa + np.uintp(i) * sa] * b[pb + np.uintp(j)]
             pa += step_a
             pb += step_b
         for i in range(mr):
@@ -85,9 +88,11 @@ def micro_kernel(mr: int, nr: int) -> Callable:
 
 
 def _signature(dtype: np.dtype):
-    """(kc, a, ao, b, bo, t): uintp sizes/offsets and 1-D C-contiguous arrays of ``dtype``."""
+    """(kc, a, ao, sa, step_a, b, bo, step_b, t): uintp sizes, offsets and strides and 1-D
+    C-contiguous arrays of ``dtype``."""
     arr = types.Array(from_dtype(dtype), 1, "C")
-    return (types.uintp, arr, types.uintp, arr, types.uintp, arr)
+    u = types.uintp
+    return (u, arr, u, u, u, arr, u, u, arr)
 
 
 def compiled_micro(dtype):
@@ -109,18 +114,18 @@ def compiled_micro(dtype):
     return kernel
 
 
-def micro(kc, a, ao, b, bo, t):
-    """t = A-panel @ B-panel for packed panels (see `micro_kernel`); compiled code only."""
+def micro(kc, a, ao, sa, step_a, b, bo, step_b, t):
+    """t = A-panel @ B-panel (see `micro_kernel`); compiled code only."""
     raise NotImplementedError("micro is only callable from Numba-compiled code")
 
 
 @overload(micro)
-def _micro_impl(kc, a, ao, b, bo, t):
+def _micro_impl(kc, a, ao, sa, step_a, b, bo, step_b, t):
     if not (isinstance(a, types.Array) and a.dtype in (types.float32, types.float64)):
         return None
     kernel = compiled_micro(np.dtype(a.dtype.name))  # runs only when a caller is compiled
 
-    def impl(kc, a, ao, b, bo, t):
-        kernel(kc, a, ao, b, bo, t)
+    def impl(kc, a, ao, sa, step_a, b, bo, step_b, t):
+        kernel(kc, a, ao, sa, step_a, b, bo, step_b, t)
 
     return impl
