@@ -17,6 +17,9 @@ products at several reduction blocks (KC), beside numpy's BLAS and torch at the 
    compiled here from its source with that one call taken out, interleaved in 9 rounds (medians);
    each phase's share is 1 - (time without it) / (whole driver's time). The variants compute wrong
    results; they only time.
+4. With ``--in-place``, instead of all the above: the forward driver with w packed against w read
+   in place (the figures behind ``_api.W_IN_PLACE_ROWS``), interleaved in 9 rounds (medians of
+   the best of 3 calls), at each shape.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python asv_benchmarks/scripts/packed_profile.py \\
         --threads 1 --shapes 1024x1024x1024,256x512x512
@@ -202,6 +205,38 @@ def phases(dt: np.dtype, n: int, k: int, m: int) -> dict[str, float]:
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
+def in_place(dt: np.dtype, n: int, k: int, m: int) -> tuple[float, float]:
+    """Median seconds of the forward driver with w packed and with w read in place (y.T = w @
+    x.T, as ``packed_forward`` runs it up to ``_api.W_IN_PLACE_ROWS`` batch rows), interleaved in
+    9 rounds; both give the same bits (checked here)."""
+    rng = np.random.default_rng(0)
+    x, w = rng.random((n, k)).astype(dt), rng.random((m, k)).astype(dt)
+    y, y2 = np.empty((n, m), dt), np.empty((n, m), dt)
+    ws = _workspace.workspace(dt)
+    empty, leaves = np.empty(0, dt), np.empty((0, 0), dt)
+
+    def packed_w() -> None:
+        _driver.gemm(y, False, x, True, False, w, True, k, dt.type(1), empty, leaves, False,
+                     empty, False, 0, False, ws.mr, ws.nr, ws.kc, ws.packed_a(n),
+                     _api._packed_b(ws, dt, m), ws.tiles)
+
+    def w_in_place() -> None:
+        _driver.gemm(y2, True, w, True, True, x, True, k, dt.type(1), empty, leaves, False,
+                     empty, False, 0, False, ws.mr, ws.nr, ws.kc, ws.packed_a(ws.mr),
+                     _api._packed_b(ws, dt, n), ws.tiles)
+
+    packed_w()
+    w_in_place()
+    if not np.array_equal(y, y2):
+        raise SystemExit(f"--in-place: {dt} {n}x{k}x{m}: the two forwards differ")
+    samples: dict[str, list[float]] = {"packed": [], "in place": []}
+    for _ in range(9):
+        for name, f in (("packed", packed_w), ("in place", w_in_place)):
+            f()
+            samples[name].append(min(_timed(f) for _ in range(3)))
+    return statistics.median(samples["packed"]), statistics.median(samples["in place"])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=1)
@@ -211,11 +246,23 @@ def main() -> None:
     p.add_argument("--phases", action="store_true",
                    help="also time the forward driver with each phase left out (compiles 4 "
                         "variants of the driver, about 10 s each)")
+    p.add_argument("--in-place", action="store_true",
+                   help="only time the forward with w packed against w read in place at each "
+                        "shape (the figures behind _api.W_IN_PLACE_ROWS)")
     args = p.parse_args()
     fl.set_num_threads(args.threads)
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     print(f"{args.threads} thread(s); built-in KC: "
           + ", ".join(f"{d} {kc}" for d, kc in _workspace.KC.items()))
+    if args.in_place:
+        for name in args.dtype.split(","):
+            dt = np.dtype(name)
+            for n, k, m in shapes:
+                packed_s, in_place_s = in_place(dt, n, k, m)
+                print(f"{dt} {n}x{k}x{m} forward: w packed {packed_s * 1e3:.3f} ms, w in place "
+                      f"{in_place_s * 1e3:.3f} ms, packed / in place {packed_s / in_place_s:.2f}",
+                      flush=True)
+        return
     for name in args.dtype.split(","):
         dt = np.dtype(name)
         for label, g in micro_gflops(dt).items():

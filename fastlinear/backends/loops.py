@@ -97,12 +97,11 @@ PACKED_MIN_DIM = 64
 #: 4096x32x1024 2.66-3.15 / 2.00-2.12 (3.18 / 1.73), 4096x48x512 2.79-3.14 / 1.90-1.97 -> packed;
 #: narrow out_features 8192x2048x8 0.24 / 0.40, 8192x1024x10 0.28-0.38 / 0.49-0.50, 8192x1024x32
 #: 0.70-0.85 / 0.91-0.99 (0.61 / 0.69) -> direct; narrow batch, where the packed forward reads
-#: w in place (``kernels.packed._api.W_IN_PLACE_ROWS``; python ../measure-style interleaved
-#: medians of direct and `packed_forward`, 5 rounds): 8x4096x4096 0.93 / 0.96 (1.17 / 1.40) ->
-#: direct; 16x4096x4096 1.34 / 1.82 (2.15 / 2.27), 32x2048x2048 1.72 / 1.68 (2.70 / 2.95),
-#: 48x1024x1024 1.11 / 1.73 (1.90 / 1.48) -> packed from a batch of 16 (with w packed, before
-#: the in-place read, 16x4096x4096 was 0.45-0.52 / 0.80-0.87 and the forward needed a batch of
-#: 64). grad_weight: narrow batch
+#: w in place (``kernels.packed._api.W_IN_PLACE_ROWS``; the same script, one run each):
+#: 8x4096x4096 0.94 / 1.28 (1.02 / 1.33) -> direct; 16x4096x4096 1.54 / 2.15 (1.70 / 2.55),
+#: 32x4096x4096 2.71 / 2.29 (3.42 / 2.93), 48x2048x2048 1.31 / 1.64 (1.80 / 2.38) -> packed from
+#: a batch of 16 (with w packed, before it was read in place, 16x4096x4096 was 0.45-0.52 /
+#: 0.80-0.87 and the forward needed a batch of 64). grad_weight: narrow batch
 #: 16x4096x4096 0.64-0.66 / 0.66-0.71, 32x4096x4096 0.77-1.03 / 0.95 (0.82 / 1.08) -> direct;
 #: narrow out_features 8192x2048x8 1.16 / 1.39, 8192x1024x10 1.15-1.19 / 1.35-1.43 (1.89 / 2.13),
 #: 8192x1024x32 2.40-2.81 / 2.62-2.65 (3.50 / 3.83), narrow in_features 8192x8x2048 3.30 / 3.51,
