@@ -45,7 +45,14 @@ kernels (`crossover`), which the loops backend follows (``fastlinear.backends.lo
                                                   "status": "ok"}, ...]}, ...}}
 
 A pair it leaves out keeps the built-in crossover. One crossover serves every thread count, so
-the loop kernels' results stay independent of the thread count.
+the loop kernels' results stay independent of the thread count. The same section holds, when the
+forward was tuned, up to how many batch rows the packed forward reads w in place instead of packing
+it (`in_place_rows`; the same bits either way)::
+
+    "packed": {..., "w_in_place_ladder": [[16, 1024, 1024], ...],
+               "w_in_place_rows": {"float32": 128, ...},                # 0: always pack w
+               "w_in_place_rungs": {"float32": [{"shape": [...], "packed_s": ..., "in_place_s": ...,
+                                                 "status": "ok"}, ...]}}
 
 Shape classification (`classify`): a call of batch n, in_features k, out_features m belongs to the
 shape class (N, K, M) nearest in log space, the one that minimises
@@ -230,6 +237,10 @@ def validate(doc: object, path: Path, key: dict) -> dict:
                     d in DTYPES and type(v) is int and v >= 0 for d, v in by_dtype.items())
                 for op, by_dtype in above.items()):
             raise _fail(path, "has a malformed packed section (above: op -> dtype -> work >= 0)")
+        rows = packed.get("w_in_place_rows", {})
+        if not isinstance(rows, dict) or not all(
+                d in DTYPES and type(v) is int and v >= 0 for d, v in rows.items()):
+            raise _fail(path, "has a malformed packed section (w_in_place_rows: dtype -> rows >= 0)")
     return doc
 
 
@@ -387,6 +398,66 @@ def _best_split(gains: list[float]) -> int:
     return best
 
 
+#: Shapes at which `tune` times the packed forward with w packed against w read in place: the
+#: batch doubling from 16 to 512 at 1024 x 1024 features (the built-in limit, 128, sits inside).
+IN_PLACE_LADDER = tuple((n, 1024, 1024) for n in (16, 32, 64, 128, 256, 512))
+
+
+def in_place_rows(dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
+                  progress: Callable[[str], None] | None = None) -> dict:
+    """Time the packed forward with w packed against w read in place at each shape of
+    `IN_PLACE_LADDER` (medians of ``repeats`` interleaved samples, timed as `crossover` times;
+    both results compared bit for bit, as they must be equal) and return ``{"rows": batch,
+    "rungs": [...]}``: w is to be read in place up to that many batch rows, the prefix of the
+    ladder that saves the most time (`_best_prefix`), 0 when none saves any. A rung whose two
+    results differ (status "wrong") is never read in place, nor is any above it."""
+    import numpy as np
+
+    from types import SimpleNamespace
+
+    from .backends import loops
+    from .cli import harness
+
+    if loops.packed_forward is None:  # pragma: no cover - a build without packed kernels
+        return {"rows": 0, "rungs": []}
+    rng = np.random.default_rng(1)
+    rungs, gains = [], []
+    for n, k, m in IN_PLACE_LADDER:
+        if progress:
+            progress(f"w packed or in place: {dtype} forward {n}x{k}x{m}")
+        (y, x, w, b, act), _ = _op_args("forward", dtype, n, k, m, rng)
+        y2 = y.copy()
+        calls = [lambda: loops.packed_forward(y, x, w, b, act, 0),       # w packed
+                 lambda: loops.packed_forward(y2, x, w, b, act, n)]      # w in place
+        for c in calls:
+            c()
+        same = bool(np.array_equal(y, y2))
+        rows = [(SimpleNamespace(backend="loops", samples_s=[], flops=2 * n * k * m), c)
+                for c in calls]
+        harness._time(rows, repeats, min_sample_s, settle_s=0.0)
+        packed_s, in_place_s = (row.median_s for row, _ in rows)
+        rungs.append({"shape": [n, k, m], "packed_s": packed_s, "in_place_s": in_place_s,
+                      "status": "ok" if same else "wrong"})
+        gains.append(math.log(packed_s / in_place_s) if same else -math.inf)
+    count = _best_prefix(gains)
+    return {"rows": IN_PLACE_LADDER[count - 1][0] if count else 0, "rungs": rungs}
+
+
+def _best_prefix(gains: list[float]) -> int:
+    """How many rungs, from the first, to send to the in-place forward given each rung's log of
+    packed time over in-place time (-inf where the results differ): the count whose gains sum
+    highest, 0 when no count gains anything; ties go to the smaller count. A rung after a -inf
+    is never included."""
+    best, best_gain, total = 0, 0.0, 0.0
+    for i, g in enumerate(gains):
+        total += g
+        if total == -math.inf:
+            break
+        if total > best_gain:
+            best, best_gain = i + 1, total
+    return best
+
+
 def tune(
     *,
     classes: Iterable[str] | None = None,
@@ -420,8 +491,9 @@ def tune(
         output: where to write (default: `table_path`, i.e. FASTLINEAR_TUNING's file or the cache
             file for this machine). Checked before anything is measured.
         progress: called as ``progress(done, total, what)`` before each measurement.
-        crossovers: measure the direct-or-packed crossovers (the table's ``packed`` section);
-            without them the loops backend keeps its built-in ones.
+        crossovers: measure the direct-or-packed crossovers and, when "forward" is among
+            ``ops``, the packed forward's in-place limit (`in_place_rows`) (the table's ``packed``
+            section); without them the loops backend keeps its built-in ones.
 
     Returns:
         The table as written (see the module docstring), with ``"path"`` added.
@@ -459,17 +531,17 @@ def tune(
 
     total = len(counts) * len(dtypes) * len(names) * len(ops)
     total += len(dtypes) * len(ops) * len(CROSSOVER_LADDER) if crossovers else 0
+    total += len(dtypes) * len(IN_PLACE_LADDER) if crossovers and "forward" in ops else 0
     done = 0
     packed = None
     if crossovers:
         packed = {"threads": counts[-1], "ladder": [list(s) for s in CROSSOVER_LADDER],
                   "above": {}, "rungs": {}}
 
-        def rung(what: str) -> None:
+        def rung(what: str, kind: str = "direct or packed: ") -> None:
             nonlocal done
             if progress:
-                progress(done, total, f"{counts[-1]} thread{'s' * (counts[-1] > 1)}, "
-                                      f"direct or packed: {what}")
+                progress(done, total, f"{counts[-1]} thread{'s' * (counts[-1] > 1)}, {kind}{what}")
             done += 1
 
         with _threads.threads(counts[-1]):
@@ -479,6 +551,15 @@ def tune(
                                       min_sample_s=2e-4 if quick else 2e-3, progress=rung)
                     packed["above"].setdefault(op, {})[dtype] = found["above"]
                     packed["rungs"].setdefault(op, {})[dtype] = found["rungs"]
+            if "forward" in ops:
+                packed["w_in_place_ladder"] = [list(s) for s in IN_PLACE_LADDER]
+                packed["w_in_place_rows"], packed["w_in_place_rungs"] = {}, {}
+                for dtype in dtypes:
+                    found = in_place_rows(dtype, repeats=repeats,
+                                          min_sample_s=2e-4 if quick else 2e-3,
+                                          progress=lambda what: rung(what, ""))
+                    packed["w_in_place_rows"][dtype] = found["rows"]
+                    packed["w_in_place_rungs"][dtype] = found["rungs"]
     from .backends import loops
 
     loops.use_packed_limits(packed)  # the entries below time loops with the new crossovers

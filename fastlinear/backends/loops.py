@@ -60,8 +60,10 @@ from ..kernels._sums import leaf_buffer
 
 try:  # packed large-shape kernels, when present in this build
     from ..kernels.packed import packed_forward, packed_grad_input, packed_grad_weight
+    from ..kernels.packed._api import W_IN_PLACE_ROWS
 except ImportError:  # pragma: no cover - depends on the build
     packed_forward = packed_grad_input = packed_grad_weight = None
+    W_IN_PLACE_ROWS = 0
 
 #: work (n * in * out) at or below which each kernel runs serially; see the module docstring.
 FORWARD_SERIAL = 1 << 14
@@ -153,22 +155,36 @@ VARIANTS: dict[str, tuple] = {
 _packed_above: dict | None = None
 _packed_measured: set = set()  # the (op, itemsize) pairs whose crossover came from the table
 _DTYPE_NAMES = {4: "float32", 8: "float64"}
+#: batch rows up to which the packed forward reads w in place, {itemsize: rows}, set with the
+#: crossovers (built in: ``kernels.packed._api.W_IN_PLACE_ROWS``), and the itemsizes whose value
+#: came from the table
+_in_place_rows: dict = {4: W_IN_PLACE_ROWS, 8: W_IN_PLACE_ROWS}
+_in_place_measured: set = set()
 
 
 def use_packed_limits(measured: dict | None) -> dict:
     """Set the crossovers from a tuning table's ``packed`` section (``{"above": {op: {dtype:
-    work}}}``; see `fastlinear.tuning`), or the built-in ones for None, and return them as
-    `packed_limits` does. Pairs the table leaves out keep the built-in value."""
-    global _packed_above, _packed_measured
+    work}}, "w_in_place_rows": {dtype: rows}}``; see `fastlinear.tuning`), or the built-in ones
+    for None, and return them as `packed_limits` does. Values the table leaves out keep the
+    built-in ones."""
+    global _packed_above, _packed_measured, _in_place_rows, _in_place_measured
     above = dict(DEFAULT_PACKED_ABOVE)
     from_table = set()
+    rows = {4: W_IN_PLACE_ROWS, 8: W_IN_PLACE_ROWS}
+    rows_from_table = set()
     if measured:
         for (op, size) in above:
-            value = measured.get("above", {}).get(op, {}).get(_DTYPE_NAMES[size])
+            value = (measured.get("above") or {}).get(op, {}).get(_DTYPE_NAMES[size])
             if value is not None:
                 above[op, size] = int(value)
                 from_table.add((op, size))
+        for size in rows:
+            value = (measured.get("w_in_place_rows") or {}).get(_DTYPE_NAMES[size])
+            if value is not None:
+                rows[size] = int(value)
+                rows_from_table.add(size)
     _packed_measured = from_table
+    _in_place_rows, _in_place_measured = rows, rows_from_table
     _packed_above = above
     return _describe_packed(above, from_table)
 
@@ -190,9 +206,10 @@ def _load_packed_above() -> dict:
 
 def packed_limits() -> dict:
     """The crossovers in use: ``{"source": "table" | "defaults", "above": {op: {dtype: work}},
-    "measured": {op: {dtype: work}}}``, where the packed GEMM runs an op when n * in * out >
-    work and no side is too narrow (`too_narrow`); "measured" holds those that came from the
-    tuning table (source "table" when there is any)."""
+    "measured": {op: {dtype: work}}, "w_in_place_rows": {dtype: rows}, "w_in_place_measured":
+    {dtype: rows}}``, where the packed GEMM runs an op when n * in * out > work and no side is too
+    narrow (`too_narrow`), and its forward reads w in place up to that many batch rows; the
+    "measured" entries came from the tuning table (source "table" when there is any)."""
     above = _packed_above or _load_packed_above()
     return _describe_packed(above, _packed_measured)
 
@@ -204,7 +221,18 @@ def _describe_packed(above: dict, from_table: set) -> dict:
         out.setdefault(op, {})[_DTYPE_NAMES[size]] = work
         if (op, size) in from_table:
             measured.setdefault(op, {})[_DTYPE_NAMES[size]] = work
-    return {"source": "table" if measured else "defaults", "above": out, "measured": measured}
+    rows = {_DTYPE_NAMES[size]: v for size, v in _in_place_rows.items()}
+    rows_measured = {_DTYPE_NAMES[size]: _in_place_rows[size] for size in sorted(_in_place_measured)}
+    return {"source": "table" if measured or rows_measured else "defaults", "above": out,
+            "measured": measured, "w_in_place_rows": rows, "w_in_place_measured": rows_measured}
+
+
+def w_in_place_rows(itemsize: int) -> int:
+    """Batch rows up to which the packed forward of ``itemsize``-byte floats reads w in place
+    (from the tuning table when it has them, else ``kernels.packed._api.W_IN_PLACE_ROWS``)."""
+    if _packed_above is None:
+        _load_packed_above()
+    return _in_place_rows[itemsize]
 
 
 def direct_and_packed(op: str) -> tuple:
@@ -216,7 +244,8 @@ def direct_and_packed(op: str) -> tuple:
             forward_kernels.forward_parallel(y, x, w, ABSENT[x.itemsize] if b is None else b, act)
 
         packed = None if packed_forward is None else (
-            lambda y, x, w, b, act: packed_forward(y, x, w, present(b), act))
+            lambda y, x, w, b, act: packed_forward(y, x, w, present(b), act,
+                                                   w_in_place_rows(x.itemsize)))
     elif op == "grad_weight":
         def direct(dw, db, dy, x, scale, accumulate):
             size = dw.dtype.itemsize
@@ -269,6 +298,8 @@ def too_narrow(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
     lo = PACKED_MIN_SIDES[op]
     if n < lo[0] or k < lo[1] or m < lo[2]:
         return True
+    if op == "forward" and n < PACKED_MIN_DIM and n > w_in_place_rows(itemsize):
+        return True  # a batch below 64 packs only where the packed forward reads w in place
     return (op != "forward" and min(n, k, m) < PACKED_MIN_DIM
             and n * k * m <= DEFAULT_PACKED_ABOVE[op, itemsize])
 
@@ -307,7 +338,7 @@ def forward(y, x, w, b, act) -> None:
     if packed_forward is None or not _packs("forward", x.itemsize, n, k, m):
         forward_kernels.forward_parallel(y, x, w, ABSENT[x.itemsize] if b is None else b, act)
     else:
-        packed_forward(y, x, w, present(b), act)
+        packed_forward(y, x, w, present(b), act, _in_place_rows[x.itemsize])
 
 
 def grad_weight(dw, db, dy, x, scale, accumulate) -> None:

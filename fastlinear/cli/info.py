@@ -174,11 +174,19 @@ def _packed_line(t: dict) -> str:
     def sizes(table: dict) -> str:
         return "; ".join(f"{op} {text}" for op, text in crossover_sizes(table))
 
-    if packed["source"] != "table":
-        return f"; loops' packed GEMM above batch x in x out = {sizes(packed['above'])} (built-in)"
+    rows = packed.get("w_in_place_rows") or {}
+    measured_rows = packed.get("w_in_place_measured") or {}
+    in_place = ("; its forward reads w in place up to a batch of "
+                + ", ".join(f"{d} {r}" for d, r in rows.items())
+                + (" (measured)" if measured_rows and len(measured_rows) == len(rows)
+                   else " (measured for " + ", ".join(measured_rows) + ")" if measured_rows
+                   else " (built-in)")) if rows else ""
+    if not packed["measured"]:
+        return (f"; loops' packed GEMM above batch x in x out = {sizes(packed['above'])} "
+                f"(built-in){in_place}")
     rest = sum(map(len, packed["above"].values())) - sum(map(len, packed["measured"].values()))
     return (f"; loops' packed GEMM above batch x in x out = {sizes(packed['measured'])} (measured"
-            f"{'; built-in crossovers for the rest' if rest else ''})")
+            f"{'; built-in crossovers for the rest' if rest else ''}){in_place}")
 
 
 def format_summary(s: dict) -> str:

@@ -55,7 +55,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "FASTLINEAR_TUNING at it to use it)")
     p.add_argument("--no-crossovers", action="store_true",
                    help="skip timing the loop kernels' direct kernels against their packed GEMM "
-                        "(the loops backend then keeps its built-in crossovers)")
+                        "and the packed forward with w packed against w read in place (the "
+                        "loops backend then keeps its built-in crossovers and limit)")
     p.add_argument("--plain", action="store_true",
                    help="plain progress lines even on a terminal")
     return p
@@ -147,6 +148,9 @@ def format_table(table: dict) -> str:
         text.append(f"loops runs its packed GEMM above these sizes (batch x in x out, measured at "
                     f"{packed['threads']} thread{'s' * (packed['threads'] > 1)}):")
         text += [f"  {op}: {sizes}" for op, sizes in crossover_sizes(packed["above"])]
+        if packed.get("w_in_place_rows"):
+            text.append("its forward reads w in place, not packing it, up to a batch of "
+                        + ", ".join(f"{d} {r}" for d, r in packed["w_in_place_rows"].items()))
     return "\n".join(text)
 
 

@@ -118,7 +118,11 @@ def test_the_tables_crossover_moves_the_switch_both_ways(op, dtype, table_file, 
     {"above": []},
     {"no above": 1},
     "packed",
-], ids=["negative", "dtype", "op", "float", "list", "missing", "string"])
+    {"above": {}, "w_in_place_rows": {"float32": -1}},
+    {"above": {}, "w_in_place_rows": {"float32": 64.0}},
+    {"above": {}, "w_in_place_rows": [64]},
+], ids=["negative", "dtype", "op", "float", "list", "missing", "string", "rows negative",
+        "rows float", "rows list"])
 def test_a_malformed_packed_section_makes_the_table_ignored(packed, table_file, packed_calls,
                                                             capsys):
     write_table(table_file, packed)
@@ -139,13 +143,21 @@ def test_the_crossover_is_shown_with_the_table_in_use(table_file):
 
     assert used["packed"]["measured"] == {"grad_weight": {"float64": 1 << 20}}
     line = info._tuning_line(used)
+    rows = loops.W_IN_PLACE_ROWS
     assert line.endswith("packed GEMM above batch x in x out = grad_weight float64 2**20 "
-                         "(measured; built-in crossovers for the rest)"), line
+                         "(measured; built-in crossovers for the rest); its forward reads w in "
+                         f"place up to a batch of float32 {rows}, float64 {rows} (built-in)"), line
     auto.reload()
     write_table(table_file, None)
     line = info._tuning_line(tuning.describe())
     assert line.endswith("forward float32 2**24, float64 2**24; grad_weight float32 2**26, "
-                         "float64 2**26; grad_input float32 2**26, float64 2**26 (built-in)"), line
+                         "float64 2**26; grad_input float32 2**26, float64 2**26 (built-in); its "
+                         f"forward reads w in place up to a batch of float32 {rows}, float64 "
+                         f"{rows} (built-in)"), line
+    auto.reload()
+    write_table(table_file, {"above": {}, "w_in_place_rows": {"float64": 0}})
+    line = info._tuning_line(tuning.describe())
+    assert line.endswith(f"up to a batch of float32 {rows}, float64 0 (measured for float64)"), line
 
 
 def logs(*ratios):
@@ -182,6 +194,7 @@ def test_a_failed_tune_leaves_the_table_in_use_in_force(table_file, monkeypatch,
 
     monkeypatch.setattr(tuning, "_measure_entries", interrupted)
     monkeypatch.setattr(tuning, "crossover", lambda op, dtype, **kw: {"above": 0, "rungs": []})
+    monkeypatch.setattr(tuning, "in_place_rows", lambda dtype, **kw: {"rows": 0, "rungs": []})
     with pytest.raises(KeyboardInterrupt):
         tuning.tune(classes=["tiny"], dtypes=["float32"], ops=["forward"], threads=[1],
                     output=tmp_path / "new.json")
@@ -189,3 +202,66 @@ def test_a_failed_tune_leaves_the_table_in_use_in_force(table_file, monkeypatch,
     # the measured crossover of the interrupted run is gone; the table's is back, and auto agrees
     assert loops.packed_limits()["measured"] == {"forward": {"float32": 1 << 20}}
     assert auto.table_in_use()["packed"] == loops.packed_limits()
+
+
+@pytest.fixture
+def forward_calls(monkeypatch):
+    """The ``w_in_place_rows`` argument of each packed forward the loops backend calls."""
+    calls = []
+    real = loops.packed_forward
+    monkeypatch.setattr(loops, "packed_forward",
+                        lambda *a: calls.append(a[5]) or real(*a))
+    return calls
+
+
+def test_the_tables_in_place_limit_reaches_the_packed_forward(table_file, forward_calls):
+    """A table's w_in_place_rows is passed to the packed forward for its dtype (the other keeps
+    the built-in limit), and a batch below 64 packs only where w is read in place."""
+    write_table(table_file, {"above": {}, "w_in_place_rows": {"float32": 32}})
+    limits = loops.packed_limits()
+    assert limits["source"] == "table" and limits["measured"] == {}
+    assert limits["w_in_place_rows"] == {"float32": 32, "float64": loops.W_IN_PLACE_ROWS}
+    assert limits["w_in_place_measured"] == {"float32": 32}
+    y = call("forward", "float32", 64, 512, 1024)  # 2**25: above the forward's crossover
+    call("forward", "float64", 64, 512, 1024)
+    assert forward_calls == [32, loops.W_IN_PLACE_ROWS]
+    assert np.array_equal(y, call_packed_w("float32", 64, 512, 1024))
+    forward_calls.clear()
+    call("forward", "float32", 32, 1024, 1024)  # a batch of 32, read in place: packed
+    call("forward", "float32", 48, 1024, 1024)  # 48 > 32: w would be packed, so direct
+    assert forward_calls == [32]
+    auto.reload()
+    write_table(table_file, {"above": {}, "w_in_place_rows": {"float32": 0}})
+    call("forward", "float32", 16, 2048, 1024)
+    assert forward_calls == [32]  # no in-place read: a batch of 16 stays direct
+    assert not loops.runs_packed("forward", 4, 16, 2048, 1024)
+    assert loops.runs_packed("forward", 8, 16, 2048, 1024)
+
+
+def call_packed_w(dtype, n, k, m, seed=0):
+    """The packed forward of `call`'s data with w packed (never read in place)."""
+    rng = np.random.default_rng(seed)
+    dt = np.dtype(dtype)
+    x, w, b = (rng.standard_normal(s).astype(dt) for s in ((n, k), (m, k), (m,)))
+    y = np.empty((n, m), dt)
+    loops.packed_forward(y, x, w, b, 0, 0)
+    return y
+
+
+@pytest.mark.parametrize("ratios, count", [
+    # packed time / in-place time per rung, batch 16 to 512
+    ((3.0, 2.5, 2.0, 1.5, 1.0, 0.8), 4),   # in place up to 128 (the tie at 256 is not taken)
+    ((3.0, 2.5, 0.9, 1.5, 0.95, 0.8), 4),  # one noisy rung inside is outweighed
+    ((0.9, 0.8, 0.9, 0.9, 0.9, 0.9), 0),   # never in place
+    ((1.5,) * 6, 6),                        # in place over the whole ladder
+])
+def test_the_in_place_limit_saves_the_most_time_on_its_ladder(ratios, count):
+    assert tuning._best_prefix(logs(*ratios)) == count
+
+
+def test_a_wrong_rung_is_never_read_in_place():
+    gains = logs(2, 2, 2, 2, 2, 2)
+    gains[2] = -math.inf
+    assert tuning._best_prefix(gains) == 2
+    gains[0] = -math.inf
+    assert tuning._best_prefix(gains) == 0

@@ -48,11 +48,16 @@ def test_quick_tune_writes_a_valid_table_that_auto_then_follows(tmp_path, capsys
     assert f"wrote {out}" in captured.out
     assert f"set {tuning.ENV}={out}" in captured.out  # it is not the file auto reads
     rungs = len(tuning.CROSSOVER_LADDER) * len(tuning.TUNED_OPS)
-    total = rungs + 3
+    in_place = len(tuning.IN_PLACE_LADDER)
+    total = rungs + in_place + 3
     n, k, m = tuning.CROSSOVER_LADDER[0]
-    # plain progress: the crossovers first, then the table's entries
+    # plain progress: the crossovers first, then the in-place limit, then the table's entries
     assert f"[1/{total}] 1 thread, direct or packed: float32 forward {n}x{k}x{m}" in captured.err
-    assert f"[{rungs + 1}/{total}] 1 thread, float32 1x16x16 forward (tiny)" in captured.err
+    n, k, m = tuning.IN_PLACE_LADDER[0]
+    assert (f"[{rungs + 1}/{total}] 1 thread, w packed or in place: float32 forward {n}x{k}x{m}"
+            in captured.err)
+    assert f"[{rungs + in_place + 1}/{total}] 1 thread, float32 1x16x16 forward (tiny)" in captured.err
+    assert "its forward reads w in place, not packing it, up to a batch of float32" in captured.out
     assert "loops runs its packed GEMM above these sizes" in captured.out
     assert os.listdir(out.parent) == ["table.json"]  # no temporary file left beside it
 
@@ -80,11 +85,17 @@ def test_quick_tune_writes_a_valid_table_that_auto_then_follows(tmp_path, capsys
         rungs = packed["rungs"][op]["float32"]
         assert [r["shape"] for r in rungs] == packed["ladder"]
         assert all(r["status"] == "ok" and r["direct_s"] > 0 and r["packed_s"] > 0 for r in rungs)
+    assert packed["w_in_place_ladder"] == [list(s) for s in tuning.IN_PLACE_LADDER]
+    assert packed["w_in_place_rows"]["float32"] in [0] + [s[0] for s in tuning.IN_PLACE_LADDER]
+    rungs = packed["w_in_place_rungs"]["float32"]
+    assert [r["shape"] for r in rungs] == packed["w_in_place_ladder"]
+    assert all(r["status"] == "ok" and r["packed_s"] > 0 and r["in_place_s"] > 0 for r in rungs)
 
     monkeypatch.setenv(tuning.ENV, str(out))
     auto.reload()
     assert loops.packed_limits()["measured"] == {op: {"float32": packed["above"][op]["float32"]}
                                                  for op in tuning.TUNED_OPS}
+    assert loops.packed_limits()["w_in_place_measured"] == packed["w_in_place_rows"]
     used = auto.table_in_use()
     assert used["source"] == "table" and used["path"] == str(out)
     assert used["blas"] == sorted((e["op"], e["dtype"], e["class"], e["threads"])

@@ -30,7 +30,8 @@ _NO_LEAVES = {dt: np.empty((0, 0), dt) for dt in EMPTY}
 #: 64x4096x4096 2.45-2.6 / 1.5-2.0 (2.40 / 2.10), 64x1024x1024 2.3 / 1.17, 128x1024x1024
 #: 1.46-1.47 / 1.43-1.94 (1.41 / 1.81), 128x4096x4096 1.75 / 1.84; then mixed: 256x512x512
 #: 1.09-1.19 / 0.92-1.15 (0.79 / 1.28), 256x1024x1024 1.52 / 1.24, 512x1024x1024 1.03 / 1.08,
-#: 512x512x512 0.96 / 0.84, 1024x1024x1024 1.05 / 0.77.
+#: 512x512x512 0.96 / 0.84, 1024x1024x1024 1.05 / 0.77. The built-in value; `fastlinear tune`
+#: measures this machine's (``fastlinear.tuning.in_place_rows``).
 W_IN_PLACE_ROWS = 128
 
 
@@ -47,16 +48,17 @@ def _prepare(dtype):
 
 
 def packed_forward(y: np.ndarray, x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
-                   act: int = ACT_NONE) -> None:
+                   act: int = ACT_NONE, w_in_place_rows: int = W_IN_PLACE_ROWS) -> None:
     """y = act(x @ w.T + b); ``b`` may be None; act 0 none, 1 relu, 2 sigmoid, 3 tanh. Up to
-    `W_IN_PLACE_ROWS` batch rows w is read in place, above it packed (the same bits)."""
+    ``w_in_place_rows`` batch rows (default `W_IN_PLACE_ROWS`; the loops backend passes the one
+    `fastlinear tune` measured) w is read in place, above it packed; the same bits either way."""
     # x is (n, in), w is (out, in), b is (out,) or None, y is (n, out)
     dt = y.dtype
     ws = _prepare(dt)
     empty = EMPTY[dt]
     n = y.shape[0]
     bias = empty if b is None else b
-    if n <= W_IN_PLACE_ROWS:
+    if n <= w_in_place_rows:
         # y.T = w @ x.T with w read in place: only x (and a partial last panel of w) is packed
         gemm(y, True, w, True, True, x, True, x.shape[1], dt.type(1), empty, _NO_LEAVES[dt],
              False, bias, b is not None, int(act), False, ws.mr, ws.nr, ws.kc,
