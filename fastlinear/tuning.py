@@ -534,42 +534,42 @@ def tune(
     total += len(dtypes) * len(IN_PLACE_LADDER) if crossovers and "forward" in ops else 0
     done = 0
     packed = None
-    if crossovers:
-        packed = {"threads": counts[-1], "ladder": [list(s) for s in CROSSOVER_LADDER],
-                  "above": {}, "rungs": {}}
+    from .backends import auto, loops
 
-        def rung(what: str, kind: str = "direct or packed: ") -> None:
-            nonlocal done
-            if progress:
-                progress(done, total, f"{counts[-1]} thread{'s' * (counts[-1] > 1)}, {kind}{what}")
-            done += 1
+    def rung(what: str, kind: str = "direct or packed: ") -> None:
+        nonlocal done
+        if progress:
+            progress(done, total, f"{counts[-1]} thread{'s' * (counts[-1] > 1)}, {kind}{what}")
+        done += 1
 
-        with _threads.threads(counts[-1]):
-            for dtype in dtypes:
-                for op in ops:
-                    found = crossover(op, dtype, repeats=repeats,
-                                      min_sample_s=2e-4 if quick else 2e-3, progress=rung)
-                    packed["above"].setdefault(op, {})[dtype] = found["above"]
-                    packed["rungs"].setdefault(op, {})[dtype] = found["rungs"]
-            if "forward" in ops:
-                packed["w_in_place_ladder"] = [list(s) for s in IN_PLACE_LADDER]
-                packed["w_in_place_rows"], packed["w_in_place_rungs"] = {}, {}
-                for dtype in dtypes:
-                    found = in_place_rows(dtype, repeats=repeats,
-                                          min_sample_s=2e-4 if quick else 2e-3,
-                                          progress=lambda what: rung(what, ""))
-                    packed["w_in_place_rows"][dtype] = found["rows"]
-                    packed["w_in_place_rungs"][dtype] = found["rungs"]
-    from .backends import loops
-
-    loops.use_packed_limits(packed)  # the entries below time loops with the new crossovers
     try:
+        if crossovers:
+            packed = {"threads": counts[-1], "ladder": [list(s) for s in CROSSOVER_LADDER],
+                      "above": {}, "rungs": {}}
+            with _threads.threads(counts[-1]):
+                if "forward" in ops:
+                    # first, so that the forward's crossover is timed with the limit it is
+                    # stored with
+                    packed["w_in_place_ladder"] = [list(s) for s in IN_PLACE_LADDER]
+                    packed["w_in_place_rows"], packed["w_in_place_rungs"] = {}, {}
+                    for dtype in dtypes:
+                        found = in_place_rows(dtype, repeats=repeats,
+                                              min_sample_s=2e-4 if quick else 2e-3,
+                                              progress=lambda what: rung(what, ""))
+                        packed["w_in_place_rows"][dtype] = found["rows"]
+                        packed["w_in_place_rungs"][dtype] = found["rungs"]
+                    loops.use_packed_limits({"w_in_place_rows": packed["w_in_place_rows"]})
+                for dtype in dtypes:
+                    for op in ops:
+                        found = crossover(op, dtype, repeats=repeats,
+                                          min_sample_s=2e-4 if quick else 2e-3, progress=rung)
+                        packed["above"].setdefault(op, {})[dtype] = found["above"]
+                        packed["rungs"].setdefault(op, {})[dtype] = found["rungs"]
+        loops.use_packed_limits(packed)  # the entries below time loops with the new limits
         entries = _measure_entries(counts, dtypes, names, ops, repeats, quick, progress, done,
                                    total)
     finally:
         # the next call reads the table in use again (the old one, if this raised)
-        from .backends import auto
-
         auto.reload()
     if progress:
         progress(total, total, "done")
@@ -584,8 +584,6 @@ def tune(
     with atomic_write(path, "w") as f:
         json.dump(table, f, indent=1)
         f.write("\n")
-    from .backends import auto
-
     auto.reload()  # the next auto call reads the new table if it is the one in use
     return {**table, "path": str(path)}
 

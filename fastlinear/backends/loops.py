@@ -100,7 +100,8 @@ PACKED_MIN_DIM = 64
 #: narrow out_features 8192x2048x8 0.24 / 0.40, 8192x1024x10 0.28-0.38 / 0.49-0.50, 8192x1024x32
 #: 0.70-0.85 / 0.91-0.99 (0.61 / 0.69) -> direct; narrow batch, where the packed forward reads
 #: w in place (``kernels.packed._api.W_IN_PLACE_ROWS``; the same script, one run each):
-#: 8x4096x4096 0.94 / 1.28 (1.02 / 1.33) -> direct; 16x4096x4096 1.54 / 2.15 (1.70 / 2.55),
+#: 8x4096x4096 0.94 / 1.28 (1.02 / 1.33), mixed (0.93 / 0.96 at 2 threads in an earlier round of
+#: interleaved calls) -> direct; 16x4096x4096 1.54 / 2.15 (1.70 / 2.55),
 #: 32x4096x4096 2.71 / 2.29 (3.42 / 2.93), 48x2048x2048 1.31 / 1.64 (1.80 / 2.38) -> packed from
 #: a batch of 16 (with w packed, before it was read in place, 16x4096x4096 was 0.45-0.52 /
 #: 0.80-0.87 and the forward needed a batch of 64). grad_weight: narrow batch
@@ -190,9 +191,11 @@ def use_packed_limits(measured: dict | None) -> dict:
 
 
 def forget_packed_limits() -> None:
-    """Read the crossovers again on the next call that needs them (after a new table)."""
-    global _packed_above
+    """Read the crossovers (and the in-place limit) again on the next call that needs them
+    (after a new table); until then the in-place limit is the built-in one."""
+    global _packed_above, _in_place_rows, _in_place_measured
     _packed_above = None
+    _in_place_rows, _in_place_measured = {4: W_IN_PLACE_ROWS, 8: W_IN_PLACE_ROWS}, set()
 
 
 def _load_packed_above() -> dict:
@@ -284,7 +287,9 @@ def too_narrow(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
     """Whether a (batch n, in_features k, out_features m) problem of ``itemsize``-byte floats
     stays on ``op``'s direct kernel because of a narrow side: one narrower than
     `PACKED_MIN_SIDES` allows for the op, or, for the gradients, one below `PACKED_MIN_DIM` that
-    it allows while the work is at most the op's built-in crossover (`DEFAULT_PACKED_ABOVE`).
+    it allows while the work is at most the op's built-in crossover (`DEFAULT_PACKED_ABOVE`); a
+    forward with a batch below `PACKED_MIN_DIM` packs only where the packed forward reads w in
+    place (`w_in_place_rows`) and above its built-in crossover.
 
     A tuned crossover is measured on shapes with every side at least `PACKED_MIN_DIM`. For the
     gradients it does not carry over to narrow ones: on the Intel Xeon with its table
@@ -298,8 +303,13 @@ def too_narrow(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
     lo = PACKED_MIN_SIDES[op]
     if n < lo[0] or k < lo[1] or m < lo[2]:
         return True
-    if op == "forward" and n < PACKED_MIN_DIM and n > w_in_place_rows(itemsize):
-        return True  # a batch below 64 packs only where the packed forward reads w in place
+    if op == "forward" and n < PACKED_MIN_DIM and (
+            n > w_in_place_rows(itemsize) or n * k * m <= DEFAULT_PACKED_ABOVE[op, itemsize]):
+        # a batch below 64 packs only where the packed forward reads w in place, and, as for
+        # the gradients' narrow sides, only above the built-in crossover: a tuned one is
+        # measured at batches of 64 and more (float32 16x512x512, 2**22: direct / packed
+        # 0.60-0.76, one thread)
+        return True
     return (op != "forward" and min(n, k, m) < PACKED_MIN_DIM
             and n * k * m <= DEFAULT_PACKED_ABOVE[op, itemsize])
 

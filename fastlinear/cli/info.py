@@ -165,7 +165,7 @@ def _tuning_line(t: dict) -> str:
 
 def _packed_line(t: dict) -> str:
     """Where the loop kernels switch to their packed GEMM, and whose figures those are."""
-    from .tune import crossover_sizes
+    from .tune import crossover_sizes, in_place_sizes
 
     packed = t.get("packed")
     if not packed:
@@ -176,8 +176,7 @@ def _packed_line(t: dict) -> str:
 
     rows = packed.get("w_in_place_rows") or {}
     measured_rows = packed.get("w_in_place_measured") or {}
-    in_place = ("; its forward reads w in place up to a batch of "
-                + ", ".join(f"{d} {r}" for d, r in rows.items())
+    in_place = ("; its forward reads w in place up to a batch of " + in_place_sizes(rows)
                 + (" (measured)" if measured_rows and len(measured_rows) == len(rows)
                    else " (measured for " + ", ".join(measured_rows) + ")" if measured_rows
                    else " (built-in)")) if rows else ""

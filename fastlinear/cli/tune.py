@@ -150,8 +150,14 @@ def format_table(table: dict) -> str:
         text += [f"  {op}: {sizes}" for op, sizes in crossover_sizes(packed["above"])]
         if packed.get("w_in_place_rows"):
             text.append("its forward reads w in place, not packing it, up to a batch of "
-                        + ", ".join(f"{d} {r}" for d, r in packed["w_in_place_rows"].items()))
+                        + in_place_sizes(packed["w_in_place_rows"]))
     return "\n".join(text)
+
+
+def in_place_sizes(rows: dict) -> str:
+    """"float32 128, float64 none" for a {dtype: batch rows} table of the in-place limit (0:
+    w is always packed)."""
+    return ", ".join(f"{d} {r if r else 'none (w always packed)'}" for d, r in rows.items())
 
 
 def crossover_sizes(above: dict) -> list[tuple[str, str]]:

@@ -157,7 +157,8 @@ def test_the_crossover_is_shown_with_the_table_in_use(table_file):
     auto.reload()
     write_table(table_file, {"above": {}, "w_in_place_rows": {"float64": 0}})
     line = info._tuning_line(tuning.describe())
-    assert line.endswith(f"up to a batch of float32 {rows}, float64 0 (measured for float64)"), line
+    assert line.endswith(f"up to a batch of float32 {rows}, float64 none (w always packed) "
+                         "(measured for float64)"), line
 
 
 def logs(*ratios):
@@ -186,21 +187,27 @@ def test_a_wrong_rung_is_never_sent_to_the_packed_kernel():
 
 
 def test_a_failed_tune_leaves_the_table_in_use_in_force(table_file, monkeypatch, tmp_path):
-    write_table(table_file, {"above": {"forward": {"float32": 1 << 20}}})
+    write_table(table_file, {"above": {"forward": {"float32": 1 << 20}},
+                             "w_in_place_rows": {"float32": 96}})
     assert loops.packed_limits()["measured"] == {"forward": {"float32": 1 << 20}}
+    assert loops.w_in_place_rows(4) == 96
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(tuning, "_measure_entries", interrupted)
-    monkeypatch.setattr(tuning, "crossover", lambda op, dtype, **kw: {"above": 0, "rungs": []})
     monkeypatch.setattr(tuning, "in_place_rows", lambda dtype, **kw: {"rows": 0, "rungs": []})
+    seen = []
+    monkeypatch.setattr(tuning, "crossover", lambda op, dtype, **kw: (
+        seen.append(loops.w_in_place_rows(4)), {"above": 0, "rungs": []})[1])
     with pytest.raises(KeyboardInterrupt):
         tuning.tune(classes=["tiny"], dtypes=["float32"], ops=["forward"], threads=[1],
                     output=tmp_path / "new.json")
     assert not (tmp_path / "new.json").exists()
     # the measured crossover of the interrupted run is gone; the table's is back, and auto agrees
+    assert seen == [0]  # the crossover was timed with the limit just measured
     assert loops.packed_limits()["measured"] == {"forward": {"float32": 1 << 20}}
+    assert loops.w_in_place_rows(4) == 96  # and the measured limit is gone too
     assert auto.table_in_use()["packed"] == loops.packed_limits()
 
 
@@ -222,18 +229,19 @@ def test_the_tables_in_place_limit_reaches_the_packed_forward(table_file, forwar
     assert limits["source"] == "table" and limits["measured"] == {}
     assert limits["w_in_place_rows"] == {"float32": 32, "float64": loops.W_IN_PLACE_ROWS}
     assert limits["w_in_place_measured"] == {"float32": 32}
-    y = call("forward", "float32", 64, 512, 1024)  # 2**25: above the forward's crossover
+    call("forward", "float32", 64, 512, 1024)  # 2**25: above the forward's crossover
     call("forward", "float64", 64, 512, 1024)
     assert forward_calls == [32, loops.W_IN_PLACE_ROWS]
-    assert np.array_equal(y, call_packed_w("float32", 64, 512, 1024))
     forward_calls.clear()
-    call("forward", "float32", 32, 1024, 1024)  # a batch of 32, read in place: packed
+    y = call("forward", "float32", 32, 1024, 1024)  # a batch of 32, read in place: packed
     call("forward", "float32", 48, 1024, 1024)  # 48 > 32: w would be packed, so direct
     assert forward_calls == [32]
+    assert np.array_equal(y, call_packed_w("float32", 32, 1024, 1024))  # w in place: same bits
     auto.reload()
     write_table(table_file, {"above": {}, "w_in_place_rows": {"float32": 0}})
+    forward_calls.clear()
     call("forward", "float32", 16, 2048, 1024)
-    assert forward_calls == [32]  # no in-place read: a batch of 16 stays direct
+    assert forward_calls == []  # no in-place read: a batch of 16 stays direct
     assert not loops.runs_packed("forward", 4, 16, 2048, 1024)
     assert loops.runs_packed("forward", 8, 16, 2048, 1024)
 

@@ -50,11 +50,11 @@ def test_quick_tune_writes_a_valid_table_that_auto_then_follows(tmp_path, capsys
     rungs = len(tuning.CROSSOVER_LADDER) * len(tuning.TUNED_OPS)
     in_place = len(tuning.IN_PLACE_LADDER)
     total = rungs + in_place + 3
-    n, k, m = tuning.CROSSOVER_LADDER[0]
-    # plain progress: the crossovers first, then the in-place limit, then the table's entries
-    assert f"[1/{total}] 1 thread, direct or packed: float32 forward {n}x{k}x{m}" in captured.err
     n, k, m = tuning.IN_PLACE_LADDER[0]
-    assert (f"[{rungs + 1}/{total}] 1 thread, w packed or in place: float32 forward {n}x{k}x{m}"
+    # plain progress: the in-place limit first, then the crossovers, then the table's entries
+    assert f"[1/{total}] 1 thread, w packed or in place: float32 forward {n}x{k}x{m}" in captured.err
+    n, k, m = tuning.CROSSOVER_LADDER[0]
+    assert (f"[{in_place + 1}/{total}] 1 thread, direct or packed: float32 forward {n}x{k}x{m}"
             in captured.err)
     assert f"[{rungs + in_place + 1}/{total}] 1 thread, float32 1x16x16 forward (tiny)" in captured.err
     assert "its forward reads w in place, not packing it, up to a batch of float32" in captured.out

@@ -15,7 +15,7 @@ from .._scratch import EMPTY
 from .._sums import leaf_buffer
 from ._act import ACT_NONE
 from ._driver import gemm
-from ._workspace import row_blocks, workspace
+from ._workspace import MC, row_blocks, workspace
 
 _NO_LEAVES = {dt: np.empty((0, 0), dt) for dt in EMPTY}
 
@@ -24,14 +24,15 @@ _NO_LEAVES = {dt: np.empty((0, 0), dt) for dt in EMPTY}
 #: directly (`_driver.gemm`'s ``a_in_place``; the same products summed in the same order, so the
 #: same bits as packing w). Packing w costs out * in element copies per call whatever the batch,
 #: so it weighs most at small batches (44% of the forward at 64x4096x4096 float32, 17% at
-#: 256x512x512: ``asv_benchmarks/scripts/packed_profile.py --phases``). Measured, time with w
-#: packed / time with w in place, interleaved medians, 1 thread (2 threads in brackets), 2-core
-#: Intel Xeon KVM guest (rocketlake), float32 / float64: 32x2048x2048 5.00 / 2.21 (4.12 / 2.84),
-#: 64x4096x4096 2.45-2.6 / 1.5-2.0 (2.40 / 2.10), 64x1024x1024 2.3 / 1.17, 128x1024x1024
-#: 1.46-1.47 / 1.43-1.94 (1.41 / 1.81), 128x4096x4096 1.75 / 1.84; then mixed: 256x512x512
-#: 1.09-1.19 / 0.92-1.15 (0.79 / 1.28), 256x1024x1024 1.52 / 1.24, 512x1024x1024 1.03 / 1.08,
-#: 512x512x512 0.96 / 0.84, 1024x1024x1024 1.05 / 0.77. The built-in value; `fastlinear tune`
-#: measures this machine's (``fastlinear.tuning.in_place_rows``).
+#: 256x512x512: ``asv_benchmarks/scripts/packed_profile.py --phases``). Time with w packed / time
+#: with w in place, float32 / float64, ``packed_profile.py --in-place --threads 1`` (``--threads
+#: 2`` in brackets), 2-core Intel Xeon KVM guest (rocketlake): 32x2048x2048 3.91 / 1.77 (3.89 /
+#: 3.29), 64x4096x4096 1.73 / 1.41 (2.31 / 1.73), 128x1024x1024 1.52 / 1.52 (2.05 / 2.37); mixed
+#: above: 256x512x512 0.99 / 1.26 (1.05 / 1.42), 1024x1024x1024 0.95 / 1.00 (1.01 / 1.08). Earlier
+#: rounds timed call after call, one process per thread count, ranged wider (64x4096x4096 2.45-2.6
+#: / 1.5-2.0, 256x1024x1024 1.52 / 1.24, 256x512x512 0.79-1.19 / 0.84-1.28, 1024x1024x1024 0.77-1.05),
+#: so 128 keeps the clear wins. The built-in value; `fastlinear tune` measures this machine's
+#: (``fastlinear.tuning.in_place_rows``).
 W_IN_PLACE_ROWS = 128
 
 
@@ -51,14 +52,15 @@ def packed_forward(y: np.ndarray, x: np.ndarray, w: np.ndarray, b: np.ndarray | 
                    act: int = ACT_NONE, w_in_place_rows: int = W_IN_PLACE_ROWS) -> None:
     """y = act(x @ w.T + b); ``b`` may be None; act 0 none, 1 relu, 2 sigmoid, 3 tanh. Up to
     ``w_in_place_rows`` batch rows (default `W_IN_PLACE_ROWS`; the loops backend passes the one
-    `fastlinear tune` measured) w is read in place, above it packed; the same bits either way."""
+    `fastlinear tune` measured), and never above `_workspace.MC` (x is then packed whole, MC *
+    KC elements at most), w is read in place, above it packed; the same bits either way."""
     # x is (n, in), w is (out, in), b is (out,) or None, y is (n, out)
     dt = y.dtype
     ws = _prepare(dt)
     empty = EMPTY[dt]
     n = y.shape[0]
     bias = empty if b is None else b
-    if n <= w_in_place_rows:
+    if n <= min(w_in_place_rows, MC):
         # y.T = w @ x.T with w read in place: only x (and a partial last panel of w) is packed
         gemm(y, True, w, True, True, x, True, x.shape[1], dt.type(1), empty, _NO_LEAVES[dt],
              False, bias, b is not None, int(act), False, ws.mr, ws.nr, ws.kc,
