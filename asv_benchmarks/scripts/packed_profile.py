@@ -143,7 +143,7 @@ def others(dt: np.dtype, n: int, k: int, m: int, threads: int) -> dict[str, floa
 #: driver variants for --phases: the call each one leaves out
 PHASES = {
     "packing": "_pack_task(_U(ti), chunks,",
-    "micro-kernel": "micro(kc, a, ao, sa, step_a, bpack, jp * nr * kc, nr, t)",
+    "micro-kernel": "micro(kc, apack, (ip - afull) * mr * kc, one, mr, bpack, jp * nr * kc,",
     "store into C": "_store(c, i0, rows, jj, cols, t, nr, add, last, bias, with_bias, act)",
     "prefetch of C": "_prefetch_tile(c, i0, rows, jj, cols)",
 }

@@ -51,7 +51,7 @@ from numba import get_thread_id, njit, prange
 
 from ..._config import PARALLEL, PLAIN, SERIAL
 from ._act import apply_act
-from ._micro import micro
+from ._micro import micro, micro_in_place
 from .._sums import INDEX0, LEAF, TASKS, combine_block_into
 from ._pack import GROUP_BYTES, pack_col_panels, pack_cols_scaled_sum, pack_rows
 from ._prefetch import prefetch_write
@@ -256,10 +256,6 @@ def gemm(c, transposed, asrc, a_by_rows, a_in_place, bsrc, b_by_rows, k, scale, 
             for ip in range(r0, min(r0 + tr, mpanels)):
                 i0 = ip * mr
                 rows = min(mr, m - i0)
-                if ip < afull:
-                    a, ao, sa, step_a = aflat, i0 * lda + p0, lda, one
-                else:
-                    a, ao, sa, step_a = apack, (ip - afull) * mr * kc, one, mr
                 for jp in range(c0, min(c0 + tc, npanels)):
                     jj = jp * nr
                     cols = min(nr, n - jj)
@@ -268,7 +264,12 @@ def gemm(c, transposed, asrc, a_by_rows, a_in_place, bsrc, b_by_rows, k, scale, 
                         _prefetch_tile(c, jj, cols, i0, rows)
                     else:
                         _prefetch_tile(c, i0, rows, jj, cols)
-                    micro(kc, a, ao, sa, step_a, bpack, jp * nr * kc, nr, t)
+                    if ip < afull:
+                        micro_in_place(kc, aflat, i0 * lda + p0, lda, one, bpack, jp * nr * kc,
+                                       nr, t)
+                    else:
+                        micro(kc, apack, (ip - afull) * mr * kc, one, mr, bpack, jp * nr * kc,
+                              nr, t)
                     if transposed:
                         _store_transposed(c, i0, rows, jj, cols, t, nr, add, last, bias,
                                           with_bias, act)
