@@ -120,9 +120,10 @@ def test_the_register_blocked_kernels_compile_with_the_blocked_flags():
     assert others == []
 
 
+@pytest.mark.parametrize("in_place", [False, True], ids=["packed", "in_place"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_packed_micro_kernels_compile_with_their_flags(dtype):
-    kernel = _packed_micro.compiled_micro(dtype)
+def test_the_packed_micro_kernels_compile_with_their_flags(dtype, in_place):
+    kernel = _packed_micro.compiled_micro(dtype, in_place)
     assert kernel.llvm_flags == _config.VECTORIZE["packed_micro"]
     assert _of(kernel) == _as_given(_config.PACKED_MICRO)
 

@@ -84,9 +84,11 @@ def _reduction_loop(asm: str) -> str:
 
 
 @pytest.mark.skipif(not vectors_512(), reason="the blocks are sized for 32 512-bit registers")
+@pytest.mark.parametrize("in_place", [False, True], ids=["packed", "in_place"])
 @pytest.mark.parametrize("dtype", sorted(packed_micro.MICRO, key=str))
-def test_the_packed_micro_kernel_keeps_its_block_in_registers(dtype):
-    kernel = packed_micro.compiled_micro(dtype)  # compiled once per process, never cached
+def test_the_packed_micro_kernel_keeps_its_block_in_registers(dtype, in_place):
+    # compiled once per process, never cached; in_place: the strides are run-time values
+    kernel = packed_micro.compiled_micro(dtype, in_place)
     own = kernel.inspect_asm(kernel.signatures[0]).split("cpython", 1)[0]
     mr, nr = packed_micro.MICRO[dtype]
     loop = _reduction_loop(own)
