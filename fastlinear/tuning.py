@@ -238,9 +238,13 @@ def validate(doc: object, path: Path, key: dict) -> dict:
                 for op, by_dtype in above.items()):
             raise _fail(path, "has a malformed packed section (above: op -> dtype -> work >= 0)")
         rows = packed.get("w_in_place_rows", {})
-        if not isinstance(rows, dict) or not all(
-                d in DTYPES and type(v) is int and v >= 0 for d, v in rows.items()):
-            raise _fail(path, "has a malformed packed section (w_in_place_rows: dtype -> rows >= 0)")
+        bad = ([f"{d!r}: {v!r}" for d, v in rows.items()
+                if d not in DTYPES or type(v) is not int or not 0 <= v <= IN_PLACE_MAX]
+               if isinstance(rows, dict) else [repr(rows)])
+        if bad:
+            raise _fail(path, "has a malformed packed section (w_in_place_rows: "
+                              f"{', '.join(bad)}; expected {' or '.join(DTYPES)} -> batch rows "
+                              f"from 0 to {IN_PLACE_MAX})")
     return doc
 
 
@@ -398,9 +402,16 @@ def _best_split(gains: list[float]) -> int:
     return best
 
 
-#: Shapes at which `tune` times the packed forward with w packed against w read in place: the
-#: batch doubling from 16 to 512 at 1024 x 1024 features (the built-in limit, 128, sits inside).
-IN_PLACE_LADDER = tuple((n, 1024, 1024) for n in (16, 32, 64, 128, 256, 512))
+#: Batches at which `tune` times the packed forward with w packed against w read in place, each at
+#: `IN_PLACE_FEATURES` (in = out); the built-in limit, 128, sits inside. The gain depends on the
+#: features as well: at a batch of 256, 1024 x 1024 gained (1.16-1.52) while 512 x 512 (the
+#: medium class) was mixed (0.89-1.26), so a batch is read in place only where the two together
+#: gain (`_best_prefix` over the sum of their log ratios).
+IN_PLACE_BATCHES = (16, 32, 64, 128, 256, 512)
+IN_PLACE_FEATURES = (512, 1024)
+IN_PLACE_LADDER = tuple((n, f, f) for n in IN_PLACE_BATCHES for f in IN_PLACE_FEATURES)
+#: the largest limit a table may hold: `packed_forward` never reads w in place above MC rows
+IN_PLACE_MAX = 2048
 
 
 def in_place_rows(dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
@@ -408,9 +419,10 @@ def in_place_rows(dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
     """Time the packed forward with w packed against w read in place at each shape of
     `IN_PLACE_LADDER` (medians of ``repeats`` interleaved samples, timed as `crossover` times;
     both results compared bit for bit, as they must be equal) and return ``{"rows": batch,
-    "rungs": [...]}``: w is to be read in place up to that many batch rows, the prefix of the
-    ladder that saves the most time (`_best_prefix`), 0 when none saves any. A rung whose two
-    results differ (status "wrong") is never read in place, nor is any above it."""
+    "rungs": [...]}``: w is to be read in place up to that many batch rows, the prefix of
+    `IN_PLACE_BATCHES` that saves the most time over both feature sizes (`_best_prefix`), 0 when
+    none saves any. A batch where the two results differ (status "wrong") is never read in place,
+    nor is any above it."""
     import numpy as np
 
     from types import SimpleNamespace
@@ -439,8 +451,10 @@ def in_place_rows(dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
         rungs.append({"shape": [n, k, m], "packed_s": packed_s, "in_place_s": in_place_s,
                       "status": "ok" if same else "wrong"})
         gains.append(math.log(packed_s / in_place_s) if same else -math.inf)
-    count = _best_prefix(gains)
-    return {"rows": IN_PLACE_LADDER[count - 1][0] if count else 0, "rungs": rungs}
+    per = len(IN_PLACE_FEATURES)
+    by_batch = [sum(gains[i:i + per]) for i in range(0, len(gains), per)]
+    count = _best_prefix(by_batch)
+    return {"rows": IN_PLACE_BATCHES[count - 1] if count else 0, "rungs": rungs}
 
 
 def _best_prefix(gains: list[float]) -> int:

@@ -176,7 +176,7 @@ def _packed_line(t: dict) -> str:
 
     rows = packed.get("w_in_place_rows") or {}
     measured_rows = packed.get("w_in_place_measured") or {}
-    in_place = ("; its forward reads w in place up to a batch of " + in_place_sizes(rows)
+    in_place = ("; its forward reads w in place: " + in_place_sizes(rows)
                 + (" (measured)" if measured_rows and len(measured_rows) == len(rows)
                    else " (measured for " + ", ".join(measured_rows) + ")" if measured_rows
                    else " (built-in)")) if rows else ""

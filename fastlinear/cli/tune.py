@@ -24,15 +24,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description="For each op, dtype, shape class and thread count, check the loop kernels and "
                     "numpy's BLAS against a float64 reference, time both (each in its own settled "
                     "block, medians of interleaved rounds) and record which is faster; first, "
-                    "find from which size (batch x in x out) the loop kernels' packed GEMM beats "
-                    "their direct kernels, which the loops backend then follows. The auto "
+                    "find up to which batch the loop kernels' packed forward gains from reading "
+                    "the weights in place rather than packing them, and from which size (batch x "
+                    "in x out) their packed GEMM beats their direct kernels, which the loops "
+                    "backend then follows. The auto "
                     "backend then runs the faster one (loops unless blas is more than 3% faster in "
                     "the medians and in at least three quarters of the paired rounds). "
                     "The table is written atomically to the user's cache directory (or --output, "
                     "or the file FASTLINEAR_TUNING names) and is keyed by the CPU model, core "
                     "count and the versions of fastlinear, numpy, its BLAS and numba. Exit status "
-                    "1 if a backend gave a wrong result (it is then never chosen), or if the loop "
-                    "kernels' direct or packed kernel did.")
+                    "1 if a backend gave a wrong result (it is then never chosen), if the loop "
+                    "kernels' direct or packed kernel did, or if the forward with the weights in "
+                    "place and packed differed.")
     p.add_argument("--quick", action="store_true",
                    help="a rough table in a fraction of the time: short samples, 3 rounds")
     p.add_argument("--classes", type=_choices(tuple(SHAPE_CLASSES), "shape class"),
@@ -149,15 +152,15 @@ def format_table(table: dict) -> str:
                     f"{packed['threads']} thread{'s' * (packed['threads'] > 1)}):")
         text += [f"  {op}: {sizes}" for op, sizes in crossover_sizes(packed["above"])]
         if packed.get("w_in_place_rows"):
-            text.append("its forward reads w in place, not packing it, up to a batch of "
+            text.append("its forward reads w in place, not packing it: "
                         + in_place_sizes(packed["w_in_place_rows"]))
     return "\n".join(text)
 
 
 def in_place_sizes(rows: dict) -> str:
-    """"float32 128, float64 none" for a {dtype: batch rows} table of the in-place limit (0:
-    w is always packed)."""
-    return ", ".join(f"{d} {r if r else 'none (w always packed)'}" for d, r in rows.items())
+    """"float32 up to a batch of 128, float64 never" for a {dtype: batch rows} table of the
+    in-place limit (0: w is always packed)."""
+    return ", ".join(f"{d} {f'up to a batch of {r}' if r else 'never'}" for d, r in rows.items())
 
 
 def crossover_sizes(above: dict) -> list[tuple[str, str]]:
@@ -199,4 +202,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"fastlinear tune: {dtype} {op} at {'x'.join(map(str, shape))}: the loop kernels' "
               "direct or packed result is wrong (the packed one is not chosen there or below)",
               file=sys.stderr)
-    return 1 if wrong or bad_rungs else 0
+    bad_in_place = [(dtype, r["shape"])
+                    for dtype, rungs in table.get("packed", {}).get("w_in_place_rungs", {}).items()
+                    for r in rungs if r["status"] != "ok"]
+    for dtype, shape in bad_in_place:
+        print(f"fastlinear tune: {dtype} forward at {'x'.join(map(str, shape))}: the packed "
+              "forward with w read in place and with w packed gave different results (they must "
+              "be bitwise equal; w is not read in place there or above)", file=sys.stderr)
+    return 1 if wrong or bad_rungs or bad_in_place else 0

@@ -121,8 +121,10 @@ def test_the_tables_crossover_moves_the_switch_both_ways(op, dtype, table_file, 
     {"above": {}, "w_in_place_rows": {"float32": -1}},
     {"above": {}, "w_in_place_rows": {"float32": 64.0}},
     {"above": {}, "w_in_place_rows": [64]},
+    {"above": {}, "w_in_place_rows": {"float32": 4096}},
+    {"above": {}, "w_in_place_rows": {"float16": 64}},
 ], ids=["negative", "dtype", "op", "float", "list", "missing", "string", "rows negative",
-        "rows float", "rows list"])
+        "rows float", "rows list", "rows above MC", "rows dtype"])
 def test_a_malformed_packed_section_makes_the_table_ignored(packed, table_file, packed_calls,
                                                             capsys):
     write_table(table_file, packed)
@@ -146,18 +148,19 @@ def test_the_crossover_is_shown_with_the_table_in_use(table_file):
     rows = loops.W_IN_PLACE_ROWS
     assert line.endswith("packed GEMM above batch x in x out = grad_weight float64 2**20 "
                          "(measured; built-in crossovers for the rest); its forward reads w in "
-                         f"place up to a batch of float32 {rows}, float64 {rows} (built-in)"), line
+                         f"place: float32 up to a batch of {rows}, float64 up to a batch of {rows} "
+                         "(built-in)"), line
     auto.reload()
     write_table(table_file, None)
     line = info._tuning_line(tuning.describe())
     assert line.endswith("forward float32 2**24, float64 2**24; grad_weight float32 2**26, "
                          "float64 2**26; grad_input float32 2**26, float64 2**26 (built-in); its "
-                         f"forward reads w in place up to a batch of float32 {rows}, float64 "
-                         f"{rows} (built-in)"), line
+                         f"forward reads w in place: float32 up to a batch of {rows}, float64 up "
+                         f"to a batch of {rows} (built-in)"), line
     auto.reload()
     write_table(table_file, {"above": {}, "w_in_place_rows": {"float64": 0}})
     line = info._tuning_line(tuning.describe())
-    assert line.endswith(f"up to a batch of float32 {rows}, float64 none (w always packed) "
+    assert line.endswith(f"in place: float32 up to a batch of {rows}, float64 never "
                          "(measured for float64)"), line
 
 

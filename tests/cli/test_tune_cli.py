@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 
+import numpy as np
 import pytest
 
 from fastlinear import backends, cli, tuning
@@ -57,7 +58,7 @@ def test_quick_tune_writes_a_valid_table_that_auto_then_follows(tmp_path, capsys
     assert (f"[{in_place + 1}/{total}] 1 thread, direct or packed: float32 forward {n}x{k}x{m}"
             in captured.err)
     assert f"[{rungs + in_place + 1}/{total}] 1 thread, float32 1x16x16 forward (tiny)" in captured.err
-    assert "its forward reads w in place, not packing it, up to a batch of float32" in captured.out
+    assert "its forward reads w in place, not packing it: float32 " in captured.out
     assert "loops runs its packed GEMM above these sizes" in captured.out
     assert os.listdir(out.parent) == ["table.json"]  # no temporary file left beside it
 
@@ -227,6 +228,36 @@ def test_a_wrong_packed_kernel_exits_1_and_is_never_chosen(tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert ("float32 forward at 64x128x256: the loop kernels' direct or packed result is wrong"
             in err)
+
+
+def test_a_forward_whose_in_place_read_differs_exits_1_and_stops_the_limit_below_it(
+        tmp_path, monkeypatch, capsys):
+    """The forward with w in place must give the bits of w packed; where it does not, tune says
+    so on stderr, exits 1, and the limit stays below that batch."""
+    real = loops.packed_forward
+
+    def differs_from_32(y, x, w, b, act, w_in_place_rows):
+        real(y, x, w, b, act, w_in_place_rows)
+        if 32 <= y.shape[0] <= w_in_place_rows:
+            y[0, 0] = np.nextafter(y[0, 0], np.inf)  # the last bit of one output
+
+    monkeypatch.setattr(loops, "packed_forward", differs_from_32)
+    out = tmp_path / "t.json"
+    assert cli.main([*QUICK, "--ops", "forward", "--output", str(out)]) == 1
+    packed = tuning.load(out, tuning.machine_key())["packed"]
+    status = [r["status"] for r in packed["w_in_place_rungs"]["float32"]]
+    per = len(tuning.IN_PLACE_FEATURES)
+    assert status == ["ok"] * per + ["wrong"] * (len(tuning.IN_PLACE_LADDER) - per)
+    assert packed["w_in_place_rows"]["float32"] in (0, 16)
+    err = capsys.readouterr().err
+    assert ("float32 forward at 32x512x512: the packed forward with w read in place and with w "
+            "packed gave different results" in err)
+
+
+def test_the_in_place_limit_a_table_may_hold_is_where_the_packed_forward_stops():
+    from fastlinear.kernels.packed import _workspace
+
+    assert tuning.IN_PLACE_MAX == _workspace.MC
 
 
 def test_the_printed_table_shows_why_a_faster_blas_was_not_chosen():
