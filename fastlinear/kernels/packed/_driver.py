@@ -176,9 +176,10 @@ def gemm(c, transposed, asrc, a_by_rows, a_in_place, bsrc, b_by_rows, k, scale, 
     """C (+)= A @ B (see the module docstring); the three public products call this.
 
     C is ``c``, or its transpose when ``transposed`` (``bias`` runs along c's columns either way:
-    C's columns, or C's rows when transposed). When ``a_in_place`` (with ``a_by_rows``), A's full MR-row panels are read by
-    the micro-kernel straight from ``asrc`` (row-major, rows of A are rows of asrc) and only a
-    last, partial panel is packed, into the start of ``apack`` (MR * KC elements suffice).
+    C's columns, or C's rows when transposed). When ``a_in_place`` (with ``a_by_rows``), A's full
+    MR-row panels are read by the micro-kernel straight from ``asrc`` (row-major, rows of A are
+    rows of asrc) and only a last, partial panel is packed, into the start of ``apack`` (MR * KC
+    elements suffice).
 
     ``asrc`` is read by `pack_rows` when ``a_by_rows`` (A = asrc) and otherwise by
     `pack_cols_scaled_sum` (A = asrc.T, scaled by ``scale``; when ``with_db``, db (+)= the column
