@@ -201,8 +201,8 @@ def test_float32_micro_kernel_stays_float32():
     """No float64 arithmetic in the float32 micro-kernel's LLVM IR."""
     fresh = numba.njit(fastmath=set(FASTMATH))(micro_kernel(*MICRO[np.dtype(np.float32)]))
     u = np.uintp
-    fresh(u(4), np.ones(8 * 4, np.float32), u(0), u(1), u(8), np.ones(32 * 4, np.float32), u(0), u(32),
-          np.empty(256, np.float32))
+    fresh(u(4), np.ones(8 * 4, np.float32), u(0), u(1), u(8), np.ones(32 * 4, np.float32), u(0),
+          u(32), np.empty(256, np.float32))
     ir = "\n".join(fresh.inspect_llvm().values())
     assert "fmul" in ir or "fma" in ir
     assert not re.search(r"fpext float .* to double|f(add|mul)( [a-z]+)* double ", ir)

@@ -29,9 +29,9 @@ _NO_LEAVES = {dt: np.empty((0, 0), dt) for dt in EMPTY}
 #: 2`` in brackets), 2-core Intel Xeon KVM guest (rocketlake): 32x2048x2048 3.91 / 1.77 (3.89 /
 #: 3.29), 64x4096x4096 1.73 / 1.41 (2.31 / 1.73), 128x1024x1024 1.52 / 1.52 (2.05 / 2.37); mixed
 #: above: 256x512x512 0.99 / 1.26 (1.05 / 1.42), 1024x1024x1024 0.95 / 1.00 (1.01 / 1.08). Earlier
-#: rounds timed call after call, one process per thread count, ranged wider (64x4096x4096 2.45-2.6
-#: / 1.5-2.0, 256x1024x1024 1.52 / 1.24, 256x512x512 0.79-1.19 / 0.84-1.28, 1024x1024x1024 0.77-1.05),
-#: so 128 keeps the clear wins. The built-in value; `fastlinear tune` measures this machine's
+#: rounds timed call after call, one process per thread count, ranged wider (64x4096x4096
+#: 2.45-2.6 / 1.5-2.0, 256x1024x1024 1.52 / 1.24, 256x512x512 0.79-1.19 / 0.84-1.28,
+#: 1024x1024x1024 0.77-1.05), so 128 keeps the clear wins. The built-in value; `fastlinear tune` measures this machine's
 #: (``fastlinear.tuning.in_place_rows``).
 W_IN_PLACE_ROWS = 128
 
@@ -83,7 +83,8 @@ def packed_grad_weight(dw: np.ndarray, db: np.ndarray | None, dy: np.ndarray, x:
     empty = EMPTY[dt]
     leaves = _NO_LEAVES[dt] if db is None else leaf_buffer(dt, x.shape[0], dw.shape[0])
     gemm(dw, False, dy, False, False, x, False, x.shape[0], dt.type(scale),
-         empty if db is None else db, leaves, db is not None, empty, False, ACT_NONE, bool(accumulate),
+         empty if db is None else db, leaves, db is not None, empty, False, ACT_NONE,
+         bool(accumulate),
          ws.mr, ws.nr, ws.kc, ws.packed_a(dw.shape[0]), _packed_b(ws, dt, dw.shape[1]), ws.tiles)
 
 
