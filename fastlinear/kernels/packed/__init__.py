@@ -2,14 +2,16 @@
 
 Public functions (outputs first, no checking inside; see `_api`):
 
-* ``packed_forward(y, x, w, b, act)``: y = act(x @ w.T + b)
+* ``packed_forward(y, x, w, b, act, w_in_place_rows)``: y = act(x @ w.T + b), w read in place
+  up to that many batch rows (the same bits as packing it)
 * ``packed_grad_weight(dw, db, dy, x, scale, accumulate)``: dw (+)= scale * dy.T @ x, db fused
 * ``packed_grad_input(dx, dy, w)``: dx = dy @ w
 * ``compile_packed(dtype)``: compile ahead of first use
 
-Files: ``_micro.py`` the register-blocked micro-kernels (8 x 32 float32, 8 x 16 float64), how they
-are compiled and the per-dtype choice, ``_pack.py`` packing, ``_prefetch.py`` a cache-line prefetch
-intrinsic, ``_driver.py`` the blocked loops, ``_act.py`` activations, ``_workspace.py`` the
+Files: ``_micro.py`` the register-blocked micro-kernels (8 x 32 float32, 8 x 16 float64; for
+packed panels, and with run-time strides for w read in place), how they are compiled and the
+per-dtype choice, ``_pack.py`` packing, ``_prefetch.py`` a cache-line prefetch intrinsic,
+``_driver.py`` the blocked loops, ``_act.py`` activations, ``_workspace.py`` the
 packed-A buffer and per-thread result tiles, ``_api.py`` the three products (it takes the shared
 packed-B buffer and the db leaves from ``fastlinear.kernels._scratch``). After editing any of these
 files, or ``fastlinear.kernels._sums``, delete Numba's cache files
