@@ -352,10 +352,7 @@ def crossover(op: str, dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
     """
     import numpy as np
 
-    from types import SimpleNamespace
-
     from .backends import loops
-    from .cli import harness
     from .cli.problems import error_ratio, reduction_lengths, reference
 
     direct, packed = loops.direct_and_packed(op)
@@ -375,16 +372,27 @@ def crossover(op: str, dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
         ((ref, mag),) = reference(op, *operands)[:1]
         (length,) = reduction_lengths(op, n, k, m)
         agree = all(error_ratio(got[0], ref, mag, length, dtype) <= 1 for got in (args, other))
-        # timed as `fastlinear compare` times backends (no pause: both run on Numba's pool)
-        rows = [(SimpleNamespace(backend="loops", samples_s=[], flops=2 * n * k * m),
-                 lambda f=f, a=a: f(*a))
-                for f, a in ((direct, args), (packed, other))]
-        harness._time(rows, repeats, min_sample_s, settle_s=0.0)
-        d_s, p_s = (row.median_s for row, _ in rows)
+        d_s, p_s = _time_pair(lambda: direct(*args), lambda: packed(*other), 2 * n * k * m,
+                              repeats, min_sample_s)
         rungs.append({"shape": [n, k, m], "direct_s": d_s, "packed_s": p_s,
                       "status": "ok" if agree else "wrong"})
         gains.append(math.log(d_s / p_s) if agree else -math.inf)
     return {"above": _best_split(gains), "rungs": rungs}
+
+
+def _time_pair(first: Callable[[], None], second: Callable[[], None], flops: int, repeats: int,
+               min_sample_s: float) -> tuple[float, float]:
+    """Median seconds per call of two loop-kernel calls, timed as `fastlinear compare` times
+    backends (interleaved samples; no pause between them: both run on Numba's pool)."""
+    from types import SimpleNamespace
+
+    from .cli import harness
+
+    rows = [(SimpleNamespace(backend="loops", samples_s=[], flops=flops), fn)
+            for fn in (first, second)]
+    harness._time(rows, repeats, min_sample_s, settle_s=0.0)
+    a, b = (row.median_s for row, _ in rows)
+    return a, b
 
 
 def _best_split(gains: list[float]) -> int:
@@ -425,10 +433,7 @@ def in_place_rows(dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
     nor is any above it."""
     import numpy as np
 
-    from types import SimpleNamespace
-
     from .backends import loops
-    from .cli import harness
 
     if loops.packed_forward is None:  # pragma: no cover - a build without packed kernels
         return {"rows": 0, "rungs": []}
@@ -444,10 +449,7 @@ def in_place_rows(dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
         for c in calls:
             c()
         same = bool(np.array_equal(y, y2))
-        rows = [(SimpleNamespace(backend="loops", samples_s=[], flops=2 * n * k * m), c)
-                for c in calls]
-        harness._time(rows, repeats, min_sample_s, settle_s=0.0)
-        packed_s, in_place_s = (row.median_s for row, _ in rows)
+        packed_s, in_place_s = _time_pair(*calls, 2 * n * k * m, repeats, min_sample_s)
         rungs.append({"shape": [n, k, m], "packed_s": packed_s, "in_place_s": in_place_s,
                       "status": "ok" if same else "wrong"})
         gains.append(math.log(packed_s / in_place_s) if same else -math.inf)
@@ -550,6 +552,8 @@ def tune(
     packed = None
     from .backends import auto, loops
 
+    sample_s = 2e-4 if quick else 2e-3  # the shortest sample of calls, seconds
+
     def rung(what: str, kind: str = "direct or packed: ") -> None:
         nonlocal done
         if progress:
@@ -567,16 +571,15 @@ def tune(
                     packed["w_in_place_ladder"] = [list(s) for s in IN_PLACE_LADDER]
                     packed["w_in_place_rows"], packed["w_in_place_rungs"] = {}, {}
                     for dtype in dtypes:
-                        found = in_place_rows(dtype, repeats=repeats,
-                                              min_sample_s=2e-4 if quick else 2e-3,
+                        found = in_place_rows(dtype, repeats=repeats, min_sample_s=sample_s,
                                               progress=lambda what: rung(what, ""))
                         packed["w_in_place_rows"][dtype] = found["rows"]
                         packed["w_in_place_rungs"][dtype] = found["rungs"]
                     loops.use_packed_limits({"w_in_place_rows": packed["w_in_place_rows"]})
                 for dtype in dtypes:
                     for op in ops:
-                        found = crossover(op, dtype, repeats=repeats,
-                                          min_sample_s=2e-4 if quick else 2e-3, progress=rung)
+                        found = crossover(op, dtype, repeats=repeats, min_sample_s=sample_s,
+                                          progress=rung)
                         packed["above"].setdefault(op, {})[dtype] = found["above"]
                         packed["rungs"].setdefault(op, {})[dtype] = found["rungs"]
         loops.use_packed_limits(packed)  # the entries below time loops with the new limits

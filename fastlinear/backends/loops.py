@@ -159,7 +159,11 @@ _DTYPE_NAMES = {4: "float32", 8: "float64"}
 #: batch rows up to which the packed forward reads w in place, {itemsize: rows}, set with the
 #: crossovers (built in: ``kernels.packed._api.W_IN_PLACE_ROWS``), and the itemsizes whose value
 #: came from the table
-_in_place_rows: dict = {4: W_IN_PLACE_ROWS, 8: W_IN_PLACE_ROWS}
+def _built_in_rows() -> dict:
+    return {4: W_IN_PLACE_ROWS, 8: W_IN_PLACE_ROWS}
+
+
+_in_place_rows: dict = _built_in_rows()
 _in_place_measured: set = set()
 
 
@@ -171,7 +175,7 @@ def use_packed_limits(measured: dict | None) -> dict:
     global _packed_above, _packed_measured, _in_place_rows, _in_place_measured
     above = dict(DEFAULT_PACKED_ABOVE)
     from_table = set()
-    rows = {4: W_IN_PLACE_ROWS, 8: W_IN_PLACE_ROWS}
+    rows = _built_in_rows()
     rows_from_table = set()
     if measured:
         for (op, size) in above:
@@ -195,7 +199,7 @@ def forget_packed_limits() -> None:
     (after a new table); until then the in-place limit is the built-in one."""
     global _packed_above, _in_place_rows, _in_place_measured
     _packed_above = None
-    _in_place_rows, _in_place_measured = {4: W_IN_PLACE_ROWS, 8: W_IN_PLACE_ROWS}, set()
+    _in_place_rows, _in_place_measured = _built_in_rows(), set()
 
 
 def _load_packed_above() -> dict:

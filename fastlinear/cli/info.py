@@ -176,10 +176,15 @@ def _packed_line(t: dict) -> str:
 
     rows = packed.get("w_in_place_rows") or {}
     measured_rows = packed.get("w_in_place_measured") or {}
-    in_place = ("; its forward reads w in place: " + in_place_sizes(rows)
-                + (" (measured)" if measured_rows and len(measured_rows) == len(rows)
-                   else " (measured for " + ", ".join(measured_rows) + ")" if measured_rows
-                   else " (built-in)")) if rows else ""
+    in_place = ""
+    if rows:
+        if not measured_rows:
+            whose = "built-in"
+        elif len(measured_rows) == len(rows):
+            whose = "measured"
+        else:
+            whose = f"measured for {', '.join(measured_rows)}"
+        in_place = f"; its forward reads w in place: {in_place_sizes(rows)} ({whose})"
     if not packed["measured"]:
         return (f"; loops' packed GEMM above batch x in x out = {sizes(packed['above'])} "
                 f"(built-in){in_place}")

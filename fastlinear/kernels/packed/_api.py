@@ -31,8 +31,8 @@ _NO_LEAVES = {dt: np.empty((0, 0), dt) for dt in EMPTY}
 #: above: 256x512x512 0.99 / 1.26 (1.05 / 1.42), 1024x1024x1024 0.95 / 1.00 (1.01 / 1.08). Earlier
 #: rounds timed call after call, one process per thread count, ranged wider (64x4096x4096
 #: 2.45-2.6 / 1.5-2.0, 256x1024x1024 1.52 / 1.24, 256x512x512 0.79-1.19 / 0.84-1.28,
-#: 1024x1024x1024 0.77-1.05), so 128 keeps the clear wins. The built-in value; `fastlinear tune` measures this machine's
-#: (``fastlinear.tuning.in_place_rows``).
+#: 1024x1024x1024 0.77-1.05), so 128 keeps the clear wins. The built-in value; `fastlinear tune`
+#: measures this machine's (``fastlinear.tuning.in_place_rows``).
 W_IN_PLACE_ROWS = 128
 
 
