@@ -54,6 +54,11 @@ it (`in_place_rows`; the same bits either way)::
                "w_in_place_rungs": {"float32": [{"shape": [...], "packed_s": ..., "in_place_s": ...,
                                                  "status": "ok"}, ...]}}
 
+and, when the input gradient was tuned, up to how many batch rows the packed input gradient packs
+w's panels in the tiles that use them instead of all of w per k-block (`in_tile_rows`; the same
+bits either way), in ``w_in_tile_ladder``, ``w_in_tile_rows`` (0: always all of w) and
+``w_in_tile_rungs`` (with ``whole_s`` and ``in_tile_s``).
+
 Shape classification (`classify`): a call of batch n, in_features k, out_features m belongs to the
 shape class (N, K, M) nearest in log space, the one that minimises
 ``(ln n - ln N)^2 + (ln k - ln K)^2 + (ln m - ln M)^2`` (sizes below 1 count as 1; a tie goes to the
@@ -237,14 +242,15 @@ def validate(doc: object, path: Path, key: dict) -> dict:
                     d in DTYPES and type(v) is int and v >= 0 for d, v in by_dtype.items())
                 for op, by_dtype in above.items()):
             raise _fail(path, "has a malformed packed section (above: op -> dtype -> work >= 0)")
-        rows = packed.get("w_in_place_rows", {})
-        bad = ([f"{d!r}: {v!r}" for d, v in rows.items()
-                if d not in DTYPES or type(v) is not int or not 0 <= v <= IN_PLACE_MAX]
-               if isinstance(rows, dict) else [repr(rows)])
-        if bad:
-            raise _fail(path, "has a malformed packed section (w_in_place_rows: "
-                              f"{', '.join(bad)}; expected {' or '.join(DTYPES)} -> batch rows "
-                              f"from 0 to {IN_PLACE_MAX})")
+        for prefix, _, _, most, _ in W_LIMITS.values():
+            rows = packed.get(f"{prefix}_rows", {})
+            bad = ([f"{d!r}: {v!r}" for d, v in rows.items()
+                    if d not in DTYPES or type(v) is not int or not 0 <= v <= most]
+                   if isinstance(rows, dict) else [repr(rows)])
+            if bad:
+                raise _fail(path, f"has a malformed packed section ({prefix}_rows: "
+                                  f"{', '.join(bad)}; expected {' or '.join(DTYPES)} -> batch "
+                                  f"rows from 0 to {most})")
     return doc
 
 
@@ -420,6 +426,21 @@ IN_PLACE_FEATURES = (512, 1024)
 IN_PLACE_LADDER = tuple((n, f, f) for n in IN_PLACE_BATCHES for f in IN_PLACE_FEATURES)
 #: the largest limit a table may hold: `packed_forward` never reads w in place above MC rows
 IN_PLACE_MAX = 2048
+#: The same for the packed input gradient with all of w packed per k-block against w's panels
+#: packed by the tile that uses them (``kernels.packed._api.W_IN_TILE_ROWS``, built in 128), at
+#: the same batches and features; a table's limit may also be at most MC rows.
+IN_TILE_BATCHES = IN_PLACE_BATCHES
+IN_TILE_LADDER = tuple((n, f, f) for n in IN_TILE_BATCHES for f in IN_PLACE_FEATURES)
+IN_TILE_MAX = IN_PLACE_MAX
+#: per op whose packed product can leave w unpacked as a whole at small batches: the prefix of its
+#: table fields (``<prefix>_ladder``, ``_rows``, ``_rungs``), its ladder, its batches, the largest
+#: limit, and the names of the rungs' two times (w packed whole, w not)
+W_LIMITS = {
+    "forward": ("w_in_place", IN_PLACE_LADDER, IN_PLACE_BATCHES, IN_PLACE_MAX,
+                ("packed_s", "in_place_s")),
+    "grad_input": ("w_in_tile", IN_TILE_LADDER, IN_TILE_BATCHES, IN_TILE_MAX,
+                   ("whole_s", "in_tile_s")),
+}
 
 
 def in_place_rows(dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
@@ -431,37 +452,55 @@ def in_place_rows(dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
     `IN_PLACE_BATCHES` that saves the most time over both feature sizes (`_best_prefix`), 0 when
     none saves any. A batch where the two results differ (status "wrong") is never read in place,
     nor is any above it."""
+    return _w_rows("forward", dtype, repeats, min_sample_s, progress)
+
+
+def in_tile_rows(dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
+                 progress: Callable[[str], None] | None = None) -> dict:
+    """`in_place_rows` for the packed input gradient: all of w packed per k-block against w's
+    panels packed by each tile (`IN_TILE_LADDER`); ``{"rows": batch, "rungs": [...]}``, w packed
+    in the tiles up to that many batch rows."""
+    return _w_rows("grad_input", dtype, repeats, min_sample_s, progress)
+
+
+def _w_rows(op: str, dtype: str, repeats: int, min_sample_s: float,
+            progress: Callable[[str], None] | None) -> dict:
+    """`in_place_rows` (op "forward") or `in_tile_rows` (op "grad_input")."""
     import numpy as np
 
     from .backends import loops
 
-    if loops.packed_forward is None:  # pragma: no cover - a build without packed kernels
+    _, ladder, batches, _, (whole, not_whole) = W_LIMITS[op]
+    kernel = loops.packed_forward if op == "forward" else loops.packed_grad_input
+    if kernel is None:  # pragma: no cover - a build without packed kernels
         return {"rows": 0, "rungs": []}
+    what = "w packed or in place" if op == "forward" else "w packed whole or in tiles"
     rng = np.random.default_rng(1)
     rungs, gains = [], []
-    for n, k, m in IN_PLACE_LADDER:
+    for n, k, m in ladder:
         if progress:
-            progress(f"w packed or in place: {dtype} forward {n}x{k}x{m}")
-        (y, x, w, b, act), _ = _op_args("forward", dtype, n, k, m, rng)
-        y2 = y.copy()
-        calls = [lambda: loops.packed_forward(y, x, w, b, act, 0),       # w packed
-                 lambda: loops.packed_forward(y2, x, w, b, act, n)]      # w in place
+            progress(f"{what}: {dtype} {op} {n}x{k}x{m}")
+        args, _ = _op_args(op, dtype, n, k, m, rng)
+        out2 = args[0].copy()
+        calls = [lambda: kernel(*args, 0),                   # w packed whole
+                 lambda: kernel(out2, *args[1:], n)]         # w in place / in the tiles
         for c in calls:
             c()
-        same = bool(np.array_equal(y, y2))
-        packed_s, in_place_s = _time_pair(*calls, 2 * n * k * m, repeats, min_sample_s)
-        rungs.append({"shape": [n, k, m], "packed_s": packed_s, "in_place_s": in_place_s,
+        same = bool(np.array_equal(args[0], out2))
+        whole_s, not_whole_s = _time_pair(*calls, 2 * n * k * m, repeats, min_sample_s)
+        rungs.append({"shape": [n, k, m], whole: whole_s, not_whole: not_whole_s,
                       "status": "ok" if same else "wrong"})
-        gains.append(math.log(packed_s / in_place_s) if same else -math.inf)
-    per = len(IN_PLACE_FEATURES)
+        gains.append(math.log(whole_s / not_whole_s) if same else -math.inf)
+    per = len(ladder) // len(batches)
     by_batch = [sum(gains[i:i + per]) for i in range(0, len(gains), per)]
     count = _best_prefix(by_batch)
-    return {"rows": IN_PLACE_BATCHES[count - 1] if count else 0, "rungs": rungs}
+    return {"rows": batches[count - 1] if count else 0, "rungs": rungs}
 
 
 def _best_prefix(gains: list[float]) -> int:
-    """How many rungs, from the first, to send to the in-place forward given each rung's log of
-    packed time over in-place time (-inf where the results differ): the count whose gains sum
+    """How many rungs, from the first, to send to the in-place forward (or the in-tile input
+    gradient) given each rung's log of packed time over in-place time (-inf where the results
+    differ): the count whose gains sum
     highest, 0 when no count gains anything; ties go to the smaller count. A rung after a -inf
     is never included."""
     best, best_gain, total = 0, 0.0, 0.0
@@ -508,7 +547,8 @@ def tune(
             file for this machine). Checked before anything is measured.
         progress: called as ``progress(done, total, what)`` before each measurement.
         crossovers: measure the direct-or-packed crossovers and, when "forward" is among
-            ``ops``, the packed forward's in-place limit (`in_place_rows`) (the table's ``packed``
+            ``ops``, the packed forward's in-place limit (`in_place_rows`), when "grad_input" is,
+            the packed input gradient's in-tile limit (`in_tile_rows`) (the table's ``packed``
             section); without them the loops backend keeps its built-in ones.
 
     Returns:
@@ -547,7 +587,7 @@ def tune(
 
     total = len(counts) * len(dtypes) * len(names) * len(ops)
     total += len(dtypes) * len(ops) * len(CROSSOVER_LADDER) if crossovers else 0
-    total += len(dtypes) * len(IN_PLACE_LADDER) if crossovers and "forward" in ops else 0
+    total += sum(len(dtypes) * len(W_LIMITS[op][1]) for op in W_LIMITS if crossovers and op in ops)
     done = 0
     packed = None
     from .backends import auto, loops
@@ -565,17 +605,21 @@ def tune(
             packed = {"threads": counts[-1], "ladder": [list(s) for s in CROSSOVER_LADDER],
                       "above": {}, "rungs": {}}
             with _threads.threads(counts[-1]):
-                if "forward" in ops:
-                    # first, so that the forward's crossover is timed with the limit it is
-                    # stored with
-                    packed["w_in_place_ladder"] = [list(s) for s in IN_PLACE_LADDER]
-                    packed["w_in_place_rows"], packed["w_in_place_rungs"] = {}, {}
+                # first, so that the crossovers are timed with the limits they are stored with
+                limits = {}
+                for op, measure in (("forward", in_place_rows), ("grad_input", in_tile_rows)):
+                    if op not in ops:
+                        continue
+                    prefix, ladder = W_LIMITS[op][:2]
+                    packed[f"{prefix}_ladder"] = [list(s) for s in ladder]
+                    packed[f"{prefix}_rows"], packed[f"{prefix}_rungs"] = {}, {}
                     for dtype in dtypes:
-                        found = in_place_rows(dtype, repeats=repeats, min_sample_s=sample_s,
-                                              progress=lambda what: rung(what, ""))
-                        packed["w_in_place_rows"][dtype] = found["rows"]
-                        packed["w_in_place_rungs"][dtype] = found["rungs"]
-                    loops.use_packed_limits({"w_in_place_rows": packed["w_in_place_rows"]})
+                        found = measure(dtype, repeats=repeats, min_sample_s=sample_s,
+                                        progress=lambda what: rung(what, ""))
+                        packed[f"{prefix}_rows"][dtype] = found["rows"]
+                        packed[f"{prefix}_rungs"][dtype] = found["rungs"]
+                    limits[f"{prefix}_rows"] = packed[f"{prefix}_rows"]
+                loops.use_packed_limits(limits)
                 for dtype in dtypes:
                     for op in ops:
                         found = crossover(op, dtype, repeats=repeats, min_sample_s=sample_s,

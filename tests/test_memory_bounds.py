@@ -167,17 +167,17 @@ def test_row_blocked_products_equal_one_call_over_all_rows_bitwise(rng):
         empty, no_leaves = np.empty(0, dt), np.empty((0, 0), dt)
         whole = np.empty((n, m), dt)
         # One driver call over all rows, as _api makes for each row block.
-        gemm(whole, False, x, True, False, w, True, k, dt(1), empty, no_leaves, False, b, True, 1,
-             False,
+        gemm(whole, False, x, True, False, w, True, False, k, dt(1), empty, no_leaves, False, b,
+             True, 1, False,
              ws.mr, ws.nr, ws.kc, ws.packed_a(n), _api._packed_b(ws, np.dtype(dt), m), ws.tiles)
         y = np.empty((n, m), dt)
         _api.packed_forward(y, x, w, b, 1)
         assert np.array_equal(y, whole)
         dy = rng.standard_normal((n, m)).astype(dt)
         whole_dx = np.empty((n, k), dt)
-        gemm(whole_dx, False, dy, True, False, w, False, m, dt(1), empty, no_leaves, False, empty,
-             False, 0, False, ws.mr, ws.nr, ws.kc, ws.packed_a(n), _api._packed_b(ws, np.dtype(dt), k),
-             ws.tiles)
+        gemm(whole_dx, False, dy, True, False, w, False, False, m, dt(1), empty, no_leaves, False,
+             empty, False, 0, False, ws.mr, ws.nr, ws.kc, ws.packed_a(n),
+             _api._packed_b(ws, np.dtype(dt), k), ws.tiles)
         dx = np.empty((n, k), dt)
         _api.packed_grad_input(dx, dy, w)
         assert np.array_equal(dx, whole_dx)

@@ -20,6 +20,8 @@ products at several reduction blocks (KC), beside numpy's BLAS and torch at the 
 4. With ``--in-place``, instead of all the above: the forward driver with w packed against w read
    in place (the figures behind ``_api.W_IN_PLACE_ROWS``), interleaved in 9 rounds (medians of
    the best of 3 calls), at each shape.
+5. With ``--in-tile``, likewise: the input-gradient driver with all of w packed per k-block
+   against w packed in the tiles that use it (the figures behind ``_api.W_IN_TILE_ROWS``).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python asv_benchmarks/scripts/packed_profile.py \\
         --threads 1 --shapes 1024x1024x1024,256x512x512
@@ -143,7 +145,7 @@ def others(dt: np.dtype, n: int, k: int, m: int, threads: int) -> dict[str, floa
 #: driver variants for --phases: the call each one leaves out
 PHASES = {
     "packing": "_pack_task(_U(ti), chunks,",
-    "micro-kernel": "micro(kc, apack, (ip - afull) * mr * kc, one, mr, bpack, jp * nr * kc,",
+    "micro-kernel": "micro(kc, apack, (ip - afull) * mr * kc, one, mr, bpack,",
     "store into C": "_store(c, i0, rows, jj, cols, t, nr, add, last, bias, with_bias, act)",
     "prefetch of C": "_prefetch_tile(c, i0, rows, jj, cols)",
 }
@@ -184,8 +186,8 @@ def phases(dt: np.dtype, n: int, k: int, m: int) -> dict[str, float]:
             fns[name] = namespace["gemm"]
 
     def call(f) -> None:
-        f(y, False, x, True, False, w, True, k, dt.type(1), empty, leaves, False, empty, False, 0,
-          False, ws.mr, ws.nr, ws.kc, apack, bpack, ws.tiles)
+        f(y, False, x, True, False, w, True, False, k, dt.type(1), empty, leaves, False, empty,
+          False, 0, False, ws.mr, ws.nr, ws.kc, apack, bpack, ws.tiles)
 
     notice = os.environ.get("FASTLINEAR_COMPILE_NOTICE")
     os.environ["FASTLINEAR_COMPILE_NOTICE"] = "0"  # the variants are not kernels to be cached
@@ -216,12 +218,12 @@ def in_place(dt: np.dtype, n: int, k: int, m: int) -> tuple[float, float]:
     empty, leaves = np.empty(0, dt), np.empty((0, 0), dt)
 
     def packed_w() -> None:
-        _driver.gemm(y, False, x, True, False, w, True, k, dt.type(1), empty, leaves, False,
+        _driver.gemm(y, False, x, True, False, w, True, False, k, dt.type(1), empty, leaves, False,
                      empty, False, 0, False, ws.mr, ws.nr, ws.kc, ws.packed_a(n),
                      _api._packed_b(ws, dt, m), ws.tiles)
 
     def w_in_place() -> None:
-        _driver.gemm(y2, True, w, True, True, x, True, k, dt.type(1), empty, leaves, False,
+        _driver.gemm(y2, True, w, True, True, x, True, False, k, dt.type(1), empty, leaves, False,
                      empty, False, 0, False, ws.mr, ws.nr, ws.kc, ws.packed_a(ws.mr),
                      _api._packed_b(ws, dt, n), ws.tiles)
 
@@ -237,6 +239,40 @@ def in_place(dt: np.dtype, n: int, k: int, m: int) -> tuple[float, float]:
     return statistics.median(samples["packed"]), statistics.median(samples["in place"])
 
 
+def in_tile(dt: np.dtype, n: int, k: int, m: int) -> tuple[float, float]:
+    """Median seconds of the input-gradient driver with all of w packed per k-block and with w's
+    panels packed in the tiles that use them (as ``packed_grad_input`` runs it up to
+    ``_api.W_IN_TILE_ROWS`` batch rows), interleaved in 9 rounds; both give the same bits
+    (checked here)."""
+    rng = np.random.default_rng(0)
+    dy, w = rng.random((n, m)).astype(dt), rng.random((m, k)).astype(dt)
+    dx, dx2 = np.empty((n, k), dt), np.empty((n, k), dt)
+    ws = _workspace.workspace(dt)
+    empty, leaves = np.empty(0, dt), np.empty((0, 0), dt)
+    per_thread = ws.tiles.shape[0] * _driver.NC_IN_TILE * ws.kc
+
+    def whole() -> None:
+        _driver.gemm(dx, False, dy, True, False, w, False, False, m, dt.type(1), empty, leaves,
+                     False, empty, False, 0, False, ws.mr, ws.nr, ws.kc, ws.packed_a(n),
+                     _api._packed_b(ws, dt, k), ws.tiles)
+
+    def tiled() -> None:
+        _driver.gemm(dx2, False, dy, True, False, w, False, True, m, dt.type(1), empty, leaves,
+                     False, empty, False, 0, False, ws.mr, ws.nr, ws.kc, ws.packed_a(n),
+                     _api._scratch.buffer("packed_b", dt, per_thread), ws.tiles)
+
+    whole()
+    tiled()
+    if not np.array_equal(dx, dx2):
+        raise SystemExit(f"--in-tile: {dt} {n}x{k}x{m}: the two input gradients differ")
+    samples: dict[str, list[float]] = {"whole": [], "in tiles": []}
+    for _ in range(9):
+        for name, f in (("whole", whole), ("in tiles", tiled)):
+            f()
+            samples[name].append(min(_timed(f) for _ in range(3)))
+    return statistics.median(samples["whole"]), statistics.median(samples["in tiles"])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=1)
@@ -249,6 +285,10 @@ def main() -> None:
     p.add_argument("--in-place", action="store_true",
                    help="only time the forward with w packed against w read in place at each "
                         "shape (the figures behind _api.W_IN_PLACE_ROWS)")
+    p.add_argument("--in-tile", action="store_true",
+                   help="only time the input gradient with all of w packed per k-block against "
+                        "w packed in the tiles at each shape (the figures behind "
+                        "_api.W_IN_TILE_ROWS)")
     args = p.parse_args()
     fl.set_num_threads(args.threads)
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
@@ -262,6 +302,15 @@ def main() -> None:
                 print(f"{dt} {n}x{k}x{m} forward: w packed {packed_s * 1e3:.3f} ms, w in place "
                       f"{in_place_s * 1e3:.3f} ms, packed / in place {packed_s / in_place_s:.2f}",
                       flush=True)
+        return
+    if args.in_tile:
+        for name in args.dtype.split(","):
+            dt = np.dtype(name)
+            for n, k, m in shapes:
+                whole_s, tiled_s = in_tile(dt, n, k, m)
+                print(f"{dt} {n}x{k}x{m} grad_input: w packed whole {whole_s * 1e3:.3f} ms, in "
+                      f"the tiles {tiled_s * 1e3:.3f} ms, whole / in tiles "
+                      f"{whole_s / tiled_s:.2f}", flush=True)
         return
     for name in args.dtype.split(","):
         dt = np.dtype(name)

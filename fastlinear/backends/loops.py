@@ -60,10 +60,10 @@ from ..kernels._sums import leaf_buffer
 
 try:  # packed large-shape kernels, when present in this build
     from ..kernels.packed import packed_forward, packed_grad_input, packed_grad_weight
-    from ..kernels.packed._api import W_IN_PLACE_ROWS
+    from ..kernels.packed._api import W_IN_PLACE_ROWS, W_IN_TILE_ROWS
 except ImportError:  # pragma: no cover - depends on the build
     packed_forward = packed_grad_input = packed_grad_weight = None
-    W_IN_PLACE_ROWS = 0
+    W_IN_PLACE_ROWS = W_IN_TILE_ROWS = 0
 
 #: work (n * in * out) at or below which each kernel runs serially; see the module docstring.
 FORWARD_SERIAL = 1 << 14
@@ -156,23 +156,29 @@ VARIANTS: dict[str, tuple] = {
 _packed_above: dict | None = None
 _packed_measured: set = set()  # the (op, itemsize) pairs whose crossover came from the table
 _DTYPE_NAMES = {4: "float32", 8: "float64"}
-#: batch rows up to which the packed forward reads w in place, {itemsize: rows}, set with the
-#: crossovers (built in: ``kernels.packed._api.W_IN_PLACE_ROWS``), and the itemsizes whose value
-#: came from the table
+#: the table fields of the batch limits below which w is not packed whole: the packed forward
+#: reads w in place, the packed input gradient packs w's panels in the tiles that use them
+_W_FIELDS = ("w_in_place_rows", "w_in_tile_rows")
+
+
+#: those limits, {(field, itemsize): rows}, set with the crossovers (built in:
+#: ``kernels.packed._api.W_IN_PLACE_ROWS`` and ``W_IN_TILE_ROWS``), and the keys whose value came
+#: from the table
 def _built_in_rows() -> dict:
-    return {4: W_IN_PLACE_ROWS, 8: W_IN_PLACE_ROWS}
+    built_in = {"w_in_place_rows": W_IN_PLACE_ROWS, "w_in_tile_rows": W_IN_TILE_ROWS}
+    return {(field, size): built_in[field] for field in _W_FIELDS for size in (4, 8)}
 
 
-_in_place_rows: dict = _built_in_rows()
-_in_place_measured: set = set()
+_w_rows: dict = _built_in_rows()
+_w_rows_measured: set = set()
 
 
 def use_packed_limits(measured: dict | None) -> dict:
     """Set the crossovers from a tuning table's ``packed`` section (``{"above": {op: {dtype:
-    work}}, "w_in_place_rows": {dtype: rows}}``; see `fastlinear.tuning`), or the built-in ones
-    for None, and return them as `packed_limits` does. Values the table leaves out keep the
-    built-in ones."""
-    global _packed_above, _packed_measured, _in_place_rows, _in_place_measured
+    work}}, "w_in_place_rows": {dtype: rows}, "w_in_tile_rows": {dtype: rows}}``; see
+    `fastlinear.tuning`), or the built-in ones for None, and return them as `packed_limits` does.
+    Values the table leaves out keep the built-in ones."""
+    global _packed_above, _packed_measured, _w_rows, _w_rows_measured
     above = dict(DEFAULT_PACKED_ABOVE)
     from_table = set()
     rows = _built_in_rows()
@@ -183,23 +189,23 @@ def use_packed_limits(measured: dict | None) -> dict:
             if value is not None:
                 above[op, size] = int(value)
                 from_table.add((op, size))
-        for size in rows:
-            value = (measured.get("w_in_place_rows") or {}).get(_DTYPE_NAMES[size])
+        for field, size in rows:
+            value = (measured.get(field) or {}).get(_DTYPE_NAMES[size])
             if value is not None:
-                rows[size] = int(value)
-                rows_from_table.add(size)
+                rows[field, size] = int(value)
+                rows_from_table.add((field, size))
     _packed_measured = from_table
-    _in_place_rows, _in_place_measured = rows, rows_from_table
+    _w_rows, _w_rows_measured = rows, rows_from_table
     _packed_above = above
     return _describe_packed(above, from_table)
 
 
 def forget_packed_limits() -> None:
-    """Read the crossovers (and the in-place limit) again on the next call that needs them
-    (after a new table); until then the in-place limit is the built-in one."""
-    global _packed_above, _in_place_rows, _in_place_measured
+    """Read the crossovers (and the in-place and in-tile limits) again on the next call that needs
+    them (after a new table); until then those limits are the built-in ones."""
+    global _packed_above, _w_rows, _w_rows_measured
     _packed_above = None
-    _in_place_rows, _in_place_measured = _built_in_rows(), set()
+    _w_rows, _w_rows_measured = _built_in_rows(), set()
 
 
 def _load_packed_above() -> dict:
@@ -214,8 +220,9 @@ def _load_packed_above() -> dict:
 def packed_limits() -> dict:
     """The crossovers in use: ``{"source": "table" | "defaults", "above": {op: {dtype: work}},
     "measured": {op: {dtype: work}}, "w_in_place_rows": {dtype: rows}, "w_in_place_measured":
-    {dtype: rows}}``, where the packed GEMM runs an op when n * in * out > work and no side is too
-    narrow (`too_narrow`), and its forward reads w in place up to that many batch rows; the
+    {dtype: rows}, "w_in_tile_rows": ..., "w_in_tile_measured": ...}``, where the packed GEMM
+    runs an op when n * in * out > work and no side is too narrow (`too_narrow`), its forward
+    reads w in place and its input gradient packs w in the tiles up to that many batch rows; the
     "measured" entries came from the tuning table (source "table" when there is any)."""
     above = _packed_above or _load_packed_above()
     return _describe_packed(above, _packed_measured)
@@ -228,10 +235,14 @@ def _describe_packed(above: dict, from_table: set) -> dict:
         out.setdefault(op, {})[_DTYPE_NAMES[size]] = work
         if (op, size) in from_table:
             measured.setdefault(op, {})[_DTYPE_NAMES[size]] = work
-    rows = {_DTYPE_NAMES[size]: v for size, v in _in_place_rows.items()}
-    rows_measured = {_DTYPE_NAMES[size]: _in_place_rows[size] for size in sorted(_in_place_measured)}
-    return {"source": "table" if measured or rows_measured else "defaults", "above": out,
-            "measured": measured, "w_in_place_rows": rows, "w_in_place_measured": rows_measured}
+    described = {"source": "table" if measured or _w_rows_measured else "defaults",
+                 "above": out, "measured": measured}
+    for field in _W_FIELDS:
+        described[field] = {_DTYPE_NAMES[size]: _w_rows[field, size] for size in (4, 8)}
+        described[field.replace("_rows", "_measured")] = {
+            _DTYPE_NAMES[size]: _w_rows[f, size] for f, size in sorted(_w_rows_measured)
+            if f == field}
+    return described
 
 
 def w_in_place_rows(itemsize: int) -> int:
@@ -239,7 +250,16 @@ def w_in_place_rows(itemsize: int) -> int:
     (from the tuning table when it has them, else ``kernels.packed._api.W_IN_PLACE_ROWS``)."""
     if _packed_above is None:
         _load_packed_above()
-    return _in_place_rows[itemsize]
+    return _w_rows["w_in_place_rows", itemsize]
+
+
+def w_in_tile_rows(itemsize: int) -> int:
+    """Batch rows up to which the packed input gradient of ``itemsize``-byte floats packs w's
+    panels in the tiles that use them (from the tuning table when it has them, else
+    ``kernels.packed._api.W_IN_TILE_ROWS``)."""
+    if _packed_above is None:
+        _load_packed_above()
+    return _w_rows["w_in_tile_rows", itemsize]
 
 
 def direct_and_packed(op: str) -> tuple:
@@ -265,7 +285,8 @@ def direct_and_packed(op: str) -> tuple:
         def direct(dx, dy, w):
             _GRAD_INPUT[dx.dtype.itemsize][1](dx, dy, w)
 
-        packed = packed_grad_input
+        packed = None if packed_grad_input is None else (
+            lambda dx, dy, w: packed_grad_input(dx, dy, w, w_in_tile_rows(dx.itemsize)))
     else:
         raise ValueError(f"unknown op {op!r}; valid: forward, grad_weight, grad_input")
     return direct, packed
@@ -352,7 +373,7 @@ def forward(y, x, w, b, act) -> None:
     if packed_forward is None or not _packs("forward", x.itemsize, n, k, m):
         forward_kernels.forward_parallel(y, x, w, ABSENT[x.itemsize] if b is None else b, act)
     else:
-        packed_forward(y, x, w, present(b), act, _in_place_rows[x.itemsize])
+        packed_forward(y, x, w, present(b), act, _w_rows["w_in_place_rows", x.itemsize])
 
 
 def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
@@ -399,4 +420,4 @@ def grad_input(dx, dy, w) -> None:
     if packed_grad_input is None or not _packs("grad_input", size, n, k, m):
         _GRAD_INPUT[size][1](dx, dy, w)
     else:
-        packed_grad_input(dx, dy, w)
+        packed_grad_input(dx, dy, w, _w_rows["w_in_tile_rows", size])

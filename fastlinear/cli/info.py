@@ -174,17 +174,19 @@ def _packed_line(t: dict) -> str:
     def sizes(table: dict) -> str:
         return "; ".join(f"{op} {text}" for op, text in crossover_sizes(table))
 
-    rows = packed.get("w_in_place_rows") or {}
-    measured_rows = packed.get("w_in_place_measured") or {}
     in_place = ""
-    if rows:
-        if not measured_rows:
-            whose = "built-in"
-        elif len(measured_rows) == len(rows):
-            whose = "measured"
-        else:
-            whose = f"measured for {', '.join(measured_rows)}"
-        in_place = f"; its forward reads w in place: {in_place_sizes(rows)} ({whose})"
+    for field, what in (("w_in_place", "its forward reads w in place"),
+                        ("w_in_tile", "its input gradient packs w in the tiles")):
+        rows = packed.get(f"{field}_rows") or {}
+        measured_rows = packed.get(f"{field}_measured") or {}
+        if rows:
+            if not measured_rows:
+                whose = "built-in"
+            elif len(measured_rows) == len(rows):
+                whose = "measured"
+            else:
+                whose = f"measured for {', '.join(measured_rows)}"
+            in_place += f"; {what}: {in_place_sizes(rows)} ({whose})"
     if not packed["measured"]:
         return (f"; loops' packed GEMM above batch x in x out = {sizes(packed['above'])} "
                 f"(built-in){in_place}")

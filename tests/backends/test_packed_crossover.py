@@ -123,8 +123,12 @@ def test_the_tables_crossover_moves_the_switch_both_ways(op, dtype, table_file, 
     {"above": {}, "w_in_place_rows": [64]},
     {"above": {}, "w_in_place_rows": {"float32": 4096}},
     {"above": {}, "w_in_place_rows": {"float16": 64}},
+    {"above": {}, "w_in_tile_rows": {"float64": -1}},
+    {"above": {}, "w_in_tile_rows": {"float32": 4096}},
+    {"above": {}, "w_in_tile_rows": 64},
 ], ids=["negative", "dtype", "op", "float", "list", "missing", "string", "rows negative",
-        "rows float", "rows list", "rows above MC", "rows dtype"])
+        "rows float", "rows list", "rows above MC", "rows dtype", "tile rows negative",
+        "tile rows above MC", "tile rows int"])
 def test_a_malformed_packed_section_makes_the_table_ignored(packed, table_file, packed_calls,
                                                             capsys):
     write_table(table_file, packed)
@@ -145,23 +149,27 @@ def test_the_crossover_is_shown_with_the_table_in_use(table_file):
 
     assert used["packed"]["measured"] == {"grad_weight": {"float64": 1 << 20}}
     line = info._tuning_line(used)
-    rows = loops.W_IN_PLACE_ROWS
+    rows, tile = loops.W_IN_PLACE_ROWS, loops.W_IN_TILE_ROWS
+    tiles = (f"; its input gradient packs w in the tiles: float32 up to a batch of {tile}, "
+             f"float64 up to a batch of {tile} (built-in)")
     assert line.endswith("packed GEMM above batch x in x out = grad_weight float64 2**20 "
                          "(measured; built-in crossovers for the rest); its forward reads w in "
                          f"place: float32 up to a batch of {rows}, float64 up to a batch of {rows} "
-                         "(built-in)"), line
+                         f"(built-in){tiles}"), line
     auto.reload()
     write_table(table_file, None)
     line = info._tuning_line(tuning.describe())
     assert line.endswith("forward float32 2**24, float64 2**24; grad_weight float32 2**26, "
                          "float64 2**26; grad_input float32 2**26, float64 2**26 (built-in); its "
                          f"forward reads w in place: float32 up to a batch of {rows}, float64 up "
-                         f"to a batch of {rows} (built-in)"), line
+                         f"to a batch of {rows} (built-in){tiles}"), line
     auto.reload()
-    write_table(table_file, {"above": {}, "w_in_place_rows": {"float64": 0}})
+    write_table(table_file, {"above": {}, "w_in_place_rows": {"float64": 0},
+                             "w_in_tile_rows": {"float32": 64, "float64": 0}})
     line = info._tuning_line(tuning.describe())
     assert line.endswith(f"in place: float32 up to a batch of {rows}, float64 never "
-                         "(measured for float64)"), line
+                         "(measured for float64); its input gradient packs w in the tiles: "
+                         "float32 up to a batch of 64, float64 never (measured)"), line
 
 
 def logs(*ratios):
@@ -247,6 +255,30 @@ def test_the_tables_in_place_limit_reaches_the_packed_forward(table_file, forwar
     assert forward_calls == []  # no in-place read: a batch of 16 stays direct
     assert not loops.runs_packed("forward", 4, 16, 2048, 1024)
     assert loops.runs_packed("forward", 8, 16, 2048, 1024)
+
+
+def test_the_tables_in_tile_limit_reaches_the_packed_input_gradient(table_file, monkeypatch):
+    """A table's w_in_tile_rows is passed to the packed input gradient for its dtype (the other
+    keeps the built-in limit); in the tiles or whole, the same bits."""
+    calls = []
+    real = loops.packed_grad_input
+    monkeypatch.setattr(loops, "packed_grad_input", lambda *a: calls.append(a[3]) or real(*a))
+    write_table(table_file, {"above": {}, "w_in_tile_rows": {"float32": 32}})
+    limits = loops.packed_limits()
+    assert limits["source"] == "table"
+    assert limits["w_in_tile_rows"] == {"float32": 32, "float64": loops.W_IN_TILE_ROWS}
+    assert limits["w_in_tile_measured"] == {"float32": 32}
+    assert loops.w_in_tile_rows(4) == 32 and loops.w_in_tile_rows(8) == loops.W_IN_TILE_ROWS
+    got = call("grad_input", "float32", 128, 1024, 1024)  # 2**27: above the crossover
+    call("grad_input", "float64", 128, 1024, 1024)
+    assert calls == [32, loops.W_IN_TILE_ROWS]
+    rng = np.random.default_rng(0)  # call's data
+    _, w, _, dy = (rng.standard_normal(s).astype(np.float32)
+                   for s in ((128, 1024), (1024, 1024), (1024,), (128, 1024)))
+    for rows in (0, 128):  # whole, and in the tiles
+        dx = np.empty((128, 1024), np.float32)
+        real(dx, dy, w, rows)
+        assert np.array_equal(dx, got)
 
 
 def call_packed_w(dtype, n, k, m, seed=0):

@@ -50,15 +50,21 @@ def test_quick_tune_writes_a_valid_table_that_auto_then_follows(tmp_path, capsys
     assert f"set {tuning.ENV}={out}" in captured.out  # it is not the file auto reads
     rungs = len(tuning.CROSSOVER_LADDER) * len(tuning.TUNED_OPS)
     in_place = len(tuning.IN_PLACE_LADDER)
-    total = rungs + in_place + 3
+    limits = in_place + len(tuning.IN_TILE_LADDER)
+    total = rungs + limits + 3
     n, k, m = tuning.IN_PLACE_LADDER[0]
-    # plain progress: the in-place limit first, then the crossovers, then the table's entries
+    # plain progress: the in-place limit first, then the in-tile one, then the crossovers, then
+    # the table's entries
     assert f"[1/{total}] 1 thread, w packed or in place: float32 forward {n}x{k}x{m}" in captured.err
+    n, k, m = tuning.IN_TILE_LADDER[0]
+    assert (f"[{in_place + 1}/{total}] 1 thread, w packed whole or in tiles: float32 grad_input "
+            f"{n}x{k}x{m}" in captured.err)
     n, k, m = tuning.CROSSOVER_LADDER[0]
-    assert (f"[{in_place + 1}/{total}] 1 thread, direct or packed: float32 forward {n}x{k}x{m}"
+    assert (f"[{limits + 1}/{total}] 1 thread, direct or packed: float32 forward {n}x{k}x{m}"
             in captured.err)
-    assert f"[{rungs + in_place + 1}/{total}] 1 thread, float32 1x16x16 forward (tiny)" in captured.err
+    assert f"[{rungs + limits + 1}/{total}] 1 thread, float32 1x16x16 forward (tiny)" in captured.err
     assert "its forward reads w in place, not packing it: float32 " in captured.out
+    assert "its input gradient packs w in the tiles, not whole: float32 " in captured.out
     assert "loops runs its packed GEMM above these sizes" in captured.out
     assert os.listdir(out.parent) == ["table.json"]  # no temporary file left beside it
 
@@ -91,12 +97,18 @@ def test_quick_tune_writes_a_valid_table_that_auto_then_follows(tmp_path, capsys
     rungs = packed["w_in_place_rungs"]["float32"]
     assert [r["shape"] for r in rungs] == packed["w_in_place_ladder"]
     assert all(r["status"] == "ok" and r["packed_s"] > 0 and r["in_place_s"] > 0 for r in rungs)
+    assert packed["w_in_tile_ladder"] == [list(s) for s in tuning.IN_TILE_LADDER]
+    assert packed["w_in_tile_rows"]["float32"] in [0] + [s[0] for s in tuning.IN_TILE_LADDER]
+    rungs = packed["w_in_tile_rungs"]["float32"]
+    assert [r["shape"] for r in rungs] == packed["w_in_tile_ladder"]
+    assert all(r["status"] == "ok" and r["whole_s"] > 0 and r["in_tile_s"] > 0 for r in rungs)
 
     monkeypatch.setenv(tuning.ENV, str(out))
     auto.reload()
     assert loops.packed_limits()["measured"] == {op: {"float32": packed["above"][op]["float32"]}
                                                  for op in tuning.TUNED_OPS}
     assert loops.packed_limits()["w_in_place_measured"] == packed["w_in_place_rows"]
+    assert loops.packed_limits()["w_in_tile_measured"] == packed["w_in_tile_rows"]
     used = auto.table_in_use()
     assert used["source"] == "table" and used["path"] == str(out)
     assert used["blas"] == sorted((e["op"], e["dtype"], e["class"], e["threads"])
@@ -254,10 +266,35 @@ def test_a_forward_whose_in_place_read_differs_exits_1_and_stops_the_limit_below
             "packed gave different results" in err)
 
 
-def test_the_in_place_limit_a_table_may_hold_is_where_the_packed_forward_stops():
+def test_an_input_gradient_whose_in_tile_packing_differs_exits_1_and_stops_the_limit_below_it(
+        tmp_path, monkeypatch, capsys):
+    """The input gradient with w packed in the tiles must give the bits of w packed whole; where
+    it does not, tune says so on stderr, exits 1, and the limit stays below that batch."""
+    real = loops.packed_grad_input
+
+    def differs_from_64(dx, dy, w, w_in_tile_rows):
+        real(dx, dy, w, w_in_tile_rows)
+        if 64 <= dx.shape[0] <= w_in_tile_rows:
+            dx[0, 0] = np.nextafter(dx[0, 0], np.inf)  # the last bit of one output
+
+    monkeypatch.setattr(loops, "packed_grad_input", differs_from_64)
+    out = tmp_path / "t.json"
+    assert cli.main([*QUICK, "--ops", "grad_input", "--output", str(out)]) == 1
+    packed = tuning.load(out, tuning.machine_key())["packed"]
+    assert "w_in_place_rows" not in packed  # the forward was not tuned
+    status = [r["status"] for r in packed["w_in_tile_rungs"]["float32"]]
+    per = len(tuning.IN_PLACE_FEATURES)
+    assert status == ["ok"] * 2 * per + ["wrong"] * (len(tuning.IN_TILE_LADDER) - 2 * per)
+    assert packed["w_in_tile_rows"]["float32"] in (0, 16, 32)
+    err = capsys.readouterr().err
+    assert ("float32 grad_input at 64x512x512: the packed input gradient with w packed in the "
+            "tiles and whole gave different results" in err)
+
+
+def test_the_limits_a_table_may_hold_are_where_the_packed_products_stop():
     from fastlinear.kernels.packed import _workspace
 
-    assert tuning.IN_PLACE_MAX == _workspace.MC
+    assert tuning.IN_PLACE_MAX == tuning.IN_TILE_MAX == _workspace.MC
 
 
 def test_the_printed_table_shows_why_a_faster_blas_was_not_chosen():

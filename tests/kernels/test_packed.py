@@ -185,9 +185,10 @@ def test_forward_reads_w_in_place_with_the_bits_of_packing_it(rng, dtype, monkey
                 packed.packed_forward(y, x, w, bias, act)
                 assert calls == [(True, True)]  # (transposed, a_in_place)
                 want = np.full((n, m), np.nan, dt)
-                gemm(want, False, x, True, False, w, True, k, dt.type(1), empty, no_leaves, False,
-                     empty if bias is None else bias, bias is not None, act, False, ws.mr, ws.nr,
-                     ws.kc, ws.packed_a(n), _api._packed_b(ws, dt, m), ws.tiles)
+                gemm(want, False, x, True, False, w, True, False, k, dt.type(1), empty,
+                     no_leaves, False, empty if bias is None else bias, bias is not None, act,
+                     False, ws.mr, ws.nr, ws.kc, ws.packed_a(n), _api._packed_b(ws, dt, m),
+                     ws.tiles)
                 assert np.array_equal(y, want), (n, k, m, act, bias is None)
     calls.clear()
     x, w, b, _ = _data(rng, rows + 1, 70, 67, dtype)
@@ -195,6 +196,59 @@ def test_forward_reads_w_in_place_with_the_bits_of_packing_it(rng, dtype, monkey
     packed.packed_forward(y, x, w, b, packed.ACT_NONE)
     assert calls == [(False, False)]
     assert_close(y, ref.forward(x, w, b), ref.magnitude_forward(x, w, b), 70, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_grad_input_packs_w_in_the_tiles_with_the_bits_of_packing_it_whole(rng, dtype,
+                                                                          monkeypatch):
+    """Up to W_IN_TILE_ROWS batch rows, and while there are at least as many 256-column tiles as
+    threads, the input gradient packs w's panels in the tiles that use them; otherwise all of w
+    per k-block. The bits are the same, at shapes with partial row and column panels, a partial
+    last tile, several k-blocks, an empty reduction, and a batch at the limit."""
+    from fastlinear.kernels.packed import _api
+    from fastlinear.kernels.packed._driver import NC_IN_TILE, gemm
+
+    calls = []
+    monkeypatch.setattr(_api, "gemm", lambda *a: (calls.append(a[7]), gemm(*a))[1])
+    rows = _api.W_IN_TILE_ROWS
+    threads = numba.get_num_threads()
+    for n, k, m in [(1, 3, 9), (33, 1100, 45), (rows, 300, 67), (17, 257, 2100), (9, 520, 1030),
+                    (40, 12, 0), (rows + 1, 300, 67)]:
+        _, w, _, dy = _data(rng, n, k, m, dtype)
+        calls.clear()
+        dx = np.full((n, k), np.nan, dtype)
+        packed.packed_grad_input(dx, dy, w)
+        assert calls == [n <= rows and -(-k // NC_IN_TILE) >= threads], (n, k, m)
+        whole = np.full((n, k), np.nan, dtype)
+        packed.packed_grad_input(whole, dy, w, 0)
+        assert calls[-1] is False
+        assert np.array_equal(dx, whole), (n, k, m)
+        tiled = np.full((n, k), np.nan, dtype)
+        packed.packed_grad_input(tiled, dy, w, n)
+        assert np.array_equal(tiled, whole), (n, k, m)
+        assert_close(tiled, ref.grad_input(dy, w), ref.magnitude_grad_input(dy, w), m, dtype,
+                     "dx")
+
+
+def test_grad_input_packs_w_whole_when_threads_outnumber_the_tiles(rng, monkeypatch):
+    """Fewer 256-column tiles than Numba threads would leave threads idle: w is packed whole."""
+    from fastlinear.kernels.packed import _api
+    from fastlinear.kernels.packed._driver import gemm
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs a pool of 2 threads")
+    calls = []
+    monkeypatch.setattr(_api, "gemm", lambda *a: (calls.append(a[7]), gemm(*a))[1])
+    _, w, _, dy = _data(rng, 64, 256, 300, np.float32)
+    before = numba.get_num_threads()
+    try:
+        for threads, in_tiles in ((1, True), (2, False)):
+            numba.set_num_threads(threads)
+            calls.clear()
+            packed.packed_grad_input(np.empty((64, 256), np.float32), dy, w)
+            assert calls == [in_tiles], threads
+    finally:
+        numba.set_num_threads(before)
 
 
 def test_float32_micro_kernel_stays_float32():

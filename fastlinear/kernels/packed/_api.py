@@ -8,13 +8,14 @@ counts.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from .. import _scratch
 from .._scratch import EMPTY
 from .._sums import leaf_buffer
 from ._act import ACT_NONE
-from ._driver import gemm
+from ._driver import NC_IN_TILE, gemm
 from ._workspace import MC, row_blocks, workspace
 
 _NO_LEAVES = {dt: np.empty((0, 0), dt) for dt in EMPTY}
@@ -34,6 +35,18 @@ _NO_LEAVES = {dt: np.empty((0, 0), dt) for dt in EMPTY}
 #: 1024x1024x1024 0.77-1.05), so 128 keeps the clear wins. The built-in value; `fastlinear tune`
 #: measures this machine's (``fastlinear.tuning.in_place_rows``).
 W_IN_PLACE_ROWS = 128
+#: batch rows up to which `packed_grad_input` packs w's panels in the tiles that use them instead of
+#: all of w per k-block (`_driver.gemm`'s ``b_in_tile``: tiles of all the batch rows by
+#: `_driver.NC_IN_TILE` columns, each packing its own KC x 256 block of w into this thread's
+#: part of the B buffer, where it stays in L2 while every row panel uses it; the same sums in the
+#: same order, so the same bits). Packed whole, w's k-block (KC x in: 16 MiB float32 at 4096
+#: features) is written out and read back from memory; at small batches that traffic is most of
+#: the call (packing 51% of the input gradient at 64x4096x4096 float32). Time packed whole / time
+#: packed in the tiles, float32 / float64, ``asv_benchmarks/scripts/packed_profile.py --in-tile
+#: --threads 1`` (``--threads 2`` in brackets), 2-core Intel Xeon KVM guest (rocketlake): see
+#: FIGURES_IN_TILE. The built-in value; `fastlinear tune` measures this machine's
+#: (``fastlinear.tuning.in_tile_rows``).
+W_IN_TILE_ROWS = 128
 
 
 def _packed_b(ws, dt, n: int) -> np.ndarray:
@@ -62,13 +75,13 @@ def packed_forward(y: np.ndarray, x: np.ndarray, w: np.ndarray, b: np.ndarray | 
     bias = empty if b is None else b
     if n <= min(w_in_place_rows, MC):
         # y.T = w @ x.T with w read in place: only x (and a partial last panel of w) is packed
-        gemm(y, True, w, True, True, x, True, x.shape[1], dt.type(1), empty, _NO_LEAVES[dt],
+        gemm(y, True, w, True, True, x, True, False, x.shape[1], dt.type(1), empty, _NO_LEAVES[dt],
              False, bias, b is not None, int(act), False, ws.mr, ws.nr, ws.kc,
              ws.packed_a(ws.mr), _packed_b(ws, dt, n), ws.tiles)
         return
     bpack = _packed_b(ws, dt, y.shape[1])
     for rows in row_blocks(n):  # bounded packing memory, same result (see _workspace.MC)
-        gemm(y[rows], False, x[rows], True, False, w, True, x.shape[1], dt.type(1), empty,
+        gemm(y[rows], False, x[rows], True, False, w, True, False, x.shape[1], dt.type(1), empty,
              _NO_LEAVES[dt], False, bias, b is not None, int(act), False,
              ws.mr, ws.nr, ws.kc, ws.packed_a(rows.stop - rows.start), bpack, ws.tiles)
 
@@ -82,22 +95,34 @@ def packed_grad_weight(dw: np.ndarray, db: np.ndarray | None, dy: np.ndarray, x:
     ws = _prepare(dt)
     empty = EMPTY[dt]
     leaves = _NO_LEAVES[dt] if db is None else leaf_buffer(dt, x.shape[0], dw.shape[0])
-    gemm(dw, False, dy, False, False, x, False, x.shape[0], dt.type(scale),
+    gemm(dw, False, dy, False, False, x, False, False, x.shape[0], dt.type(scale),
          empty if db is None else db, leaves, db is not None, empty, False, ACT_NONE,
          bool(accumulate),
          ws.mr, ws.nr, ws.kc, ws.packed_a(dw.shape[0]), _packed_b(ws, dt, dw.shape[1]), ws.tiles)
 
 
-def packed_grad_input(dx: np.ndarray, dy: np.ndarray, w: np.ndarray) -> None:
-    """dx = dy @ w."""
+def packed_grad_input(dx: np.ndarray, dy: np.ndarray, w: np.ndarray,
+                      w_in_tile_rows: int = W_IN_TILE_ROWS) -> None:
+    """dx = dy @ w. Up to ``w_in_tile_rows`` batch rows (default `W_IN_TILE_ROWS`; the loops
+    backend passes the one `fastlinear tune` measured; never above `_workspace.MC`), w's panels
+    are packed by the tiles that use them, while there are at least as many tiles (in_features /
+    256) as Numba threads (fewer tiles would leave threads idle); otherwise all of w is packed for
+    each k-block. The same bits either way."""
     # dy is (n, out), w is (out, in), dx is (n, in)
     dt = dx.dtype
     ws = _prepare(dt)
     empty = EMPTY[dt]
     n = dx.shape[0]
+    if n <= min(w_in_tile_rows, MC) and -(-dx.shape[1] // NC_IN_TILE) >= numba.get_num_threads():
+        # one KC x NC_IN_TILE block of w per Numba thread
+        bpack = _scratch.buffer("packed_b", dt, ws.tiles.shape[0] * NC_IN_TILE * ws.kc)
+        gemm(dx, False, dy, True, False, w, False, True, w.shape[0], dt.type(1), empty,
+             _NO_LEAVES[dt], False, empty, False, ACT_NONE, False, ws.mr, ws.nr, ws.kc,
+             ws.packed_a(n), bpack, ws.tiles)
+        return
     bpack = _packed_b(ws, dt, dx.shape[1])
     for rows in row_blocks(n):  # bounded packing memory, same result (see _workspace.MC)
-        gemm(dx[rows], False, dy[rows], True, False, w, False, w.shape[0], dt.type(1), empty,
+        gemm(dx[rows], False, dy[rows], True, False, w, False, False, w.shape[0], dt.type(1), empty,
              _NO_LEAVES[dt], False, empty, False, ACT_NONE, False, ws.mr, ws.nr, ws.kc,
              ws.packed_a(rows.stop - rows.start), bpack, ws.tiles)
 

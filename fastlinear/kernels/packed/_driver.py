@@ -133,6 +133,17 @@ def tile_shape(mpanels, npanels, mr, nr):
     return tr, tc
 
 
+#: columns of a tile that packs its own B panels (`gemm`'s ``b_in_tile``)
+NC_IN_TILE = 256
+
+
+@njit(**PLAIN)
+def tile_shape_b_in_tile(mpanels, npanels, mr, nr):
+    """(row panels, column panels) per tile of C when each tile packs its own B panels: all the
+    row panels (so that each B panel is packed once) by `NC_IN_TILE` columns."""
+    return max(mpanels, 1), max(min(npanels, NC_IN_TILE // nr), 1)
+
+
 @njit(**PLAIN)
 def _pack_task(t, chunks, na, a_first, group, bsteps, bchunks, apack, asrc, a_by_rows, bpack,
                bsrc, b_by_rows, m, n, mr, nr, p0, kc, scale, leaves, with_db):
@@ -166,13 +177,13 @@ def _pack_task(t, chunks, na, a_first, group, bsteps, bchunks, apack, asrc, a_by
         q0 = ((t - na) % bchunks) * bsteps
         jp0 = g * group
         npanels = (n + nr - _U(1)) // nr
-        pack_col_panels(bpack, bsrc, p0, q0, min(bsteps, kc - q0), kc, jp0,
+        pack_col_panels(bpack, jp0 * nr * kc, bsrc, p0, q0, min(bsteps, kc - q0), kc, jp0,
                         min(jp0 + group, npanels), n, nr)
 
 
 @njit(**PARALLEL)
-def gemm(c, transposed, asrc, a_by_rows, a_in_place, bsrc, b_by_rows, k, scale, db, leaves,
-         with_db, bias, with_bias, act, accumulate, mr_, nr_, kc_, apack, bpack, tiles):
+def gemm(c, transposed, asrc, a_by_rows, a_in_place, bsrc, b_by_rows, b_in_tile, k, scale, db,
+         leaves, with_db, bias, with_bias, act, accumulate, mr_, nr_, kc_, apack, bpack, tiles):
     """C (+)= A @ B (see the module docstring); the three public products call this.
 
     C is ``c``, or its transpose when ``transposed`` (``bias`` runs along c's columns either way:
@@ -218,7 +229,10 @@ def gemm(c, transposed, asrc, a_by_rows, a_in_place, bsrc, b_by_rows, k, scale, 
                 db[j] = zero
         return
     # signed arguments: uint64 mixed with the int64 literals inside would compute in float64
-    tr_, tc_ = tile_shape((m_ + mr_ - 1) // mr_, (n_ + nr_ - 1) // nr_, mr_, nr_)
+    if b_in_tile:
+        tr_, tc_ = tile_shape_b_in_tile((m_ + mr_ - 1) // mr_, (n_ + nr_ - 1) // nr_, mr_, nr_)
+    else:
+        tr_, tc_ = tile_shape((m_ + mr_ - 1) // mr_, (n_ + nr_ - 1) // nr_, mr_, nr_)
     tr = _U(tr_)
     tc = _U(tc_)
     trows = (mpanels + tr - one) // tr
@@ -241,7 +255,9 @@ def gemm(c, transposed, asrc, a_by_rows, a_in_place, bsrc, b_by_rows, k, scale, 
         last = kb == nkb - one
         chunks = (kc + steps - one) // steps
         na = (mpanels - afull) * chunks
-        if b_by_rows:
+        if b_in_tile:
+            nb = _U(0)
+        elif b_by_rows:
             nb = npanels * chunks
         else:
             nb = ((npanels + group - one) // group) * ((kc + bsteps - one) // bsteps)
@@ -251,13 +267,29 @@ def gemm(c, transposed, asrc, a_by_rows, a_in_place, bsrc, b_by_rows, k, scale, 
                        apack, asrc, a_by_rows, bpack, bsrc, b_by_rows, m, n, mr, nr, p0, kc,
                        scale, leaves, with_db)
         for ti in prange(trows * tcols):
-            t = tiles[get_thread_id()]
+            tid = get_thread_id()
+            t = tiles[tid]
             r0 = (_U(ti) // tcols) * tr
             c0 = (_U(ti) % tcols) * tc
+            c1 = min(c0 + tc, npanels)
+            # B panel jp of the k-block lies at boff + (jp - bfirst) * nr * kc of bpack
+            boff = _U(0)
+            bfirst = _U(0)
+            if b_in_tile:
+                # this tile's own B panels, in this thread's part of bpack
+                boff = _U(tid) * tc * nr * kcb
+                bfirst = c0
+                if b_by_rows:
+                    for jp in range(c0, c1):
+                        jj = jp * nr
+                        pack_rows(bpack, boff + (jp - c0) * nr * kc, bsrc, jj, min(nr, n - jj),
+                                  p0, kc, nr)
+                else:
+                    pack_col_panels(bpack, boff, bsrc, p0, _U(0), kc, kc, c0, c1, n, nr)
             for ip in range(r0, min(r0 + tr, mpanels)):
                 i0 = ip * mr
                 rows = min(mr, m - i0)
-                for jp in range(c0, min(c0 + tc, npanels)):
+                for jp in range(c0, c1):
                     jj = jp * nr
                     cols = min(nr, n - jj)
                     # C's lines start arriving while the micro-kernel runs (see _prefetch)
@@ -266,11 +298,11 @@ def gemm(c, transposed, asrc, a_by_rows, a_in_place, bsrc, b_by_rows, k, scale, 
                     else:
                         _prefetch_tile(c, i0, rows, jj, cols)
                     if ip < afull:
-                        micro_in_place(kc, aflat, i0 * lda + p0, lda, one, bpack, jp * nr * kc,
-                                       nr, t)
+                        micro_in_place(kc, aflat, i0 * lda + p0, lda, one, bpack,
+                                       boff + (jp - bfirst) * nr * kc, nr, t)
                     else:
-                        micro(kc, apack, (ip - afull) * mr * kc, one, mr, bpack, jp * nr * kc,
-                              nr, t)
+                        micro(kc, apack, (ip - afull) * mr * kc, one, mr, bpack,
+                              boff + (jp - bfirst) * nr * kc, nr, t)
                     if transposed:
                         _store_transposed(c, i0, rows, jj, cols, t, nr, add, last, bias,
                                           with_bias, act)

@@ -62,11 +62,11 @@ GROUP_BYTES = 1024
 
 
 @njit(**SERIAL)
-def pack_col_panels(dst, src, r0, q0, qn, kc, jp0, jp1, n, width):
+def pack_col_panels(dst, off, src, r0, q0, qn, kc, jp0, jp1, n, width):
     """Steps q0 .. q0 + qn of panels jp0 .. jp1 of a k-block that starts at row r0 of ``src``:
-    dst[jp * width * kc + p * width + j] = src[r0 + p, jp * width + j] for j < width while
-    jp * width + j < n, else 0. A k-block of kc steps keeps each panel's width * kc elements
-    together, as the micro-kernel reads them."""
+    dst[off + (jp - jp0) * width * kc + p * width + j] = src[r0 + p, jp * width + j] for
+    j < width while jp * width + j < n, else 0. A k-block of kc steps keeps each panel's
+    width * kc elements together, as the micro-kernel reads them."""
     # src is (K, n): a panel is `width` columns of it, over the kc rows of the k-block
     zero = dst.dtype.type(0)
     for p in range(q0, q0 + qn):
@@ -74,7 +74,7 @@ def pack_col_panels(dst, src, r0, q0, qn, kc, jp0, jp1, n, width):
         for jp in range(jp0, jp1):
             c0 = jp * width
             cols = min(width, n - c0)
-            d = jp * width * kc + p * width
+            d = off + (jp - jp0) * width * kc + p * width
             for j in range(cols):
                 dst[d + j] = row[c0 + j]
             for j in range(cols, width):
