@@ -109,9 +109,12 @@ PACKED_MIN_DIM = 64
 #: narrow out_features 8192x2048x8 1.16 / 1.39, 8192x1024x10 1.15-1.19 / 1.35-1.43 (1.89 / 2.13),
 #: 8192x1024x32 2.40-2.81 / 2.62-2.65 (3.50 / 3.83), narrow in_features 8192x8x2048 3.30 / 3.51,
 #: 4096x32x1024 0.99-1.13 / 1.21-1.35 (0.96 / 1.23) -> packed; below 8 (not measured: the packed
-#: micro-tile pads dw to 8 rows by 32 / 16 columns) -> direct. grad_input: narrow batch 8x4096x4096
-#: 0.96-1.16 / 1.12-1.21 (0.98 / 1.19), 16x4096x4096 1.27-1.54 / 2.08-2.11 (1.58 / 2.01),
-#: 32x4096x4096 2.40-2.69 / 2.73-2.86 -> packed from 16; narrow in_features 4096x32x1024 0.41-0.43
+#: micro-tile pads dw to 8 rows by 32 / 16 columns) -> direct. grad_input: narrow batch, where
+#: the packed input gradient packs w in its tiles (``kernels.packed._api.W_IN_TILE_ROWS``; one run
+#: each): 8x4096x4096 1.05 / 1.60 (1.32 / 1.75), 16x4096x4096 1.72 / 3.12 (2.43 / 2.99),
+#: 32x4096x4096 4.11 / 4.99 (4.16 / 4.96) -> packed from 8 (with w packed whole, before:
+#: 8x4096x4096 0.96-1.16 / 1.12-1.21 (0.98 / 1.19), 16x4096x4096 1.27-1.54 / 2.08-2.11, packed
+#: from 16); below 8 (not in the script: the micro-tile pads dx to 8 rows) -> direct; narrow in_features 4096x32x1024 0.41-0.43
 #: / 0.60-0.73, narrow out_features 8192x1024x10 0.33-0.40 / 0.47-0.53 -> direct. (Before, every
 #: side had to be at least `PACKED_MIN_DIM`, a rule measured with an older driver: the forward at
 #: 4096x32x1024, the weight gradient at 8192x1024x32 and the input gradient at 32x4096x4096 ran
@@ -119,7 +122,7 @@ PACKED_MIN_DIM = 64
 PACKED_MIN_SIDES = {
     "forward": (16, 1, PACKED_MIN_DIM),
     "grad_weight": (PACKED_MIN_DIM, 8, 8),
-    "grad_input": (16, PACKED_MIN_DIM, PACKED_MIN_DIM),
+    "grad_input": (8, PACKED_MIN_DIM, PACKED_MIN_DIM),
 }
 
 _FORWARD = (forward_kernels.forward_serial, forward_kernels.forward_parallel)

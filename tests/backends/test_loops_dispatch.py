@@ -213,8 +213,10 @@ def test_packed_kernels_take_over_above_their_thresholds(monkeypatch, rng):
     ((4096, 32, 520), {"packed_forward", "packed_grad_weight"}),
     # a batch of 17: the forward (reading w in place) and the input gradient pack
     ((17, 2048, 2048), {"packed_forward", "packed_grad_input"}),
-    # a batch of 15: nothing packs
-    ((15, 4096, 2048), set()),
+    # a batch of 15: only the input gradient (from a batch of 8, where it packs w in its tiles)
+    ((15, 4096, 2048), {"packed_grad_input"}),
+    # a batch of 7: nothing packs
+    ((7, 4096, 4096), set()),
 ])
 def test_narrow_sides_choose_the_kernel_per_op(monkeypatch, shape, packed):
     """Above the packed threshold with one side narrower than PACKED_MIN_DIM, each op runs the
@@ -292,6 +294,8 @@ def test_a_low_crossover_moves_narrow_gradients_only_above_the_built_in_one(monk
         assert not loops.runs_packed("grad_weight", size, 1 << 20, 4, 256)  # dw 4 columns
         assert not loops.runs_packed("grad_input", size, 32, 1024, 1024)  # 2**25
         assert loops.runs_packed("grad_input", size, 32, 2048, 2048)  # 2**27
-        assert not loops.runs_packed("grad_input", size, 15, 4096, 4096)  # batch below 16
+        assert loops.runs_packed("grad_input", size, 8, 4096, 4096)  # 2**27
+        assert not loops.runs_packed("grad_input", size, 7, 4096, 4096)  # batch below 8
+        assert not loops.runs_packed("grad_input", size, 8, 2048, 2048)  # 2**25: direct
         assert loops.runs_packed("forward", size, 16, 4096, 4096)
         assert not loops.runs_packed("forward", size, 15, 4096, 4096)  # batch below 16

@@ -82,7 +82,7 @@ def test_the_tables_crossover_moves_the_switch_both_ways(op, dtype, table_file, 
     assert packed_calls == [f"packed_{op}"]
     call(op, other, 64, 128, 128)  # the dtype the table leaves out keeps the built-in crossover
     assert packed_calls == [f"packed_{op}"]
-    call(op, dtype, 15, 2048, 4096)  # above 2**26, but a batch too narrow for every op
+    call(op, dtype, 7, 2048, 8192)  # above 2**26, but a batch too narrow for every op
     assert packed_calls == [f"packed_{op}"]
 
     write_table(table_file, {"above": {op: {dtype: 1 << 40}}})

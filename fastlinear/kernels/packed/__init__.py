@@ -5,7 +5,8 @@ Public functions (outputs first, no checking inside; see `_api`):
 * ``packed_forward(y, x, w, b, act, w_in_place_rows)``: y = act(x @ w.T + b), w read in place
   up to that many batch rows (the same bits as packing it)
 * ``packed_grad_weight(dw, db, dy, x, scale, accumulate)``: dw (+)= scale * dy.T @ x, db fused
-* ``packed_grad_input(dx, dy, w)``: dx = dy @ w
+* ``packed_grad_input(dx, dy, w, w_in_tile_rows)``: dx = dy @ w, w packed by the tiles that use
+  it up to that many batch rows (the same bits as packing it whole)
 * ``compile_packed(dtype)``: compile ahead of first use
 
 Files: ``_micro.py`` the register-blocked micro-kernels (8 x 32 float32, 8 x 16 float64; for

@@ -37,15 +37,22 @@ _NO_LEAVES = {dt: np.empty((0, 0), dt) for dt in EMPTY}
 W_IN_PLACE_ROWS = 128
 #: batch rows up to which `packed_grad_input` packs w's panels in the tiles that use them instead of
 #: all of w per k-block (`_driver.gemm`'s ``b_in_tile``: tiles of all the batch rows by
-#: `_driver.NC_IN_TILE` columns, each packing its own KC x 256 block of w into this thread's
-#: part of the B buffer, where it stays in L2 while every row panel uses it; the same sums in the
-#: same order, so the same bits). Packed whole, w's k-block (KC x in: 16 MiB float32 at 4096
-#: features) is written out and read back from memory; at small batches that traffic is most of
-#: the call (packing 51% of the input gradient at 64x4096x4096 float32). Time packed whole / time
-#: packed in the tiles, float32 / float64, ``asv_benchmarks/scripts/packed_profile.py --in-tile
-#: --threads 1`` (``--threads 2`` in brackets), 2-core Intel Xeon KVM guest (rocketlake): see
-#: FIGURES_IN_TILE. The built-in value; `fastlinear tune` measures this machine's
-#: (``fastlinear.tuning.in_tile_rows``).
+#: `_driver.NC_IN_TILE` = 256 columns, each packing its own KC x 256 block of w, 1 MiB for either
+#: dtype, into this thread's part of the B buffer, where it stays in L2 while every row panel uses
+#: it; the same sums in the same order, so the same bits). Packed whole, w's k-block (KC x in:
+#: 16 MiB float32 at 4096 features) is written out and read back from memory, which weighs most at
+#: small batches (packing was 51% of the input gradient at 64x4096x4096 float32). Time packed whole
+#: / time packed in the tiles, float32 / float64, ``asv_benchmarks/scripts/packed_profile.py
+#: --in-tile --threads 1`` (``--threads 2`` in brackets), 2-core Intel Xeon KVM guest
+#: (rocketlake): 16x4096x4096 1.28 / 1.41 (1.93 / 1.30), 32x2048x2048 1.47 / 1.22 (2.27 / 1.73),
+#: 64x4096x4096 1.21 / 1.24 (1.63 / 1.58), 128x1024x1024 1.33 / 1.22 (2.01 / 1.54); above the
+#: limit 256x512x512 1.04 / 1.14 (1.39 / 1.20), 512x1024x1024 1.21 / 1.11 (1.22 / 1.17),
+#: 1024x1024x1024 1.09 / 1.01 (1.07 / 1.03). A tile per 256 columns gives only ceil(in / 256)
+#: parallel tasks, so the built-in limit stays below the batches of 256 and more at which the
+#: driver keeps at least 256 tasks (``tile_shape``) for machines of many cores; `fastlinear tune`
+#: measures this machine's limit (``fastlinear.tuning.in_tile_rows``), at its thread count. (Tiles
+#: of 128 or 512 columns, tried at 16-128 rows by editing `_driver.NC_IN_TILE`, were not faster
+#: overall: 128 about the same, 512 slower where few tiles could not feed both threads.)
 W_IN_TILE_ROWS = 128
 
 

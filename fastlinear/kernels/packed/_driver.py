@@ -14,7 +14,7 @@ it (see `_pack`). Loop order (Goto / van de Geijn, BLIS-style, with the roles me
     (weight gradient with db: combine the leaf sums of db, one pass on one thread)
 
 Parallel tasks. Both parallel loops have at least TASKS (256 = 4 x 64 threads) tasks of nearly
-equal size at every shape of 256 x 512 x 512 or more: a tile starts as all the row panels by
+equal size at every shape of 256 x 512 x 512 or more (unless B is packed in the tiles, below): a tile starts as all the row panels by
 256 columns (the column block one thread handled before, whose packed B stays in L2) and the
 longer side, counted in elements, is halved until there are TASKS tiles or a tile is one
 micro-kernel. The tile shape depends only on the shape of C, never on the number of threads.
@@ -39,6 +39,13 @@ being packed first; only B and a partial last panel of A are packed. The forward
 uses it with C = y.T, A = w and B = x.T, so that the weights, the large operand there, are never
 copied (``_api.W_IN_PLACE_ROWS``); each element is the same sum in the same order as with A
 packed, so the bits do not change.
+
+B packed in the tiles (``b_in_tile``): packed whole, B's k-block (KC x N) is shared by all the
+tiles but, at 4096 columns, is 16 MiB: written out to memory and read back by the tiles. Where
+C has few rows, each tile instead spans all the row panels and `NC_IN_TILE` columns and packs its
+own KC x NC_IN_TILE block of B into its thread's part of ``bpack``, where it stays in L2 while
+every row panel uses it; each B panel is still packed once per k-block. The input gradient at
+small batches uses it (``_api.W_IN_TILE_ROWS``); the same sums in the same order, so the same bits.
 
 Store modes: the first k-block writes C (or adds to it when ``accumulate``), later k-blocks add;
 after the last k-block, bias and activation are applied to the block just stored (no second pass).
@@ -195,9 +202,11 @@ def gemm(c, transposed, asrc, a_by_rows, a_in_place, bsrc, b_by_rows, b_in_tile,
     ``asrc`` is read by `pack_rows` when ``a_by_rows`` (A = asrc) and otherwise by
     `pack_cols_scaled_sum` (A = asrc.T, scaled by ``scale``; when ``with_db``, db (+)= the column
     sums of the scaled values, through ``leaves``). ``bsrc`` likewise: B = bsrc.T when
-    ``b_by_rows``, else B = bsrc. Scratch, all from the caller: ``apack`` holds
-    ceil(M / MR) * MR * KC elements, ``bpack`` ceil(N / NR) * NR * KC (shared by all threads),
-    ``tiles`` one MR * NR row per Numba thread, ``leaves`` (ceil(k / LEAF), M) when ``with_db``.
+    ``b_by_rows``, else B = bsrc. When ``b_in_tile``, each tile packs its own B panels (see the
+    module docstring). Scratch, all from the caller: ``apack`` holds ceil(M / MR) * MR * KC
+    elements, ``bpack`` ceil(N / NR) * NR * KC (shared by all threads) or, when ``b_in_tile``,
+    NC_IN_TILE * KC per Numba thread, ``tiles`` one MR * NR row per Numba thread, ``leaves``
+    (ceil(k / LEAF), M) when ``with_db``.
     """
     # C is (M, N); A is (M, k) and B is (k, N) read through asrc / bsrc as described above
     m_ = c.shape[1] if transposed else c.shape[0]
