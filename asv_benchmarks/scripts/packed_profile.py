@@ -227,16 +227,25 @@ def in_place(dt: np.dtype, n: int, k: int, m: int) -> tuple[float, float]:
                      empty, False, 0, False, ws.mr, ws.nr, ws.kc, ws.packed_a(ws.mr),
                      _api._packed_b(ws, dt, n), ws.tiles)
 
-    packed_w()
-    w_in_place()
-    if not np.array_equal(y, y2):
-        raise SystemExit(f"--in-place: {dt} {n}x{k}x{m}: the two forwards differ")
-    samples: dict[str, list[float]] = {"packed": [], "in place": []}
+    return _same_bits_then_timed(packed_w, w_in_place, y, y2,
+                                 f"--in-place: {dt} {n}x{k}x{m}: the two forwards differ")
+
+
+def _same_bits_then_timed(first, second, out1: np.ndarray, out2: np.ndarray,
+                          differ: str) -> tuple[float, float]:
+    """Run ``first`` and ``second`` once, exit with ``differ`` unless ``out1`` and ``out2`` (their
+    outputs) are bitwise equal, then their median seconds over 9 interleaved rounds (each the
+    best of 3 calls after one warm-up call)."""
+    first()
+    second()
+    if not np.array_equal(out1, out2):
+        raise SystemExit(differ)
+    samples: list[list[float]] = [[], []]
     for _ in range(9):
-        for name, f in (("packed", packed_w), ("in place", w_in_place)):
+        for i, f in enumerate((first, second)):
             f()
-            samples[name].append(min(_timed(f) for _ in range(3)))
-    return statistics.median(samples["packed"]), statistics.median(samples["in place"])
+            samples[i].append(min(_timed(f) for _ in range(3)))
+    return statistics.median(samples[0]), statistics.median(samples[1])
 
 
 def in_tile(dt: np.dtype, n: int, k: int, m: int) -> tuple[float, float]:
@@ -261,16 +270,8 @@ def in_tile(dt: np.dtype, n: int, k: int, m: int) -> tuple[float, float]:
                      False, empty, False, 0, False, ws.mr, ws.nr, ws.kc, ws.packed_a(n),
                      _api._scratch.buffer("packed_b", dt, per_thread), ws.tiles)
 
-    whole()
-    tiled()
-    if not np.array_equal(dx, dx2):
-        raise SystemExit(f"--in-tile: {dt} {n}x{k}x{m}: the two input gradients differ")
-    samples: dict[str, list[float]] = {"whole": [], "in tiles": []}
-    for _ in range(9):
-        for name, f in (("whole", whole), ("in tiles", tiled)):
-            f()
-            samples[name].append(min(_timed(f) for _ in range(3)))
-    return statistics.median(samples["whole"]), statistics.median(samples["in tiles"])
+    return _same_bits_then_timed(whole, tiled, dx, dx2,
+                                 f"--in-tile: {dt} {n}x{k}x{m}: the two input gradients differ")
 
 
 def main() -> None:

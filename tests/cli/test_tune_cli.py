@@ -242,53 +242,37 @@ def test_a_wrong_packed_kernel_exits_1_and_is_never_chosen(tmp_path, monkeypatch
             in err)
 
 
-def test_a_forward_whose_in_place_read_differs_exits_1_and_stops_the_limit_below_it(
-        tmp_path, monkeypatch, capsys):
-    """The forward with w in place must give the bits of w packed; where it does not, tune says
-    so on stderr, exits 1, and the limit stays below that batch."""
-    real = loops.packed_forward
+@pytest.mark.parametrize("op, kernel, first_wrong, prefix, ladder, message", [
+    ("forward", "packed_forward", 32, "w_in_place", tuning.IN_PLACE_LADDER,
+     "float32 forward at 32x512x512: the packed forward with w read in place and with w packed "
+     "gave different results"),
+    ("grad_input", "packed_grad_input", 64, "w_in_tile", tuning.IN_TILE_LADDER,
+     "float32 grad_input at 64x512x512: the packed input gradient with w packed in the tiles and "
+     "whole gave different results"),
+])
+def test_a_limit_whose_two_ways_differ_exits_1_and_stops_the_limit_below_it(
+        op, kernel, first_wrong, prefix, ladder, message, tmp_path, monkeypatch, capsys):
+    """The forward with w in place must give the bits of w packed, the input gradient with w
+    packed in the tiles those of w packed whole; where they do not, tune says so on stderr, exits
+    1, and the limit stays below that batch."""
+    real = getattr(loops, kernel)
 
-    def differs_from_32(y, x, w, b, act, w_in_place_rows):
-        real(y, x, w, b, act, w_in_place_rows)
-        if 32 <= y.shape[0] <= w_in_place_rows:
-            y[0, 0] = np.nextafter(y[0, 0], np.inf)  # the last bit of one output
+    def differs(out, *args):
+        real(out, *args)
+        if first_wrong <= out.shape[0] <= args[-1]:  # the last argument: the limit
+            out[0, 0] = np.nextafter(out[0, 0], np.inf)  # the last bit of one output
 
-    monkeypatch.setattr(loops, "packed_forward", differs_from_32)
+    monkeypatch.setattr(loops, kernel, differs)
     out = tmp_path / "t.json"
-    assert cli.main([*QUICK, "--ops", "forward", "--output", str(out)]) == 1
+    assert cli.main([*QUICK, "--ops", op, "--output", str(out)]) == 1
     packed = tuning.load(out, tuning.machine_key())["packed"]
-    status = [r["status"] for r in packed["w_in_place_rungs"]["float32"]]
-    per = len(tuning.IN_PLACE_FEATURES)
-    assert status == ["ok"] * per + ["wrong"] * (len(tuning.IN_PLACE_LADDER) - per)
-    assert packed["w_in_place_rows"]["float32"] in (0, 16)
-    err = capsys.readouterr().err
-    assert ("float32 forward at 32x512x512: the packed forward with w read in place and with w "
-            "packed gave different results" in err)
-
-
-def test_an_input_gradient_whose_in_tile_packing_differs_exits_1_and_stops_the_limit_below_it(
-        tmp_path, monkeypatch, capsys):
-    """The input gradient with w packed in the tiles must give the bits of w packed whole; where
-    it does not, tune says so on stderr, exits 1, and the limit stays below that batch."""
-    real = loops.packed_grad_input
-
-    def differs_from_64(dx, dy, w, w_in_tile_rows):
-        real(dx, dy, w, w_in_tile_rows)
-        if 64 <= dx.shape[0] <= w_in_tile_rows:
-            dx[0, 0] = np.nextafter(dx[0, 0], np.inf)  # the last bit of one output
-
-    monkeypatch.setattr(loops, "packed_grad_input", differs_from_64)
-    out = tmp_path / "t.json"
-    assert cli.main([*QUICK, "--ops", "grad_input", "--output", str(out)]) == 1
-    packed = tuning.load(out, tuning.machine_key())["packed"]
-    assert "w_in_place_rows" not in packed  # the forward was not tuned
-    status = [r["status"] for r in packed["w_in_tile_rungs"]["float32"]]
-    per = len(tuning.IN_PLACE_FEATURES)
-    assert status == ["ok"] * 2 * per + ["wrong"] * (len(tuning.IN_TILE_LADDER) - 2 * per)
-    assert packed["w_in_tile_rows"]["float32"] in (0, 16, 32)
-    err = capsys.readouterr().err
-    assert ("float32 grad_input at 64x512x512: the packed input gradient with w packed in the "
-            "tiles and whole gave different results" in err)
+    other = "w_in_tile" if op == "forward" else "w_in_place"
+    assert f"{other}_rows" not in packed  # only the op tuned has its limit measured
+    status = [r["status"] for r in packed[f"{prefix}_rungs"]["float32"]]
+    ok = sum(n < first_wrong for n, _, _ in ladder)
+    assert status == ["ok"] * ok + ["wrong"] * (len(ladder) - ok)
+    assert packed[f"{prefix}_rows"]["float32"] in [0] + [n for n, _, _ in ladder[:ok]]
+    assert message in capsys.readouterr().err
 
 
 def test_the_limits_a_table_may_hold_are_where_the_packed_products_stop():
