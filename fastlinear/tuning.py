@@ -242,7 +242,7 @@ def validate(doc: object, path: Path, key: dict) -> dict:
                     d in DTYPES and type(v) is int and v >= 0 for d, v in by_dtype.items())
                 for op, by_dtype in above.items()):
             raise _fail(path, "has a malformed packed section (above: op -> dtype -> work >= 0)")
-        for prefix, _, _, most, _ in W_LIMITS.values():
+        for prefix, _, most, _ in W_LIMITS.values():
             rows = packed.get(f"{prefix}_rows", {})
             bad = ([f"{d!r}: {v!r}" for d, v in rows.items()
                     if d not in DTYPES or type(v) is not int or not 0 <= v <= most]
@@ -428,18 +428,30 @@ IN_PLACE_LADDER = tuple((n, f, f) for n in IN_PLACE_BATCHES for f in IN_PLACE_FE
 IN_PLACE_MAX = 2048
 #: The same for the packed input gradient with all of w packed per k-block against w's panels
 #: packed by the tile that uses them (``kernels.packed._api.W_IN_TILE_ROWS``, built in 128), at
-#: the same batches and features; a table's limit may also be at most MC rows.
+#: the same batches and features (`in_tile_ladder`); a table's limit may also be at most MC rows.
 IN_TILE_BATCHES = IN_PLACE_BATCHES
-IN_TILE_LADDER = tuple((n, f, f) for n in IN_TILE_BATCHES for f in IN_PLACE_FEATURES)
 IN_TILE_MAX = IN_PLACE_MAX
+#: columns of a tile that packs its own block of w (``kernels.packed._driver.NC_IN_TILE``)
+_IN_TILE_COLS = 256
+
+
+def in_tile_ladder(threads: int) -> tuple:
+    """The (batch, in, out) shapes at which `in_tile_rows` times the input gradient at
+    ``threads`` threads: `IN_TILE_BATCHES` by `IN_PLACE_FEATURES` (in = out), with in_features
+    widened to 256 per thread where that is more, so that every rung packs w in its tiles (one
+    256-column tile per thread at least, ``kernels.packed._driver.b_in_tile_balanced``)."""
+    return tuple((n, max(f, _IN_TILE_COLS * threads), f)
+                 for n in IN_TILE_BATCHES for f in IN_PLACE_FEATURES)
+
+
+#: the ladder at 1 or 2 threads (and its length at any thread count)
+IN_TILE_LADDER = in_tile_ladder(1)
 #: per op whose packed product can leave w unpacked as a whole at small batches: the prefix of its
-#: table fields (``<prefix>_ladder``, ``_rows``, ``_rungs``), its ladder, its batches, the largest
-#: limit, and the names of the rungs' two times (w packed whole, w not)
+#: table fields (``<prefix>_ladder``, ``_rows``, ``_rungs``), its batches, the largest limit, and
+#: the names of the rungs' two times (w packed whole, w not)
 W_LIMITS = {
-    "forward": ("w_in_place", IN_PLACE_LADDER, IN_PLACE_BATCHES, IN_PLACE_MAX,
-                ("packed_s", "in_place_s")),
-    "grad_input": ("w_in_tile", IN_TILE_LADDER, IN_TILE_BATCHES, IN_TILE_MAX,
-                   ("whole_s", "in_tile_s")),
+    "forward": ("w_in_place", IN_PLACE_BATCHES, IN_PLACE_MAX, ("packed_s", "in_place_s")),
+    "grad_input": ("w_in_tile", IN_TILE_BATCHES, IN_TILE_MAX, ("whole_s", "in_tile_s")),
 }
 
 
@@ -452,25 +464,31 @@ def in_place_rows(dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
     `IN_PLACE_BATCHES` that saves the most time over both feature sizes (`_best_prefix`), 0 when
     none saves any. A batch where the two results differ (status "wrong") is never read in place,
     nor is any above it."""
-    return _w_rows("forward", dtype, repeats, min_sample_s, progress)
+    return _measure_w_limit("forward", IN_PLACE_LADDER, dtype, repeats, min_sample_s, progress)
 
 
 def in_tile_rows(dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
-                 progress: Callable[[str], None] | None = None) -> dict:
+                 progress: Callable[[str], None] | None = None,
+                 ladder: tuple | None = None) -> dict:
     """`in_place_rows` for the packed input gradient: all of w packed per k-block against w's
-    panels packed by each tile (`IN_TILE_LADDER`); ``{"rows": batch, "rungs": [...]}``, w packed
-    in the tiles up to that many batch rows."""
-    return _w_rows("grad_input", dtype, repeats, min_sample_s, progress)
+    panels packed by each tile, at the shapes of ``ladder`` (default: `in_tile_ladder` at the
+    current thread count); ``{"rows": batch, "rungs": [...]}``, w packed in the tiles up to that
+    many batch rows."""
+    from . import _threads
+
+    if ladder is None:
+        ladder = in_tile_ladder(_threads.get_num_threads())
+    return _measure_w_limit("grad_input", ladder, dtype, repeats, min_sample_s, progress)
 
 
-def _w_rows(op: str, dtype: str, repeats: int, min_sample_s: float,
-            progress: Callable[[str], None] | None) -> dict:
-    """`in_place_rows` (op "forward") or `in_tile_rows` (op "grad_input")."""
+def _measure_w_limit(op: str, ladder: tuple, dtype: str, repeats: int, min_sample_s: float,
+                     progress: Callable[[str], None] | None) -> dict:
+    """`in_place_rows` (op "forward") or `in_tile_rows` (op "grad_input") at ``ladder``."""
     import numpy as np
 
     from .backends import loops
 
-    _, ladder, batches, _, (whole, not_whole) = W_LIMITS[op]
+    _, batches, _, (whole, not_whole) = W_LIMITS[op]
     kernel = loops.packed_forward if op == "forward" else loops.packed_grad_input
     if kernel is None:  # pragma: no cover - a build without packed kernels
         return {"rows": 0, "rungs": []}
@@ -587,7 +605,8 @@ def tune(
 
     total = len(counts) * len(dtypes) * len(names) * len(ops)
     total += len(dtypes) * len(ops) * len(CROSSOVER_LADDER) if crossovers else 0
-    total += sum(len(dtypes) * len(W_LIMITS[op][1]) for op in W_LIMITS if crossovers and op in ops)
+    total += sum(len(dtypes) * len(W_LIMITS[op][1]) * len(IN_PLACE_FEATURES)
+                 for op in W_LIMITS if crossovers and op in ops)
     done = 0
     packed = None
     from .backends import auto, loops
@@ -607,15 +626,17 @@ def tune(
             with _threads.threads(counts[-1]):
                 # first, so that the crossovers are timed with the limits they are stored with
                 limits = {}
+                ladders = {"forward": IN_PLACE_LADDER, "grad_input": in_tile_ladder(counts[-1])}
                 for op, measure in (("forward", in_place_rows), ("grad_input", in_tile_rows)):
                     if op not in ops:
                         continue
-                    prefix, ladder = W_LIMITS[op][:2]
+                    prefix, ladder = W_LIMITS[op][0], ladders[op]
                     packed[f"{prefix}_ladder"] = [list(s) for s in ladder]
                     packed[f"{prefix}_rows"], packed[f"{prefix}_rungs"] = {}, {}
                     for dtype in dtypes:
+                        more = {"ladder": ladder} if op == "grad_input" else {}
                         found = measure(dtype, repeats=repeats, min_sample_s=sample_s,
-                                        progress=lambda what: rung(what, ""))
+                                        progress=lambda what: rung(what, ""), **more)
                         packed[f"{prefix}_rows"][dtype] = found["rows"]
                         packed[f"{prefix}_rungs"][dtype] = found["rungs"]
                     limits[f"{prefix}_rows"] = packed[f"{prefix}_rows"]

@@ -258,7 +258,6 @@ def in_tile(dt: np.dtype, n: int, k: int, m: int) -> tuple[float, float]:
     dx, dx2 = np.empty((n, k), dt), np.empty((n, k), dt)
     ws = _workspace.workspace(dt)
     empty, leaves = np.empty(0, dt), np.empty((0, 0), dt)
-    per_thread = ws.tiles.shape[0] * _driver.NC_IN_TILE * ws.kc
 
     def whole() -> None:
         _driver.gemm(dx, False, dy, True, False, w, False, False, m, dt.type(1), empty, leaves,
@@ -268,7 +267,7 @@ def in_tile(dt: np.dtype, n: int, k: int, m: int) -> tuple[float, float]:
     def tiled() -> None:
         _driver.gemm(dx2, False, dy, True, False, w, False, True, m, dt.type(1), empty, leaves,
                      False, empty, False, 0, False, ws.mr, ws.nr, ws.kc, ws.packed_a(n),
-                     _api._scratch.buffer("packed_b", dt, per_thread), ws.tiles)
+                     _api.in_tile_b(ws, dt, fl.get_num_threads()), ws.tiles)
 
     return _same_bits_then_timed(whole, tiled, dx, dx2,
                                  f"--in-tile: {dt} {n}x{k}x{m}: the two input gradients differ")

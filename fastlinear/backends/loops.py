@@ -114,7 +114,8 @@ PACKED_MIN_DIM = 64
 #: each): 8x4096x4096 1.05 / 1.60 (1.32 / 1.75), 16x4096x4096 1.72 / 3.12 (2.43 / 2.99),
 #: 32x4096x4096 4.11 / 4.99 (4.16 / 4.96) -> packed from 8 (with w packed whole, before:
 #: 8x4096x4096 0.96-1.16 / 1.12-1.21 (0.98 / 1.19), 16x4096x4096 1.27-1.54 / 2.08-2.11, packed
-#: from 16); below 8 (not in the script: the micro-tile pads dx to 8 rows) -> direct; narrow in_features 4096x32x1024 0.41-0.43
+#: from 16); below 8 (not in the script: the micro-tile pads dx to 8 rows) -> direct; narrow
+#: in_features 4096x32x1024 0.41-0.43
 #: / 0.60-0.73, narrow out_features 8192x1024x10 0.33-0.40 / 0.47-0.53 -> direct. (Before, every
 #: side had to be at least `PACKED_MIN_DIM`, a rule measured with an older driver: the forward at
 #: 4096x32x1024, the weight gradient at 8192x1024x32 and the input gradient at 32x4096x4096 ran
@@ -124,6 +125,9 @@ PACKED_MIN_SIDES = {
     "grad_weight": (PACKED_MIN_DIM, 8, 8),
     "grad_input": (8, PACKED_MIN_DIM, PACKED_MIN_DIM),
 }
+#: the smallest batch at which the input gradient packs where w would be packed whole (a tuned
+#: in-tile limit below the batch): 16, as before it packed w in its tiles
+GRAD_INPUT_BATCH_WHOLE_W = 16
 
 _FORWARD = (forward_kernels.forward_serial, forward_kernels.forward_parallel)
 _GRAD_INPUT = {
@@ -317,7 +321,8 @@ def too_narrow(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
     `PACKED_MIN_SIDES` allows for the op, or, for the gradients, one below `PACKED_MIN_DIM` that
     it allows while the work is at most the op's built-in crossover (`DEFAULT_PACKED_ABOVE`); a
     forward with a batch below `PACKED_MIN_DIM` packs only where the packed forward reads w in
-    place (`w_in_place_rows`) and above its built-in crossover.
+    place (`w_in_place_rows`) and above its built-in crossover; an input gradient with a batch
+    below `GRAD_INPUT_BATCH_WHOLE_W` only where it packs w in its tiles (`w_in_tile_rows`).
 
     A tuned crossover is measured on shapes with every side at least `PACKED_MIN_DIM`. For the
     gradients it does not carry over to narrow ones: on the Intel Xeon with its table
@@ -337,6 +342,12 @@ def too_narrow(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
         # the gradients' narrow sides, only above the built-in crossover: a tuned one is
         # measured at batches of 64 and more (float32 16x512x512, 2**22: direct / packed
         # 0.60-0.76, one thread)
+        return True
+    if op == "grad_input" and n < GRAD_INPUT_BATCH_WHOLE_W and n > w_in_tile_rows(itemsize):
+        # a batch of 8-15 packs only up to the in-tile limit: with w packed whole it was no
+        # faster than the direct kernel (see `PACKED_MIN_SIDES`). Not the thread count, which
+        # only chooses between in the tiles and whole (the same bits): direct or packed must
+        # not depend on it
         return True
     return (op != "forward" and min(n, k, m) < PACKED_MIN_DIM
             and n * k * m <= DEFAULT_PACKED_ABOVE[op, itemsize])

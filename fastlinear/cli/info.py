@@ -165,7 +165,7 @@ def _tuning_line(t: dict) -> str:
 
 def _packed_line(t: dict) -> str:
     """Where the loop kernels switch to their packed GEMM, and whose figures those are."""
-    from .tune import crossover_sizes, in_place_sizes
+    from .tune import crossover_sizes, limit_sizes
 
     packed = t.get("packed")
     if not packed:
@@ -174,7 +174,7 @@ def _packed_line(t: dict) -> str:
     def sizes(table: dict) -> str:
         return "; ".join(f"{op} {text}" for op, text in crossover_sizes(table))
 
-    in_place = ""
+    w_limits = ""
     for field, what in (("w_in_place", "its forward reads w in place"),
                         ("w_in_tile", "its input gradient packs w in the tiles")):
         rows = packed.get(f"{field}_rows") or {}
@@ -186,13 +186,13 @@ def _packed_line(t: dict) -> str:
                 whose = "measured"
             else:
                 whose = f"measured for {', '.join(measured_rows)}"
-            in_place += f"; {what}: {in_place_sizes(rows)} ({whose})"
+            w_limits += f"; {what}: {limit_sizes(rows)} ({whose})"
     if not packed["measured"]:
         return (f"; loops' packed GEMM above batch x in x out = {sizes(packed['above'])} "
-                f"(built-in){in_place}")
+                f"(built-in){w_limits}")
     rest = sum(map(len, packed["above"].values())) - sum(map(len, packed["measured"].values()))
     return (f"; loops' packed GEMM above batch x in x out = {sizes(packed['measured'])} (measured"
-            f"{'; built-in crossovers for the rest' if rest else ''}){in_place}")
+            f"{'; built-in crossovers for the rest' if rest else ''}){w_limits}")
 
 
 def format_summary(s: dict) -> str:

@@ -153,14 +153,14 @@ def format_table(table: dict) -> str:
         text += [f"  {op}: {sizes}" for op, sizes in crossover_sizes(packed["above"])]
         if packed.get("w_in_place_rows"):
             text.append("its forward reads w in place, not packing it: "
-                        + in_place_sizes(packed["w_in_place_rows"]))
+                        + limit_sizes(packed["w_in_place_rows"]))
         if packed.get("w_in_tile_rows"):
-            text.append("its input gradient packs w in the tiles, not whole: "
-                        + in_place_sizes(packed["w_in_tile_rows"]))
+            text.append("its input gradient packs w in the tiles, not whole (where the tiles "
+                        "keep the threads busy): " + limit_sizes(packed["w_in_tile_rows"]))
     return "\n".join(text)
 
 
-def in_place_sizes(rows: dict) -> str:
+def limit_sizes(rows: dict) -> str:
     """"float32 up to a batch of 128, float64 never" for a {dtype: batch rows} table of the
     in-place or in-tile limit (0: w is always packed whole)."""
     return ", ".join(f"{d} {f'up to a batch of {r}' if r else 'never'}" for d, r in rows.items())
@@ -205,16 +205,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"fastlinear tune: {dtype} {op} at {'x'.join(map(str, shape))}: the loop kernels' "
               "direct or packed result is wrong (the packed one is not chosen there or below)",
               file=sys.stderr)
-    # per op: its rungs' field, the two ways compared, and what is then not done there or above
-    limits = {"forward": ("w_in_place_rungs", "forward with w read in place and with w packed",
+    # per op: the two ways compared, and what is then not done there or above
+    limits = {"forward": ("forward with w read in place and with w packed",
                           "w is not read in place"),
-              "grad_input": ("w_in_tile_rungs", "input gradient with w packed in the tiles and "
-                             "whole", "w is not packed in the tiles")}
-    bad_limits = [(op, dtype, r["shape"]) for op, (field, _, _) in limits.items()
-                  for dtype, rungs in table.get("packed", {}).get(field, {}).items()
+              "grad_input": ("input gradient with w packed in the tiles and whole",
+                             "w is not packed in the tiles")}
+    bad_limits = [(op, dtype, r["shape"]) for op in limits
+                  for dtype, rungs in table.get("packed", {}).get(
+                      f"{tuning.W_LIMITS[op][0]}_rungs", {}).items()
                   for r in rungs if r["status"] != "ok"]
     for op, dtype, shape in bad_limits:
         print(f"fastlinear tune: {dtype} {op} at {'x'.join(map(str, shape))}: the packed "
-              f"{limits[op][1]} gave different results (they must be bitwise equal; "
-              f"{limits[op][2]} there or above)", file=sys.stderr)
+              f"{limits[op][0]} gave different results (they must be bitwise equal; "
+              f"{limits[op][1]} there or above)", file=sys.stderr)
     return 1 if wrong or bad_rungs or bad_limits else 0

@@ -299,3 +299,9 @@ def test_a_low_crossover_moves_narrow_gradients_only_above_the_built_in_one(monk
         assert not loops.runs_packed("grad_input", size, 8, 2048, 2048)  # 2**25: direct
         assert loops.runs_packed("forward", size, 16, 4096, 4096)
         assert not loops.runs_packed("forward", size, 15, 4096, 4096)  # batch below 16
+    # a batch of 8-15 packs only where w is packed in the tiles (not by the thread count: that
+    # chooses only between in the tiles and whole, the same bits)
+    monkeypatch.setattr(loops, "_w_rows", {**loops._w_rows, ("w_in_tile_rows", 4): 0})
+    assert not loops.runs_packed("grad_input", 4, 8, 4096, 4096)
+    assert loops.runs_packed("grad_input", 4, 16, 4096, 4096)
+    assert loops.runs_packed("grad_input", 8, 8, 4096, 4096)

@@ -62,9 +62,11 @@ def test_quick_tune_writes_a_valid_table_that_auto_then_follows(tmp_path, capsys
     n, k, m = tuning.CROSSOVER_LADDER[0]
     assert (f"[{limits + 1}/{total}] 1 thread, direct or packed: float32 forward {n}x{k}x{m}"
             in captured.err)
-    assert f"[{rungs + limits + 1}/{total}] 1 thread, float32 1x16x16 forward (tiny)" in captured.err
+    assert (f"[{rungs + limits + 1}/{total}] 1 thread, float32 1x16x16 forward (tiny)"
+            in captured.err)
     assert "its forward reads w in place, not packing it: float32 " in captured.out
-    assert "its input gradient packs w in the tiles, not whole: float32 " in captured.out
+    assert ("its input gradient packs w in the tiles, not whole (where the tiles keep the threads "
+            "busy): float32 " in captured.out)
     assert "loops runs its packed GEMM above these sizes" in captured.out
     assert os.listdir(out.parent) == ["table.json"]  # no temporary file left beside it
 

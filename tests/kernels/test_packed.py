@@ -204,21 +204,33 @@ def test_grad_input_packs_w_in_the_tiles_with_the_bits_of_packing_it_whole(rng, 
     """Up to W_IN_TILE_ROWS batch rows, and while there are at least as many 256-column tiles as
     threads, the input gradient packs w's panels in the tiles that use them; otherwise all of w
     per k-block. The bits are the same, at shapes with partial row and column panels, a partial
-    last tile, several k-blocks, an empty reduction, and a batch at the limit."""
+    last tile, several k-blocks, an empty reduction, and a batch at the limit (on one thread,
+    where any number of tiles keeps the threads busy)."""
     from fastlinear.kernels.packed import _api
-    from fastlinear.kernels.packed._driver import NC_IN_TILE, gemm
+    from fastlinear.kernels.packed._driver import gemm
 
     calls = []
     monkeypatch.setattr(_api, "gemm", lambda *a: (calls.append(a[7]), gemm(*a))[1])
     rows = _api.W_IN_TILE_ROWS
-    threads = numba.get_num_threads()
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)  # one tile is enough for one thread
+    try:
+        in_tiles = _in_tiles_against_whole(rng, dtype, calls, rows)
+    finally:
+        numba.set_num_threads(before)
+    assert in_tiles.count(True) == 6
+
+
+def _in_tiles_against_whole(rng, dtype, calls, rows):
+    in_tiles = []
     for n, k, m in [(1, 3, 9), (33, 1100, 45), (rows, 300, 67), (17, 257, 2100), (9, 520, 1030),
                     (40, 12, 0), (rows + 1, 300, 67)]:
         _, w, _, dy = _data(rng, n, k, m, dtype)
         calls.clear()
         dx = np.full((n, k), np.nan, dtype)
         packed.packed_grad_input(dx, dy, w)
-        assert calls == [n <= rows and -(-k // NC_IN_TILE) >= threads], (n, k, m)
+        assert calls == [n <= rows], (n, k, m)
+        in_tiles += calls
         whole = np.full((n, k), np.nan, dtype)
         packed.packed_grad_input(whole, dy, w, 0)
         assert calls[-1] is False
@@ -228,6 +240,19 @@ def test_grad_input_packs_w_in_the_tiles_with_the_bits_of_packing_it_whole(rng, 
         assert np.array_equal(tiled, whole), (n, k, m)
         assert_close(tiled, ref.grad_input(dy, w), ref.magnitude_grad_input(dy, w), m, dtype,
                      "dx")
+    return in_tiles
+
+
+def test_packing_w_in_the_tiles_needs_the_tiles_to_keep_the_threads_busy():
+    """At least one 256-column tile per thread, and tiles >= 3/4 x rounds x threads."""
+    from fastlinear.kernels.packed._driver import b_in_tile_balanced
+
+    assert b_in_tile_balanced(256, 1) and b_in_tile_balanced(1, 1)
+    assert not b_in_tile_balanced(256, 2) and b_in_tile_balanced(257, 2)
+    assert b_in_tile_balanced(4096, 16)  # 16 tiles, one round
+    assert not b_in_tile_balanced(4097, 16)  # 17 tiles: a second round of 1
+    assert b_in_tile_balanced(24 * 256, 16)  # 24 tiles in 2 rounds of 16: 3/4
+    assert not b_in_tile_balanced(23 * 256, 16)
 
 
 def test_grad_input_packs_w_whole_when_threads_outnumber_the_tiles(rng, monkeypatch):

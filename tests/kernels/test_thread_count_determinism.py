@@ -4,9 +4,9 @@ Numba's thread count can only be lowered below the count fixed when the process 
 check runs in a subprocess started with NUMBA_NUM_THREADS=16 (oversubscribed on a small machine,
 which is fine: only the results are compared). The shapes reach every variant: serial, direct
 parallel, skinny, and packed with odd sizes that cross every block (MR, NR, the k-block of both
-dtypes, the 256-column tile start), the forward reading w in place (a batch of 100), the input gradient packing w in the tiles (a batch
-of 100 at 1100 x 1030; 5 tiles: in the tiles at 1 and 2 threads, whole at 8 and 16), and a batch of
-several db leaves and DW_ROWS runs."""
+dtypes, the 256-column tile start), the forward reading w in place (a batch of 100), the input
+gradient packing w in the tiles (a batch of 100 at 1100 x 1030; 5 tiles: in the tiles at 1 and 2
+threads, whole at 8 and 16), and a batch of several db leaves and DW_ROWS runs."""
 
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ Public functions (outputs first, no checking inside; see `_api`):
   up to that many batch rows (the same bits as packing it)
 * ``packed_grad_weight(dw, db, dy, x, scale, accumulate)``: dw (+)= scale * dy.T @ x, db fused
 * ``packed_grad_input(dx, dy, w, w_in_tile_rows)``: dx = dy @ w, w packed by the tiles that use
-  it up to that many batch rows (the same bits as packing it whole)
+  it up to that many batch rows where its tiles keep the threads busy (the same bits as packing
+  it whole)
 * ``compile_packed(dtype)``: compile ahead of first use
 
 Files: ``_micro.py`` the register-blocked micro-kernels (8 x 32 float32, 8 x 16 float64; for

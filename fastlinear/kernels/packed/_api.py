@@ -15,7 +15,7 @@ from .. import _scratch
 from .._scratch import EMPTY
 from .._sums import leaf_buffer
 from ._act import ACT_NONE
-from ._driver import NC_IN_TILE, gemm
+from ._driver import NC_IN_TILE, b_in_tile_balanced, gemm
 from ._workspace import MC, row_blocks, workspace
 
 _NO_LEAVES = {dt: np.empty((0, 0), dt) for dt in EMPTY}
@@ -47,12 +47,14 @@ W_IN_PLACE_ROWS = 128
 #: (rocketlake): 16x4096x4096 1.28 / 1.41 (1.93 / 1.30), 32x2048x2048 1.47 / 1.22 (2.27 / 1.73),
 #: 64x4096x4096 1.21 / 1.24 (1.63 / 1.58), 128x1024x1024 1.33 / 1.22 (2.01 / 1.54); above the
 #: limit 256x512x512 1.04 / 1.14 (1.39 / 1.20), 512x1024x1024 1.21 / 1.11 (1.22 / 1.17),
-#: 1024x1024x1024 1.09 / 1.01 (1.07 / 1.03). A tile per 256 columns gives only ceil(in / 256)
-#: parallel tasks, so the built-in limit stays below the batches of 256 and more at which the
-#: driver keeps at least 256 tasks (``tile_shape``) for machines of many cores; `fastlinear tune`
-#: measures this machine's limit (``fastlinear.tuning.in_tile_rows``), at its thread count. (Tiles
-#: of 128 or 512 columns, tried at 16-128 rows by editing `_driver.NC_IN_TILE`, were not faster
-#: overall: 128 about the same, 512 slower where few tiles could not feed both threads.)
+#: 1024x1024x1024 1.09 / 1.01 (1.07 / 1.03). The built-in limit keeps the batches that gained 1.2x
+#: or more in every cell; larger ones gained less, and keep the driver's usual tiles (at least 256
+#: tasks at shapes of 256x512x512 and more, ``tile_shape``), where packing in the tiles has only
+#: ceil(in / 256) tasks, fed to the threads only where `_driver.b_in_tile_balanced` finds them
+#: enough. `fastlinear tune` measures this machine's limit (``fastlinear.tuning.in_tile_rows``),
+#: at its thread count. (Tiles of 128 or 512 columns, tried at 16-128 rows by editing
+#: `_driver.NC_IN_TILE`, were not faster overall: 128 about the same, 512 slower where few tiles
+#: could not feed both threads.)
 W_IN_TILE_ROWS = 128
 
 
@@ -60,6 +62,14 @@ def _packed_b(ws, dt, n: int) -> np.ndarray:
     """The packed B buffer of one k-block, shared by all threads: ceil(n / NR) * NR * KC elements
     from this Python thread's reused scratch."""
     return _scratch.buffer("packed_b", dt, -(-n // ws.nr) * ws.nr * ws.kc)
+
+
+def in_tile_b(ws, dt, threads: int) -> np.ndarray:
+    """The B buffer of a ``b_in_tile`` call on ``threads`` threads: one KC x NC_IN_TILE block
+    (1 MiB for either dtype) per thread, from this Python thread's reused scratch. Never larger
+    than the whole k-block of B at the shapes that use it (`b_in_tile_balanced` asks for at
+    least one NC_IN_TILE-column tile per thread)."""
+    return _scratch.buffer("packed_b", dt, threads * NC_IN_TILE * ws.kc)
 
 
 def _prepare(dtype):
@@ -112,17 +122,17 @@ def packed_grad_input(dx: np.ndarray, dy: np.ndarray, w: np.ndarray,
                       w_in_tile_rows: int = W_IN_TILE_ROWS) -> None:
     """dx = dy @ w. Up to ``w_in_tile_rows`` batch rows (default `W_IN_TILE_ROWS`; the loops
     backend passes the one `fastlinear tune` measured; never above `_workspace.MC`), w's panels
-    are packed by the tiles that use them, while there are at least as many tiles (in_features /
-    256) as Numba threads (fewer tiles would leave threads idle); otherwise all of w is packed for
-    each k-block. The same bits either way."""
+    are packed by the tiles that use them where the ceil(in_features / 256) tiles keep Numba's
+    threads busy (`_driver.b_in_tile_balanced`); otherwise all of w is packed for each k-block.
+    The same bits either way."""
     # dy is (n, out), w is (out, in), dx is (n, in)
     dt = dx.dtype
     ws = _prepare(dt)
     empty = EMPTY[dt]
     n = dx.shape[0]
-    if n <= min(w_in_tile_rows, MC) and -(-dx.shape[1] // NC_IN_TILE) >= numba.get_num_threads():
-        # one KC x NC_IN_TILE block of w per Numba thread
-        bpack = _scratch.buffer("packed_b", dt, ws.tiles.shape[0] * NC_IN_TILE * ws.kc)
+    threads = numba.get_num_threads()
+    if n <= min(w_in_tile_rows, MC) and b_in_tile_balanced(dx.shape[1], threads):
+        bpack = in_tile_b(ws, dt, threads)
         gemm(dx, False, dy, True, False, w, False, True, w.shape[0], dt.type(1), empty,
              _NO_LEAVES[dt], False, empty, False, ACT_NONE, False, ws.mr, ws.nr, ws.kc,
              ws.packed_a(n), bpack, ws.tiles)

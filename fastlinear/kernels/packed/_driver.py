@@ -6,7 +6,8 @@ it (see `_pack`). Loop order (Goto / van de Geijn, BLIS-style, with the roles me
     for each k-block of KC steps (serial, in order):
         pack A's MR-row panels and B's NR-column panels for this k-block   (parallel over
             (panel, run of PACK_STEPS steps) pairs, or runs of fewer steps over a group of B
-            panels (`_pack_task`); B is packed once and shared by all threads)
+            panels (`_pack_task`); B is packed once and shared by all threads, unless each
+            tile packs its own B panels, ``b_in_tile`` below)
         for each tile of C (a block of MR-row panels x a block of NR-column panels)
                                                                            (parallel over tiles)
             for each row panel, for each column panel of the tile:
@@ -14,18 +15,19 @@ it (see `_pack`). Loop order (Goto / van de Geijn, BLIS-style, with the roles me
     (weight gradient with db: combine the leaf sums of db, one pass on one thread)
 
 Parallel tasks. Both parallel loops have at least TASKS (256 = 4 x 64 threads) tasks of nearly
-equal size at every shape of 256 x 512 x 512 or more (unless B is packed in the tiles, below): a tile starts as all the row panels by
-256 columns (the column block one thread handled before, whose packed B stays in L2) and the
-longer side, counted in elements, is halved until there are TASKS tiles or a tile is one
-micro-kernel. The tile shape depends only on the shape of C, never on the number of threads.
+equal size at every shape of 256 x 512 x 512 or more (unless B is packed in the tiles, below):
+a tile starts as all the row panels by 256 columns (the column block one thread handled before,
+whose packed B stays in L2) and the longer side, counted in elements, is halved until there are
+TASKS tiles or a tile is one micro-kernel. The tile shape depends only on the shape of C, never on the number of threads.
 At 1024 x 1024 x 1024 float32 that is 256 tiles of 64 x 64 (before: 4 tasks, one per 256-column
 block, so 16- or 64-core machines left most cores idle).
 
 Determinism. Every element of C belongs to one tile and is summed over the k-blocks in order;
 the micro-kernel's order within a k-block is fixed. The fused db is summed in leaves of
 `LEAF` (= PACK_STEPS) batch rows while dy is packed and then combined in the fixed tree of
-`fastlinear.kernels._sums`. Nothing depends on the thread count, so results are bitwise identical
-for any number of threads.
+`fastlinear.kernels._sums`. No sum depends on the thread count (it may choose whether B is packed
+in the tiles, `b_in_tile_balanced`, which leaves every sum as it is), so results are bitwise
+identical for any number of threads.
 
 A k-block larger than the usual L2-sized choice pays off because each k-block reads and writes
 all of C once (the read-modify-write cost ~27% at small KC). Before each micro-kernel the C
@@ -140,8 +142,8 @@ def tile_shape(mpanels, npanels, mr, nr):
     return tr, tc
 
 
-#: columns of a tile that packs its own B panels (`gemm`'s ``b_in_tile``)
-NC_IN_TILE = 256
+#: columns of a tile that packs its own B panels (`gemm`'s ``b_in_tile``): the widest tile's
+NC_IN_TILE = _NC
 
 
 @njit(**PLAIN)
@@ -149,6 +151,18 @@ def tile_shape_b_in_tile(mpanels, npanels, mr, nr):
     """(row panels, column panels) per tile of C when each tile packs its own B panels: all the
     row panels (so that each B panel is packed once) by `NC_IN_TILE` columns."""
     return max(mpanels, 1), max(min(npanels, NC_IN_TILE // nr), 1)
+
+
+def b_in_tile_balanced(cols: int, threads: int) -> bool:
+    """Whether the ceil(cols / NC_IN_TILE) tiles of a ``b_in_tile`` call keep ``threads`` threads
+    busy: at least one tile per thread, and the threads at work for at least 3/4 of the rounds of
+    tiles, tiles >= 3/4 x rounds x threads (17 tiles on 16 threads would leave 15 threads idle
+    for half the call). Reasoned, not measured: the machine
+    behind these kernels' figures has 2 cores. Packing B in the tiles or whole gives the same bits,
+    so this choice, unlike the block sizes, may depend on the thread count."""
+    tiles = -(-cols // NC_IN_TILE)
+    rounds = -(-tiles // threads)
+    return tiles >= threads and 4 * tiles >= 3 * rounds * threads
 
 
 @njit(**PLAIN)
@@ -205,7 +219,8 @@ def gemm(c, transposed, asrc, a_by_rows, a_in_place, bsrc, b_by_rows, b_in_tile,
     ``b_by_rows``, else B = bsrc. When ``b_in_tile``, each tile packs its own B panels (see the
     module docstring). Scratch, all from the caller: ``apack`` holds ceil(M / MR) * MR * KC
     elements, ``bpack`` ceil(N / NR) * NR * KC (shared by all threads) or, when ``b_in_tile``,
-    NC_IN_TILE * KC per Numba thread, ``tiles`` one MR * NR row per Numba thread, ``leaves``
+    NC_IN_TILE * KC per thread of the call (get_num_threads(): thread ids stay below it),
+    ``tiles`` one MR * NR row per Numba thread, ``leaves``
     (ceil(k / LEAF), M) when ``with_db``.
     """
     # C is (M, N); A is (M, k) and B is (k, N) read through asrc / bsrc as described above

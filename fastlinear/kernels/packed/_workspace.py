@@ -16,7 +16,8 @@ their peak is their inputs and outputs plus at most 8 MiB and the packed B block
 gradient packs all ``out_features`` rows of dy.T for one k-block: ``out_features * KC`` elements,
 4 KiB per output feature (16 MiB for 4096 outputs), on top of its inputs and outputs. The input
 gradient at small batches packs w in its tiles instead (``_api.W_IN_TILE_ROWS``): a B buffer of
-1 MiB per Numba thread for either dtype (256 columns x KC) in place of the KC x in block.
+1 MiB per thread of the call for either dtype (256 columns x KC), no larger than the KC x in
+block it replaces (``_api.in_tile_b``).
 """
 
 from __future__ import annotations
