@@ -446,81 +446,92 @@ def in_tile_ladder(threads: int) -> tuple:
 
 #: the ladder at 1 or 2 threads (and its length at any thread count)
 IN_TILE_LADDER = in_tile_ladder(1)
-#: per op whose packed product can leave w unpacked as a whole at small batches: the prefix of its
-#: table fields (``<prefix>_ladder``, ``_rows``, ``_rungs``), its batches, the largest limit, and
-#: the names of the rungs' two times (w packed whole, w not)
+#: the two limits below which w is not packed whole: the prefix of their table fields
+#: (``<prefix>_ladder``, ``_rows``, ``_rungs``), their batches, the largest value a table may hold,
+#: and the names of the rungs' two times (the other way, this way)
 W_LIMITS = {
-    "forward": ("w_in_place", IN_PLACE_BATCHES, IN_PLACE_MAX, ("packed_s", "in_place_s")),
-    "grad_input": ("w_in_tile", IN_TILE_BATCHES, IN_TILE_MAX, ("whole_s", "in_tile_s")),
+    "in_place": ("w_in_place", IN_PLACE_BATCHES, IN_PLACE_MAX, ("packed_s", "in_place_s")),
+    "in_tile": ("w_in_tile", IN_TILE_BATCHES, IN_TILE_MAX, ("whole_s", "in_tile_s")),
 }
 
 
 def in_place_rows(dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
                   progress: Callable[[str], None] | None = None) -> dict:
-    """Time the packed forward with w packed against w read in place at each shape of
-    `IN_PLACE_LADDER` (medians of ``repeats`` interleaved samples, timed as `crossover` times;
-    both results compared bit for bit, as they must be equal) and return ``{"rows": batch,
-    "rungs": [...]}``: w is to be read in place up to that many batch rows, the prefix of
-    `IN_PLACE_BATCHES` that saves the most time over both feature sizes (`_best_prefix`), 0 when
-    none saves any. A batch where the two results differ (status "wrong") is never read in place,
-    nor is any above it."""
-    return _measure_w_limit("forward", IN_PLACE_LADDER, dtype, repeats, min_sample_s, progress)
+    """Time the packed forward with w packed (whole or in the tiles, as the forward would pack it
+    with the in-tile limit in use) against w read in place at each shape of `IN_PLACE_LADDER`
+    (medians of ``repeats`` interleaved samples, timed as `crossover` times; both results
+    compared bit for bit, as they must be equal) and return ``{"rows": batch, "rungs": [...]}``:
+    w is to be read in place up to that many batch rows, the prefix of `IN_PLACE_BATCHES` that
+    saves the most time over both feature sizes (`_best_prefix`), 0 when none saves any. A batch
+    where the two results differ (status "wrong") is never read in place, nor is any above it."""
+    return _measure_w_limit("in_place", ("forward",), IN_PLACE_LADDER, dtype, repeats,
+                            min_sample_s, progress)
 
 
 def in_tile_rows(dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
                  progress: Callable[[str], None] | None = None,
-                 ladder: tuple | None = None) -> dict:
-    """`in_place_rows` for the packed input gradient: all of w packed per k-block against w's
-    panels packed by each tile, at the shapes of ``ladder`` (default: `in_tile_ladder` at the
-    current thread count); ``{"rows": batch, "rungs": [...]}``, w packed in the tiles up to that
-    many batch rows."""
+                 ladder: tuple | None = None,
+                 ops: Iterable[str] = ("forward", "grad_input")) -> dict:
+    """`in_place_rows` for packing w in the tiles: the packed forward (with w never read in
+    place) and input gradient of ``ops`` with all of w packed per k-block against w's panels
+    packed by each tile, at the shapes of ``ladder`` (default: `in_tile_ladder` at the current
+    thread count); ``{"rows": batch, "rungs": [...]}``, w packed in the tiles up to the batch
+    that saves the most time over the ops and feature sizes together."""
     from . import _threads
 
     if ladder is None:
         ladder = in_tile_ladder(_threads.get_num_threads())
-    return _measure_w_limit("grad_input", ladder, dtype, repeats, min_sample_s, progress)
+    return _measure_w_limit("in_tile", tuple(ops), ladder, dtype, repeats, min_sample_s, progress)
 
 
-def _measure_w_limit(op: str, ladder: tuple, dtype: str, repeats: int, min_sample_s: float,
-                     progress: Callable[[str], None] | None) -> dict:
-    """`in_place_rows` (op "forward") or `in_tile_rows` (op "grad_input") at ``ladder``."""
+def _measure_w_limit(kind: str, ops: tuple, ladder: tuple, dtype: str, repeats: int,
+                     min_sample_s: float, progress: Callable[[str], None] | None) -> dict:
+    """`in_place_rows` (kind "in_place") or `in_tile_rows` (kind "in_tile") at ``ladder``."""
     import numpy as np
 
     from .backends import loops
 
-    _, batches, _, (whole, not_whole) = W_LIMITS[op]
-    kernel = loops.packed_forward if op == "forward" else loops.packed_grad_input
-    if kernel is None:  # pragma: no cover - a build without packed kernels
+    _, batches, _, (other_key, this_key) = W_LIMITS[kind]
+    if loops.packed_forward is None:  # pragma: no cover - a build without packed kernels
         return {"rows": 0, "rungs": []}
-    what = "w packed or in place" if op == "forward" else "w packed whole or in tiles"
+    what = "w packed or in place" if kind == "in_place" else "w packed whole or in tiles"
+    tile_rows = loops.w_in_tile_rows(np.dtype(dtype).itemsize)
+
+    def call(op: str, args: tuple, limit: int) -> None:
+        """``op`` on ``args`` with this limit at ``limit`` (0: the other way)."""
+        if op == "grad_input":
+            loops.packed_grad_input(*args, limit)
+        elif kind == "in_tile":
+            loops.packed_forward(*args, 0, limit)          # never in place
+        else:
+            loops.packed_forward(*args, limit, tile_rows)  # otherwise as the forward would
+
     rng = np.random.default_rng(1)
-    rungs, gains = [], []
+    rungs, gains = [], {}
     for n, k, m in ladder:
-        if progress:
-            progress(f"{what}: {dtype} {op} {n}x{k}x{m}")
-        args, _ = _op_args(op, dtype, n, k, m, rng)
-        out2 = args[0].copy()
-        calls = [lambda: kernel(*args, 0),                   # w packed whole
-                 lambda: kernel(out2, *args[1:], n)]         # w in place / in the tiles
-        for c in calls:
-            c()
-        same = bool(np.array_equal(args[0], out2))
-        whole_s, not_whole_s = _time_pair(*calls, 2 * n * k * m, repeats, min_sample_s)
-        rungs.append({"shape": [n, k, m], whole: whole_s, not_whole: not_whole_s,
-                      "status": "ok" if same else "wrong"})
-        gains.append(math.log(whole_s / not_whole_s) if same else -math.inf)
-    per = len(ladder) // len(batches)
-    by_batch = [sum(gains[i:i + per]) for i in range(0, len(gains), per)]
-    count = _best_prefix(by_batch)
+        for op in ops:
+            if progress:
+                progress(f"{what}: {dtype} {op} {n}x{k}x{m}")
+            args, _ = _op_args(op, dtype, n, k, m, rng)
+            args2 = (args[0].copy(), *args[1:])
+            calls = [lambda: call(op, args, 0), lambda: call(op, args2, n)]
+            for c in calls:
+                c()
+            same = bool(np.array_equal(args[0], args2[0]))
+            other_s, this_s = _time_pair(*calls, 2 * n * k * m, repeats, min_sample_s)
+            rungs.append({"op": op, "shape": [n, k, m], other_key: other_s, this_key: this_s,
+                          "status": "ok" if same else "wrong"})
+            gain = math.log(other_s / this_s) if same else -math.inf
+            gains[n] = gains.get(n, 0.0) + gain
+    count = _best_prefix([gains[n] for n in batches])
     return {"rows": batches[count - 1] if count else 0, "rungs": rungs}
 
 
 def _best_prefix(gains: list[float]) -> int:
-    """How many rungs, from the first, to send to the in-place forward (or the in-tile input
-    gradient) given each rung's log of packed time over in-place time (-inf where the results
-    differ): the count whose gains sum
-    highest, 0 when no count gains anything; ties go to the smaller count. A rung after a -inf
-    is never included."""
+    """How many rungs, from the first, to send to the in-place forward (or to packing w in the
+    tiles) given each rung's log of the other way's time over this way's (-inf where the results
+    differ): the count whose gains sum highest, 0 when no count gains anything; ties go to the
+    smaller count. A rung after a -inf is never included."""
     best, best_gain, total = 0, 0.0, 0.0
     for i, g in enumerate(gains):
         total += g
@@ -605,8 +616,10 @@ def tune(
 
     total = len(counts) * len(dtypes) * len(names) * len(ops)
     total += len(dtypes) * len(ops) * len(CROSSOVER_LADDER) if crossovers else 0
-    total += sum(len(dtypes) * len(W_LIMITS[op][1]) * len(IN_PLACE_FEATURES)
-                 for op in W_LIMITS if crossovers and op in ops)
+    tile_ops = [op for op in ("forward", "grad_input") if op in ops]
+    if crossovers:
+        total += len(dtypes) * len(IN_TILE_LADDER) * len(tile_ops)
+        total += len(dtypes) * len(IN_PLACE_LADDER) if "forward" in ops else 0
     done = 0
     packed = None
     from .backends import auto, loops
@@ -624,23 +637,27 @@ def tune(
             packed = {"threads": counts[-1], "ladder": [list(s) for s in CROSSOVER_LADDER],
                       "above": {}, "rungs": {}}
             with _threads.threads(counts[-1]):
-                # first, so that the crossovers are timed with the limits they are stored with
+                # first, so that the crossovers are timed with the limits they are stored with;
+                # the in-tile limit before the in-place one, which is timed against the way the
+                # forward would otherwise go
                 limits = {}
-                ladders = {"forward": IN_PLACE_LADDER, "grad_input": in_tile_ladder(counts[-1])}
-                for op, measure in (("forward", in_place_rows), ("grad_input", in_tile_rows)):
-                    if op not in ops:
+                tile_ladder = in_tile_ladder(counts[-1])
+                for kind, measure, ladder, more in (
+                        ("in_tile", in_tile_rows, tile_ladder,
+                         {"ladder": tile_ladder, "ops": tile_ops}),
+                        ("in_place", in_place_rows, IN_PLACE_LADDER, {})):
+                    if not tile_ops or (kind == "in_place" and "forward" not in ops):
                         continue
-                    prefix, ladder = W_LIMITS[op][0], ladders[op]
+                    prefix = W_LIMITS[kind][0]
                     packed[f"{prefix}_ladder"] = [list(s) for s in ladder]
                     packed[f"{prefix}_rows"], packed[f"{prefix}_rungs"] = {}, {}
                     for dtype in dtypes:
-                        more = {"ladder": ladder} if op == "grad_input" else {}
                         found = measure(dtype, repeats=repeats, min_sample_s=sample_s,
                                         progress=lambda what: rung(what, ""), **more)
                         packed[f"{prefix}_rows"][dtype] = found["rows"]
                         packed[f"{prefix}_rungs"][dtype] = found["rungs"]
                     limits[f"{prefix}_rows"] = packed[f"{prefix}_rows"]
-                loops.use_packed_limits(limits)
+                    loops.use_packed_limits(limits)
                 for dtype in dtypes:
                     for op in ops:
                         found = crossover(op, dtype, repeats=repeats, min_sample_s=sample_s,

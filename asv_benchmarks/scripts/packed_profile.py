@@ -20,8 +20,9 @@ products at several reduction blocks (KC), beside numpy's BLAS and torch at the 
 4. With ``--in-place``, instead of all the above: the forward driver with w packed against w read
    in place (the figures behind ``_api.W_IN_PLACE_ROWS``), interleaved in 9 rounds (medians of
    the best of 3 calls), at each shape.
-5. With ``--in-tile``, likewise: the input-gradient driver with all of w packed per k-block
-   against w packed in the tiles that use it (the figures behind ``_api.W_IN_TILE_ROWS``).
+5. With ``--in-tile``, likewise: the forward and input-gradient driver with all of w packed per
+   k-block against w packed in the tiles that use it (the figures behind
+   ``_api.W_IN_TILE_ROWS``).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python asv_benchmarks/scripts/packed_profile.py \\
         --threads 1 --shapes 1024x1024x1024,256x512x512
@@ -248,29 +249,32 @@ def _same_bits_then_timed(first, second, out1: np.ndarray, out2: np.ndarray,
     return statistics.median(samples[0]), statistics.median(samples[1])
 
 
-def in_tile(dt: np.dtype, n: int, k: int, m: int) -> tuple[float, float]:
-    """Median seconds of the input-gradient driver with all of w packed per k-block and with w's
-    panels packed in the tiles that use them (as ``packed_grad_input`` runs it up to
-    ``_api.W_IN_TILE_ROWS`` batch rows), interleaved in 9 rounds; both give the same bits
-    (checked here)."""
+def in_tile(dt: np.dtype, n: int, k: int, m: int) -> dict[str, tuple[float, float]]:
+    """For the forward and the input gradient: median seconds of the driver with all of w packed
+    per k-block and with w's panels packed in the tiles that use them (as ``packed_forward`` and
+    ``packed_grad_input`` run it up to ``_api.W_IN_TILE_ROWS`` batch rows), interleaved in 9
+    rounds; both give the same bits (checked here)."""
     rng = np.random.default_rng(0)
-    dy, w = rng.random((n, m)).astype(dt), rng.random((m, k)).astype(dt)
-    dx, dx2 = np.empty((n, k), dt), np.empty((n, k), dt)
+    x, w, dy = (rng.random(s).astype(dt) for s in ((n, k), (m, k), (n, m)))
     ws = _workspace.workspace(dt)
     empty, leaves = np.empty(0, dt), np.empty((0, 0), dt)
+    out = {}
+    # (op, output, A source, A by rows, B source, B by rows, reduction length, B columns)
+    for op, c, asrc, bsrc, b_by_rows, red, cols in (("forward", (n, m), x, w, True, k, m),
+                                                    ("grad_input", (n, k), dy, w, False, m, k)):
+        whole_c, tiled_c = np.empty(c, dt), np.empty(c, dt)
 
-    def whole() -> None:
-        _driver.gemm(dx, False, dy, True, False, w, False, False, m, dt.type(1), empty, leaves,
-                     False, empty, False, 0, False, ws.mr, ws.nr, ws.kc, ws.packed_a(n),
-                     _api._packed_b(ws, dt, k), ws.tiles)
+        def call(c_, in_tile, asrc=asrc, bsrc=bsrc, b_by_rows=b_by_rows, red=red, cols=cols):
+            bpack = (_api.in_tile_b(ws, dt, fl.get_num_threads()) if in_tile
+                     else _api._packed_b(ws, dt, cols))
+            _driver.gemm(c_, False, asrc, True, False, bsrc, b_by_rows, in_tile, red, dt.type(1),
+                         empty, leaves, False, empty, False, 0, False, ws.mr, ws.nr, ws.kc,
+                         ws.packed_a(n), bpack, ws.tiles)
 
-    def tiled() -> None:
-        _driver.gemm(dx2, False, dy, True, False, w, False, True, m, dt.type(1), empty, leaves,
-                     False, empty, False, 0, False, ws.mr, ws.nr, ws.kc, ws.packed_a(n),
-                     _api.in_tile_b(ws, dt, fl.get_num_threads()), ws.tiles)
-
-    return _same_bits_then_timed(whole, tiled, dx, dx2,
-                                 f"--in-tile: {dt} {n}x{k}x{m}: the two input gradients differ")
+        out[op] = _same_bits_then_timed(
+            lambda: call(whole_c, False), lambda: call(tiled_c, True), whole_c, tiled_c,
+            f"--in-tile: {dt} {n}x{k}x{m} {op}: w packed whole and in the tiles differ")
+    return out
 
 
 def main() -> None:
@@ -286,9 +290,9 @@ def main() -> None:
                    help="only time the forward with w packed against w read in place at each "
                         "shape (the figures behind _api.W_IN_PLACE_ROWS)")
     p.add_argument("--in-tile", action="store_true",
-                   help="only time the input gradient with all of w packed per k-block against "
-                        "w packed in the tiles at each shape (the figures behind "
-                        "_api.W_IN_TILE_ROWS)")
+                   help="only time the forward and the input gradient with all of w packed per "
+                        "k-block against w packed in the tiles at each shape (the figures "
+                        "behind _api.W_IN_TILE_ROWS)")
     args = p.parse_args()
     fl.set_num_threads(args.threads)
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
@@ -307,10 +311,10 @@ def main() -> None:
         for name in args.dtype.split(","):
             dt = np.dtype(name)
             for n, k, m in shapes:
-                whole_s, tiled_s = in_tile(dt, n, k, m)
-                print(f"{dt} {n}x{k}x{m} grad_input: w packed whole {whole_s * 1e3:.3f} ms, in "
-                      f"the tiles {tiled_s * 1e3:.3f} ms, whole / in tiles "
-                      f"{whole_s / tiled_s:.2f}", flush=True)
+                for op, (whole_s, tiled_s) in in_tile(dt, n, k, m).items():
+                    print(f"{dt} {n}x{k}x{m} {op}: w packed whole {whole_s * 1e3:.3f} ms, in "
+                          f"the tiles {tiled_s * 1e3:.3f} ms, whole / in tiles "
+                          f"{whole_s / tiled_s:.2f}", flush=True)
         return
     for name in args.dtype.split(","):
         dt = np.dtype(name)

@@ -164,7 +164,8 @@ _packed_above: dict | None = None
 _packed_measured: set = set()  # the (op, itemsize) pairs whose crossover came from the table
 _DTYPE_NAMES = {4: "float32", 8: "float64"}
 #: the table fields of the batch limits below which w is not packed whole: the packed forward
-#: reads w in place, the packed input gradient packs w's panels in the tiles that use them
+#: reads w in place, the packed forward (above that) and input gradient pack w's panels in the
+#: tiles that use them
 _W_FIELDS = ("w_in_place_rows", "w_in_tile_rows")
 
 
@@ -229,7 +230,8 @@ def packed_limits() -> dict:
     "measured": {op: {dtype: work}}, "w_in_place_rows": {dtype: rows}, "w_in_place_measured":
     {dtype: rows}, "w_in_tile_rows": ..., "w_in_tile_measured": ...}``, where the packed GEMM
     runs an op when n * in * out > work and no side is too narrow (`too_narrow`), its forward
-    reads w in place and its input gradient packs w in the tiles up to that many batch rows; the
+    reads w in place, and its forward above that and input gradient pack w in the tiles, up to
+    that many batch rows; the
     "measured" entries came from the tuning table (source "table" when there is any)."""
     above = _packed_above or _load_packed_above()
     return _describe_packed(above, _packed_measured)
@@ -261,8 +263,8 @@ def w_in_place_rows(itemsize: int) -> int:
 
 
 def w_in_tile_rows(itemsize: int) -> int:
-    """Batch rows up to which the packed input gradient of ``itemsize``-byte floats packs w's
-    panels in the tiles that use them (from the tuning table when it has them, else
+    """Batch rows up to which the packed forward (above `w_in_place_rows`) and input gradient of
+    ``itemsize``-byte floats pack w's panels in the tiles that use them (from the tuning table when it has them, else
     ``kernels.packed._api.W_IN_TILE_ROWS``)."""
     if _packed_above is None:
         _load_packed_above()
@@ -279,7 +281,8 @@ def direct_and_packed(op: str) -> tuple:
 
         packed = None if packed_forward is None else (
             lambda y, x, w, b, act: packed_forward(y, x, w, present(b), act,
-                                                   w_in_place_rows(x.itemsize)))
+                                                   w_in_place_rows(x.itemsize),
+                                                   w_in_tile_rows(x.itemsize)))
     elif op == "grad_weight":
         def direct(dw, db, dy, x, scale, accumulate):
             size = dw.dtype.itemsize
@@ -387,7 +390,9 @@ def forward(y, x, w, b, act) -> None:
     if packed_forward is None or not _packs("forward", x.itemsize, n, k, m):
         forward_kernels.forward_parallel(y, x, w, ABSENT[x.itemsize] if b is None else b, act)
     else:
-        packed_forward(y, x, w, present(b), act, _w_rows["w_in_place_rows", x.itemsize])
+        size = x.itemsize
+        packed_forward(y, x, w, present(b), act, _w_rows["w_in_place_rows", size],
+                       _w_rows["w_in_tile_rows", size])
 
 
 def grad_weight(dw, db, dy, x, scale, accumulate) -> None:

@@ -176,7 +176,7 @@ def _packed_line(t: dict) -> str:
 
     w_limits = ""
     for field, what in (("w_in_place", "its forward reads w in place"),
-                        ("w_in_tile", "its input gradient packs w in the tiles")):
+                        ("w_in_tile", "its forward and input gradient pack w in the tiles")):
         rows = packed.get(f"{field}_rows") or {}
         measured_rows = packed.get(f"{field}_measured") or {}
         if rows:

@@ -155,8 +155,9 @@ def format_table(table: dict) -> str:
             text.append("its forward reads w in place, not packing it: "
                         + limit_sizes(packed["w_in_place_rows"]))
         if packed.get("w_in_tile_rows"):
-            text.append("its input gradient packs w in the tiles, not whole (where the tiles "
-                        "keep the threads busy): " + limit_sizes(packed["w_in_tile_rows"]))
+            text.append("its forward (where it does not read w in place) and input gradient pack w "
+                        "in the tiles, not whole (where the tiles keep the threads busy): "
+                        + limit_sizes(packed["w_in_tile_rows"]))
     return "\n".join(text)
 
 
@@ -205,17 +206,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"fastlinear tune: {dtype} {op} at {'x'.join(map(str, shape))}: the loop kernels' "
               "direct or packed result is wrong (the packed one is not chosen there or below)",
               file=sys.stderr)
-    # per op: the two ways compared, and what is then not done there or above
-    limits = {"forward": ("forward with w read in place and with w packed",
-                          "w is not read in place"),
-              "grad_input": ("input gradient with w packed in the tiles and whole",
-                             "w is not packed in the tiles")}
-    bad_limits = [(op, dtype, r["shape"]) for op in limits
+    # per limit: the two ways compared, and what is then not done there or above
+    limits = {"in_place": ("with w read in place and with w packed", "w is not read in place"),
+              "in_tile": ("with w packed in the tiles and whole", "w is not packed in the tiles")}
+    names = {"forward": "forward", "grad_input": "input gradient"}
+    bad_limits = [(kind, r.get("op", "forward"), dtype, r["shape"]) for kind in limits
                   for dtype, rungs in table.get("packed", {}).get(
-                      f"{tuning.W_LIMITS[op][0]}_rungs", {}).items()
+                      f"{tuning.W_LIMITS[kind][0]}_rungs", {}).items()
                   for r in rungs if r["status"] != "ok"]
-    for op, dtype, shape in bad_limits:
+    for kind, op, dtype, shape in bad_limits:
         print(f"fastlinear tune: {dtype} {op} at {'x'.join(map(str, shape))}: the packed "
-              f"{limits[op][0]} gave different results (they must be bitwise equal; "
-              f"{limits[op][1]} there or above)", file=sys.stderr)
+              f"{names[op]} {limits[kind][0]} gave different results (they must be bitwise "
+              f"equal; {limits[kind][1]} there or above)", file=sys.stderr)
     return 1 if wrong or bad_rungs or bad_limits else 0

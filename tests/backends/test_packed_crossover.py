@@ -151,8 +151,8 @@ def test_the_crossover_is_shown_with_the_table_in_use(table_file):
     assert used["packed"]["measured"] == {"grad_weight": {"float64": 1 << 20}}
     line = info._tuning_line(used)
     rows, tile = loops.W_IN_PLACE_ROWS, loops.W_IN_TILE_ROWS
-    tiles = (f"; its input gradient packs w in the tiles: float32 up to a batch of {tile}, "
-             f"float64 up to a batch of {tile} (built-in)")
+    tiles = (f"; its forward and input gradient pack w in the tiles: float32 up to a batch of "
+             f"{tile}, float64 up to a batch of {tile} (built-in)")
     assert line.endswith("packed GEMM above batch x in x out = grad_weight float64 2**20 "
                          "(measured; built-in crossovers for the rest); its forward reads w in "
                          f"place: float32 up to a batch of {rows}, float64 up to a batch of {rows} "
@@ -169,8 +169,8 @@ def test_the_crossover_is_shown_with_the_table_in_use(table_file):
                              "w_in_tile_rows": {"float32": 64, "float64": 0}})
     line = info._tuning_line(tuning.describe())
     assert line.endswith(f"in place: float32 up to a batch of {rows}, float64 never "
-                         "(measured for float64); its input gradient packs w in the tiles: "
-                         "float32 up to a batch of 64, float64 never (measured)"), line
+                         "(measured for float64); its forward and input gradient pack w in the "
+                         "tiles: float32 up to a batch of 64, float64 never (measured)"), line
 
 
 def logs(*ratios):

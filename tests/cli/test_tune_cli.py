@@ -49,24 +49,27 @@ def test_quick_tune_writes_a_valid_table_that_auto_then_follows(tmp_path, capsys
     assert f"wrote {out}" in captured.out
     assert f"set {tuning.ENV}={out}" in captured.out  # it is not the file auto reads
     rungs = len(tuning.CROSSOVER_LADDER) * len(tuning.TUNED_OPS)
-    in_place = len(tuning.IN_PLACE_LADDER)
-    limits = in_place + len(tuning.IN_TILE_LADDER)
+    in_tile = 2 * len(tuning.IN_TILE_LADDER)  # the forward and the input gradient
+    limits = in_tile + len(tuning.IN_PLACE_LADDER)
     total = rungs + limits + 3
-    n, k, m = tuning.IN_PLACE_LADDER[0]
-    # plain progress: the in-place limit first, then the in-tile one, then the crossovers, then
-    # the table's entries
-    assert f"[1/{total}] 1 thread, w packed or in place: float32 forward {n}x{k}x{m}" in captured.err
     n, k, m = tuning.IN_TILE_LADDER[0]
-    assert (f"[{in_place + 1}/{total}] 1 thread, w packed whole or in tiles: float32 grad_input "
-            f"{n}x{k}x{m}" in captured.err)
+    # plain progress: the in-tile limit first, then the in-place one, then the crossovers, then
+    # the table's entries
+    assert (f"[1/{total}] 1 thread, w packed whole or in tiles: float32 forward {n}x{k}x{m}"
+            in captured.err)
+    assert (f"[2/{total}] 1 thread, w packed whole or in tiles: float32 grad_input {n}x{k}x{m}"
+            in captured.err)
+    n, k, m = tuning.IN_PLACE_LADDER[0]
+    assert (f"[{in_tile + 1}/{total}] 1 thread, w packed or in place: float32 forward {n}x{k}x{m}"
+            in captured.err)
     n, k, m = tuning.CROSSOVER_LADDER[0]
     assert (f"[{limits + 1}/{total}] 1 thread, direct or packed: float32 forward {n}x{k}x{m}"
             in captured.err)
     assert (f"[{rungs + limits + 1}/{total}] 1 thread, float32 1x16x16 forward (tiny)"
             in captured.err)
     assert "its forward reads w in place, not packing it: float32 " in captured.out
-    assert ("its input gradient packs w in the tiles, not whole (where the tiles keep the threads "
-            "busy): float32 " in captured.out)
+    assert ("its forward (where it does not read w in place) and input gradient pack w in the "
+            "tiles, not whole (where the tiles keep the threads busy): float32 " in captured.out)
     assert "loops runs its packed GEMM above these sizes" in captured.out
     assert os.listdir(out.parent) == ["table.json"]  # no temporary file left beside it
 
@@ -102,7 +105,8 @@ def test_quick_tune_writes_a_valid_table_that_auto_then_follows(tmp_path, capsys
     assert packed["w_in_tile_ladder"] == [list(s) for s in tuning.IN_TILE_LADDER]
     assert packed["w_in_tile_rows"]["float32"] in [0] + [s[0] for s in tuning.IN_TILE_LADDER]
     rungs = packed["w_in_tile_rungs"]["float32"]
-    assert [r["shape"] for r in rungs] == packed["w_in_tile_ladder"]
+    assert [(r["op"], r["shape"]) for r in rungs] == [
+        (op, s) for s in packed["w_in_tile_ladder"] for op in ("forward", "grad_input")]
     assert all(r["status"] == "ok" and r["whole_s"] > 0 and r["in_tile_s"] > 0 for r in rungs)
 
     monkeypatch.setenv(tuning.ENV, str(out))
@@ -248,31 +252,34 @@ def test_a_wrong_packed_kernel_exits_1_and_is_never_chosen(tmp_path, monkeypatch
     ("forward", "packed_forward", 32, "w_in_place", tuning.IN_PLACE_LADDER,
      "float32 forward at 32x512x512: the packed forward with w read in place and with w packed "
      "gave different results"),
+    ("forward", "packed_forward", 64, "w_in_tile", tuning.IN_TILE_LADDER,
+     "float32 forward at 64x512x512: the packed forward with w packed in the tiles and whole "
+     "gave different results"),
     ("grad_input", "packed_grad_input", 64, "w_in_tile", tuning.IN_TILE_LADDER,
      "float32 grad_input at 64x512x512: the packed input gradient with w packed in the tiles and "
      "whole gave different results"),
-])
+], ids=["forward in place", "forward in tiles", "grad_input in tiles"])
 def test_a_limit_whose_two_ways_differ_exits_1_and_stops_the_limit_below_it(
         op, kernel, first_wrong, prefix, ladder, message, tmp_path, monkeypatch, capsys):
-    """The forward with w in place must give the bits of w packed, the input gradient with w
-    packed in the tiles those of w packed whole; where they do not, tune says so on stderr, exits
-    1, and the limit stays below that batch."""
+    """The forward with w in place must give the bits of w packed, and the forward and the input
+    gradient with w packed in the tiles those of w packed whole; where they do not, tune says so
+    on stderr, exits 1, and the limit stays below that batch."""
     real = getattr(loops, kernel)
+    # the position of the limit at fault among the kernel's arguments after the output
+    at = {"w_in_place": 4, "w_in_tile": 5 if op == "forward" else 2}[prefix]
 
     def differs(out, *args):
         real(out, *args)
-        if first_wrong <= out.shape[0] <= args[-1]:  # the last argument: the limit
+        if len(args) > at and first_wrong <= out.shape[0] <= args[at]:
             out[0, 0] = np.nextafter(out[0, 0], np.inf)  # the last bit of one output
 
     monkeypatch.setattr(loops, kernel, differs)
     out = tmp_path / "t.json"
     assert cli.main([*QUICK, "--ops", op, "--output", str(out)]) == 1
     packed = tuning.load(out, tuning.machine_key())["packed"]
-    other = "w_in_tile" if op == "forward" else "w_in_place"
-    assert f"{other}_rows" not in packed  # only the op tuned has its limit measured
-    status = [r["status"] for r in packed[f"{prefix}_rungs"]["float32"]]
+    rungs = [r for r in packed[f"{prefix}_rungs"]["float32"] if r.get("op", op) == op]
     ok = sum(n < first_wrong for n, _, _ in ladder)
-    assert status == ["ok"] * ok + ["wrong"] * (len(ladder) - ok)
+    assert [r["status"] for r in rungs] == ["ok"] * ok + ["wrong"] * (len(ladder) - ok)
     assert packed[f"{prefix}_rows"]["float32"] in [0] + [n for n, _, _ in ladder[:ok]]
     assert message in capsys.readouterr().err
 

@@ -243,6 +243,40 @@ def _in_tiles_against_whole(rng, dtype, calls, rows):
     return in_tiles
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_forward_packs_w_in_the_tiles_with_the_bits_of_packing_it_whole(rng, dtype, monkeypatch):
+    """Above W_IN_PLACE_ROWS and up to W_IN_TILE_ROWS batch rows the forward packs w's panels in
+    the tiles that use them (on one thread, where any number of tiles keeps the threads busy);
+    the bits are those of w packed whole and of w read in place, at shapes with partial panels,
+    a partial last tile, several k-blocks, every activation, bias or not."""
+    from fastlinear.kernels.packed import _api
+    from fastlinear.kernels.packed._driver import gemm
+
+    calls = []
+    monkeypatch.setattr(_api, "gemm", lambda *a: (calls.append(a[7]), gemm(*a))[1])
+    lo, hi = _api.W_IN_PLACE_ROWS, _api.W_IN_TILE_ROWS
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        for n, k, m in [(lo + 1, 70, 67), (hi, 1100, 300), (200, 2100, 257), (hi + 1, 40, 33)]:
+            x, w, b, _ = _data(rng, n, k, m, dtype)
+            for act in ACTS:
+                for bias in (b, None):
+                    calls.clear()
+                    y = np.full((n, m), np.nan, dtype)
+                    packed.packed_forward(y, x, w, bias, act)
+                    assert calls == [n <= hi], (n, k, m)
+                    for in_place, in_tile in ((0, 0), (n, 0)):  # whole, in place
+                        other = np.full((n, m), np.nan, dtype)
+                        packed.packed_forward(other, x, w, bias, act, in_place, in_tile)
+                        assert np.array_equal(y, other), (n, k, m, act, in_place)
+            y = np.empty((n, m), dtype)
+            packed.packed_forward(y, x, w, b, packed.ACT_NONE)
+            assert_close(y, ref.forward(x, w, b), ref.magnitude_forward(x, w, b), k, dtype)
+    finally:
+        numba.set_num_threads(before)
+
+
 def test_packing_w_in_the_tiles_needs_the_tiles_to_keep_the_threads_busy():
     """At least one 256-column tile per thread, and tiles >= 3/4 x rounds x threads."""
     from fastlinear.kernels.packed._driver import b_in_tile_balanced

@@ -6,7 +6,8 @@ which is fine: only the results are compared). The shapes reach every variant: s
 parallel, skinny, and packed with odd sizes that cross every block (MR, NR, the k-block of both
 dtypes, the 256-column tile start), the forward reading w in place (a batch of 100), the input
 gradient packing w in the tiles (a batch of 100 at 1100 x 1030; 5 tiles: in the tiles at 1 and 2
-threads, whole at 8 and 16), and a batch of several db leaves and DW_ROWS runs."""
+threads, whole at 8 and 16), the forward packing w in the tiles (a batch of 200), and a batch of
+several db leaves and DW_ROWS runs."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ SCRIPT = textwrap.dedent(
     assert numba.config.NUMBA_NUM_THREADS == 16, numba.config.NUMBA_NUM_THREADS
     SHAPES = [(1, 16, 16), (5, 3, 7), (33, 129, 65), (4096, 256, 10), (1100, 70, 9),
               (256, 512, 512), (300, 520, 530), (1030, 300, 257), (2100, 96, 80),
-              (100, 1100, 530), (100, 1100, 1030)]
+              (100, 1100, 530), (100, 1100, 1030), (200, 530, 1100)]
 
     def run(dtype, shape, seed):
         n, k, m = shape

@@ -35,27 +35,28 @@ _NO_LEAVES = {dt: np.empty((0, 0), dt) for dt in EMPTY}
 #: 1024x1024x1024 0.77-1.05), so 128 keeps the clear wins. The built-in value; `fastlinear tune`
 #: measures this machine's (``fastlinear.tuning.in_place_rows``).
 W_IN_PLACE_ROWS = 128
-#: batch rows up to which `packed_grad_input` packs w's panels in the tiles that use them instead of
-#: all of w per k-block (`_driver.gemm`'s ``b_in_tile``: tiles of all the batch rows by
-#: `_driver.NC_IN_TILE` = 256 columns, each packing its own KC x 256 block of w, 1 MiB for either
-#: dtype, into this thread's part of the B buffer, where it stays in L2 while every row panel uses
-#: it; the same sums in the same order, so the same bits). Packed whole, w's k-block (KC x in:
-#: 16 MiB float32 at 4096 features) is written out and read back from memory, which weighs most at
-#: small batches (packing was 51% of the input gradient at 64x4096x4096 float32). Time packed whole
-#: / time packed in the tiles, float32 / float64, ``asv_benchmarks/scripts/packed_profile.py
-#: --in-tile --threads 1`` (``--threads 2`` in brackets), 2-core Intel Xeon KVM guest
-#: (rocketlake): 16x4096x4096 1.28 / 1.41 (1.93 / 1.30), 32x2048x2048 1.47 / 1.22 (2.27 / 1.73),
-#: 64x4096x4096 1.21 / 1.24 (1.63 / 1.58), 128x1024x1024 1.33 / 1.22 (2.01 / 1.54); above the
-#: limit 256x512x512 1.04 / 1.14 (1.39 / 1.20), 512x1024x1024 1.21 / 1.11 (1.22 / 1.17),
-#: 1024x1024x1024 1.09 / 1.01 (1.07 / 1.03). The built-in limit keeps the batches that gained 1.2x
-#: or more in every cell; larger ones gained less, and keep the driver's usual tiles (at least 256
-#: tasks at shapes of 256x512x512 and more, ``tile_shape``), where packing in the tiles has only
-#: ceil(in / 256) tasks, fed to the threads only where `_driver.b_in_tile_balanced` finds them
-#: enough. `fastlinear tune` measures this machine's limit (``fastlinear.tuning.in_tile_rows``),
-#: at its thread count. (Tiles of 128 or 512 columns, tried at 16-128 rows by editing
-#: `_driver.NC_IN_TILE`, were not faster overall: 128 about the same, 512 slower where few tiles
-#: could not feed both threads.)
-W_IN_TILE_ROWS = 128
+#: batch rows up to which `packed_grad_input`, and `packed_forward` above `W_IN_PLACE_ROWS`, pack
+#: w's panels in the tiles that use them instead of all of w per k-block (`_driver.gemm`'s
+#: ``b_in_tile``: tiles of all the batch rows by `_driver.NC_IN_TILE` = 256 columns, each packing
+#: its own KC x 256 block of w, 1 MiB for either dtype, into this thread's part of the B buffer,
+#: where it stays in L2 while every row panel uses it; the same sums in the same order, so the
+#: same bits). Packed whole, w's k-block (KC x 4096 features: 16 MiB float32) is written out and
+#: read back from memory (packing was 51% of the input gradient at 64x4096x4096 float32). Time
+#: packed whole / time packed in the tiles, forward and input gradient, float32 / float64,
+#: ``asv_benchmarks/scripts/packed_profile.py --in-tile --threads 1`` (``--threads 2`` in
+#: brackets), 2-core Intel Xeon KVM guest (rocketlake), one run each: 16x4096x4096 1.30-1.33 /
+#: 1.46 (1.94-1.97 / 1.28-1.29), 64x4096x4096 1.22-1.25 / 1.21-1.26 (1.61-1.64 / 1.61-1.71),
+#: 128x1024x1024 1.30-1.31 / 1.27-1.29 (1.57-1.58 / 1.56), 256x512x512 1.00-1.04 / 1.17-1.18
+#: (1.09-1.16 / 1.24-1.25), 256x4096x4096 1.30-1.34 / 1.34-1.36 (1.36-1.40 / 1.28), 512x1024x1024
+#: 1.20-1.22 / 1.19-1.20 (1.17-1.18 / 1.15); above the limit the gain fades: 1024x1024x1024
+#: 1.10 / 1.06 (1.06-1.08 / 1.05), 2048x1024x1024 1.01-1.04 / 1.02 (1.01 / 1.03-1.04). Packing in
+#: the tiles has ceil(columns / 256) parallel tasks where the driver's usual tiles have at least
+#: 256 from 256x512x512 up (``tile_shape``), so it runs only where `_driver.b_in_tile_balanced`
+#: finds the tiles enough for the threads. `fastlinear tune` measures this machine's limit
+#: (``fastlinear.tuning.in_tile_rows``), at its thread count. (Tiles of 128 or 512 columns, tried
+#: on the input gradient at 16-128 rows by editing `_driver.NC_IN_TILE`, were not faster overall:
+#: 128 about the same, 512 slower where few tiles could not feed both threads.)
+W_IN_TILE_ROWS = 512
 
 
 def _packed_b(ws, dt, n: int) -> np.ndarray:
@@ -79,11 +80,16 @@ def _prepare(dtype):
 
 
 def packed_forward(y: np.ndarray, x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
-                   act: int = ACT_NONE, w_in_place_rows: int = W_IN_PLACE_ROWS) -> None:
+                   act: int = ACT_NONE, w_in_place_rows: int = W_IN_PLACE_ROWS,
+                   w_in_tile_rows: int = W_IN_TILE_ROWS) -> None:
     """y = act(x @ w.T + b); ``b`` may be None; act 0 none, 1 relu, 2 sigmoid, 3 tanh. Up to
     ``w_in_place_rows`` batch rows (default `W_IN_PLACE_ROWS`; the loops backend passes the one
     `fastlinear tune` measured), and never above `_workspace.MC` (x is then packed whole, MC *
-    KC elements at most), w is read in place, above it packed; the same bits either way."""
+    KC elements at most), w is read in place; above it, up to ``w_in_tile_rows`` (default
+    `W_IN_TILE_ROWS`, likewise; never above MC), w's panels are packed by the tiles that use them
+    where the ceil(out_features / 256) tiles keep Numba's threads busy
+    (`_driver.b_in_tile_balanced`); otherwise all of w is packed for each k-block. The same
+    bits every way."""
     # x is (n, in), w is (out, in), b is (out,) or None, y is (n, out)
     dt = y.dtype
     ws = _prepare(dt)
@@ -95,6 +101,13 @@ def packed_forward(y: np.ndarray, x: np.ndarray, w: np.ndarray, b: np.ndarray | 
         gemm(y, True, w, True, True, x, True, False, x.shape[1], dt.type(1), empty, _NO_LEAVES[dt],
              False, bias, b is not None, int(act), False, ws.mr, ws.nr, ws.kc,
              ws.packed_a(ws.mr), _packed_b(ws, dt, n), ws.tiles)
+        return
+    threads = numba.get_num_threads()
+    if n <= min(w_in_tile_rows, MC) and b_in_tile_balanced(y.shape[1], threads):
+        # w's panels packed by the tiles that use them
+        gemm(y, False, x, True, False, w, True, True, x.shape[1], dt.type(1), empty,
+             _NO_LEAVES[dt], False, bias, b is not None, int(act), False, ws.mr, ws.nr, ws.kc,
+             ws.packed_a(n), in_tile_b(ws, dt, threads), ws.tiles)
         return
     bpack = _packed_b(ws, dt, y.shape[1])
     for rows in row_blocks(n):  # bounded packing memory, same result (see _workspace.MC)
