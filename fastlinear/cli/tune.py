@@ -24,18 +24,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description="For each op, dtype, shape class and thread count, check the loop kernels and "
                     "numpy's BLAS against a float64 reference, time both (each in its own settled "
                     "block, medians of interleaved rounds) and record which is faster; first, "
-                    "find up to which batch the loop kernels' packed forward gains from reading "
-                    "the weights in place rather than packing them, and from which size (batch x "
-                    "in x out) their packed GEMM beats their direct kernels, which the loops "
-                    "backend then follows. The auto "
+                    "find up to which batch the loop kernels' packed forward and input gradient "
+                    "gain from packing the weights in their tiles rather than whole, up to which "
+                    "batch their packed forward gains from reading the weights in place, and from "
+                    "which size (batch x in x out) their packed GEMM beats their direct kernels, "
+                    "which the loops backend then follows. The auto "
                     "backend then runs the faster one (loops unless blas is more than 3% faster in "
                     "the medians and in at least three quarters of the paired rounds). "
                     "The table is written atomically to the user's cache directory (or --output, "
                     "or the file FASTLINEAR_TUNING names) and is keyed by the CPU model, core "
                     "count and the versions of fastlinear, numpy, its BLAS and numba. Exit status "
                     "1 if a backend gave a wrong result (it is then never chosen), if the loop "
-                    "kernels' direct or packed kernel did, or if the forward with the weights in "
-                    "place and packed differed.")
+                    "kernels' direct or packed kernel did, or if their two ways of packing the "
+                    "weights (or reading them in place) differed.")
     p.add_argument("--quick", action="store_true",
                    help="a rough table in a fraction of the time: short samples, 3 rounds")
     p.add_argument("--classes", type=_choices(tuple(SHAPE_CLASSES), "shape class"),
@@ -57,9 +58,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="write the table here instead of where auto reads it (then point "
                         "FASTLINEAR_TUNING at it to use it)")
     p.add_argument("--no-crossovers", action="store_true",
-                   help="skip timing the loop kernels' direct kernels against their packed GEMM "
-                        "and the packed forward with w packed against w read in place (the "
-                        "loops backend then keeps its built-in crossovers and limit)")
+                   help="skip timing the loop kernels' direct kernels against their packed GEMM, "
+                        "w packed whole against in the tiles, and the packed forward with w "
+                        "packed against w read in place (the loops backend then keeps its "
+                        "built-in crossovers and limits)")
     p.add_argument("--plain", action="store_true",
                    help="plain progress lines even on a terminal")
     return p
