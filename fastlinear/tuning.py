@@ -54,10 +54,10 @@ it (`in_place_rows`; the same bits either way)::
                "w_in_place_rungs": {"float32": [{"shape": [...], "packed_s": ..., "in_place_s": ...,
                                                  "status": "ok"}, ...]}}
 
-and, when the input gradient was tuned, up to how many batch rows the packed input gradient packs
-w's panels in the tiles that use them instead of all of w per k-block (`in_tile_rows`; the same
-bits either way), in ``w_in_tile_ladder``, ``w_in_tile_rows`` (0: always all of w) and
-``w_in_tile_rungs`` (with ``whole_s`` and ``in_tile_s``).
+and, when the forward or the input gradient was tuned, up to how many batch rows their packed
+products pack w's panels in the tiles that use them instead of all of w per k-block
+(`in_tile_rows`; the same bits either way), in ``w_in_tile_ladder``, ``w_in_tile_rows`` (0:
+always all of w) and ``w_in_tile_rungs`` (each with its ``op``, ``whole_s`` and ``in_tile_s``).
 
 Shape classification (`classify`): a call of batch n, in_features k, out_features m belongs to the
 shape class (N, K, M) nearest in log space, the one that minimises

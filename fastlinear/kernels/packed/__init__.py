@@ -2,8 +2,10 @@
 
 Public functions (outputs first, no checking inside; see `_api`):
 
-* ``packed_forward(y, x, w, b, act, w_in_place_rows)``: y = act(x @ w.T + b), w read in place
-  up to that many batch rows (the same bits as packing it)
+* ``packed_forward(y, x, w, b, act, w_in_place_rows, w_in_tile_rows)``: y = act(x @ w.T + b),
+  w read in place up to that many batch rows, then packed by the tiles that use it up to the
+  second limit (where its tiles keep the threads busy), then packed whole (the same bits every
+  way)
 * ``packed_grad_weight(dw, db, dy, x, scale, accumulate)``: dw (+)= scale * dy.T @ x, db fused
 * ``packed_grad_input(dx, dy, w, w_in_tile_rows)``: dx = dy @ w, w packed by the tiles that use
   it up to that many batch rows where its tiles keep the threads busy (the same bits as packing

@@ -46,8 +46,9 @@ B packed in the tiles (``b_in_tile``): packed whole, B's k-block (KC x N) is sha
 tiles but, at 4096 columns, is 16 MiB: written out to memory and read back by the tiles. Where
 C has few rows, each tile instead spans all the row panels and `NC_IN_TILE` columns and packs its
 own KC x NC_IN_TILE block of B into its thread's part of ``bpack``, where it stays in L2 while
-every row panel uses it; each B panel is still packed once per k-block. The input gradient at
-small batches uses it (``_api.W_IN_TILE_ROWS``); the same sums in the same order, so the same bits.
+every row panel uses it; each B panel is still packed once per k-block. The input gradient, and
+the forward above the batches at which it reads w in place, use it up to ``_api.W_IN_TILE_ROWS``
+batch rows; the same sums in the same order, so the same bits.
 
 Store modes: the first k-block writes C (or adds to it when ``accumulate``), later k-blocks add;
 after the last k-block, bias and activation are applied to the block just stored (no second pass).

@@ -14,10 +14,10 @@ What a packed call needs for A is bounded too: the forward and input-gradient pr
 most `MC` rows at a time (``MC * KC`` elements, 8 MiB for either dtype; see `row_blocks`), so
 their peak is their inputs and outputs plus at most 8 MiB and the packed B block. The weight
 gradient packs all ``out_features`` rows of dy.T for one k-block: ``out_features * KC`` elements,
-4 KiB per output feature (16 MiB for 4096 outputs), on top of its inputs and outputs. The input
-gradient at small batches packs w in its tiles instead (``_api.W_IN_TILE_ROWS``): a B buffer of
-1 MiB per thread of the call for either dtype (256 columns x KC), no larger than the KC x in
-block it replaces (``_api.in_tile_b``).
+4 KiB per output feature (16 MiB for 4096 outputs), on top of its inputs and outputs. The forward
+and input gradient at batches up to ``_api.W_IN_TILE_ROWS`` (at most MC rows of A, packed in one
+piece) pack w in their tiles instead: a B buffer of 1 MiB per thread of the call for either
+dtype (256 columns x KC), no larger than the KC x N block it replaces (``_api.in_tile_b``).
 """
 
 from __future__ import annotations
