@@ -57,7 +57,9 @@ it (`in_place_rows`; the same bits either way)::
 and, when the forward or the input gradient was tuned, up to how many batch rows their packed
 products pack w's panels in the tiles that use them instead of all of w per k-block
 (`in_tile_rows`; the same bits either way), in ``w_in_tile_ladder``, ``w_in_tile_rows`` (0:
-always all of w) and ``w_in_tile_rungs`` (each with its ``op``, ``whole_s`` and ``in_tile_s``).
+always all of w) and ``w_in_tile_rungs`` (each with its ``op``, the ``shape`` it ran, whose tiled
+side may be wider than the ladder's so that the tiles keep the tune's threads busy, ``whole_s``
+and ``in_tile_s``).
 
 Shape classification (`classify`): a call of batch n, in_features k, out_features m belongs to the
 shape class (N, K, M) nearest in log space, the one that minimises
@@ -426,26 +428,33 @@ IN_PLACE_FEATURES = (512, 1024)
 IN_PLACE_LADDER = tuple((n, f, f) for n in IN_PLACE_BATCHES for f in IN_PLACE_FEATURES)
 #: the largest limit a table may hold: `packed_forward` never reads w in place above MC rows
 IN_PLACE_MAX = 2048
-#: The same for the packed input gradient with all of w packed per k-block against w's panels
-#: packed by the tile that uses them (``kernels.packed._api.W_IN_TILE_ROWS``, built in 128), at
-#: the same batches and features (`in_tile_ladder`); a table's limit may also be at most MC rows.
+#: The same for the packed forward and input gradient with all of w packed per k-block against
+#: w's panels packed by the tile that uses them (``kernels.packed._api.W_IN_TILE_ROWS``, built in
+#: 512), at the same batches and features, the side that the tiles split (out_features for the
+#: forward, in_features for the input gradient) widened where the tiles would not keep the
+#: threads busy (`tiled_columns`); a table's limit may also be at most MC rows. The ladder ends
+#: at 512 rows, so a tuned limit is at most 512 (at 1024 rows packing in the tiles gained
+#: 1.05-1.10 on a 2-core Intel Xeon; see ``_api.W_IN_TILE_ROWS``).
 IN_TILE_BATCHES = IN_PLACE_BATCHES
+IN_TILE_LADDER = IN_PLACE_LADDER
 IN_TILE_MAX = IN_PLACE_MAX
-#: columns of a tile that packs its own block of w (``kernels.packed._driver.NC_IN_TILE``)
-_IN_TILE_COLS = 256
 
 
-def in_tile_ladder(threads: int) -> tuple:
-    """The (batch, in, out) shapes at which `in_tile_rows` times the input gradient at
-    ``threads`` threads: `IN_TILE_BATCHES` by `IN_PLACE_FEATURES` (in = out), with in_features
-    widened to 256 per thread where that is more, so that every rung packs w in its tiles (one
-    256-column tile per thread at least, ``kernels.packed._driver.b_in_tile_balanced``)."""
-    return tuple((n, max(f, _IN_TILE_COLS * threads), f)
-                 for n in IN_TILE_BATCHES for f in IN_PLACE_FEATURES)
+def tiled_columns(cols: int, threads: int) -> int:
+    """``cols``, or the smallest multiple of 256 above it whose 256-column tiles keep ``threads``
+    threads busy (``kernels.packed._driver.b_in_tile_balanced``), so that a rung of
+    `in_tile_rows` packs w in its tiles at that thread count (1024 columns at 3 threads: 4 tiles
+    in 2 rounds, too few; 1280 columns: 5 tiles, 5/6 of 2 rounds of 3)."""
+    from .kernels.packed._driver import NC_IN_TILE, b_in_tile_balanced
+
+    if b_in_tile_balanced(cols, threads):
+        return cols
+    wide = -(-cols // NC_IN_TILE) * NC_IN_TILE
+    while not b_in_tile_balanced(wide, threads):
+        wide += NC_IN_TILE
+    return wide
 
 
-#: the ladder at 1 or 2 threads (and its length at any thread count)
-IN_TILE_LADDER = in_tile_ladder(1)
 #: the two limits below which w is not packed whole: the prefix of their table fields
 #: (``<prefix>_ladder``, ``_rows``, ``_rungs``), their batches, the largest value a table may hold,
 #: and the names of the rungs' two times (the other way, this way)
@@ -470,18 +479,15 @@ def in_place_rows(dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
 
 def in_tile_rows(dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
                  progress: Callable[[str], None] | None = None,
-                 ladder: tuple | None = None,
                  ops: Iterable[str] = ("forward", "grad_input")) -> dict:
     """`in_place_rows` for packing w in the tiles: the packed forward (with w never read in
     place) and input gradient of ``ops`` with all of w packed per k-block against w's panels
-    packed by each tile, at the shapes of ``ladder`` (default: `in_tile_ladder` at the current
-    thread count); ``{"rows": batch, "rungs": [...]}``, w packed in the tiles up to the batch
-    that saves the most time over the ops and feature sizes together."""
-    from . import _threads
-
-    if ladder is None:
-        ladder = in_tile_ladder(_threads.get_num_threads())
-    return _measure_w_limit("in_tile", tuple(ops), ladder, dtype, repeats, min_sample_s, progress)
+    packed by each tile, at the shapes of `IN_TILE_LADDER` with the tiled side widened for the
+    current thread count (`tiled_columns`; each rung records the shape it ran); ``{"rows":
+    batch, "rungs": [...]}``, w packed in the tiles up to the batch that saves the most time over
+    the ops and feature sizes together."""
+    return _measure_w_limit("in_tile", tuple(ops), IN_TILE_LADDER, dtype, repeats, min_sample_s,
+                            progress)
 
 
 def _measure_w_limit(kind: str, ops: tuple, ladder: tuple, dtype: str, repeats: int,
@@ -506,10 +512,18 @@ def _measure_w_limit(kind: str, ops: tuple, ladder: tuple, dtype: str, repeats: 
         else:
             loops.packed_forward(*args, limit, tile_rows)  # otherwise as the forward would
 
+    from . import _threads
+
+    threads = _threads.get_num_threads()
     rng = np.random.default_rng(1)
-    rungs, gains = [], {}
-    for n, k, m in ladder:
+    rungs, gains = [], dict.fromkeys(batches, 0.0)
+    for n, k0, m0 in ladder:
         for op in ops:
+            k, m = k0, m0
+            if kind == "in_tile" and op == "forward":
+                m = tiled_columns(m, threads)  # the forward's tiles split out_features
+            elif kind == "in_tile":
+                k = tiled_columns(k, threads)  # the input gradient's, in_features
             if progress:
                 progress(f"{what}: {dtype} {op} {n}x{k}x{m}")
             args, _ = _op_args(op, dtype, n, k, m, rng)
@@ -521,8 +535,7 @@ def _measure_w_limit(kind: str, ops: tuple, ladder: tuple, dtype: str, repeats: 
             other_s, this_s = _time_pair(*calls, 2 * n * k * m, repeats, min_sample_s)
             rungs.append({"op": op, "shape": [n, k, m], other_key: other_s, this_key: this_s,
                           "status": "ok" if same else "wrong"})
-            gain = math.log(other_s / this_s) if same else -math.inf
-            gains[n] = gains.get(n, 0.0) + gain
+            gains[n] += math.log(other_s / this_s) if same else -math.inf
     count = _best_prefix([gains[n] for n in batches])
     return {"rows": batches[count - 1] if count else 0, "rungs": rungs}
 
@@ -575,10 +588,11 @@ def tune(
         output: where to write (default: `table_path`, i.e. FASTLINEAR_TUNING's file or the cache
             file for this machine). Checked before anything is measured.
         progress: called as ``progress(done, total, what)`` before each measurement.
-        crossovers: measure the direct-or-packed crossovers and, when "forward" is among
-            ``ops``, the packed forward's in-place limit (`in_place_rows`), when "grad_input" is,
-            the packed input gradient's in-tile limit (`in_tile_rows`) (the table's ``packed``
-            section); without them the loops backend keeps its built-in ones.
+        crossovers: measure the direct-or-packed crossovers, the in-tile limit (`in_tile_rows`,
+            over "forward" and "grad_input" where they are among ``ops``; the limit serves both,
+            so with only one of them it is measured on that one), and, when "forward" is among
+            ``ops``, the packed forward's in-place limit (`in_place_rows`) (the table's
+            ``packed`` section); without them the loops backend keeps its built-in ones.
 
     Returns:
         The table as written (see the module docstring), with ``"path"`` added.
@@ -641,10 +655,8 @@ def tune(
                 # the in-tile limit before the in-place one, which is timed against the way the
                 # forward would otherwise go
                 limits = {}
-                tile_ladder = in_tile_ladder(counts[-1])
                 for kind, measure, ladder, more in (
-                        ("in_tile", in_tile_rows, tile_ladder,
-                         {"ladder": tile_ladder, "ops": tile_ops}),
+                        ("in_tile", in_tile_rows, IN_TILE_LADDER, {"ops": tile_ops}),
                         ("in_place", in_place_rows, IN_PLACE_LADDER, {})):
                     if not tile_ops or (kind == "in_place" and "forward" not in ops):
                         continue

@@ -265,7 +265,7 @@ def in_tile(dt: np.dtype, n: int, k: int, m: int) -> dict[str, tuple[float, floa
         whole_c, tiled_c = np.empty(c, dt), np.empty(c, dt)
 
         def call(c_, in_tile, asrc=asrc, bsrc=bsrc, b_by_rows=b_by_rows, red=red, cols=cols):
-            bpack = (_api.in_tile_b(ws, dt, fl.get_num_threads()) if in_tile
+            bpack = (_api.in_tile_b(ws, dt, fl.get_num_threads(), cols) if in_tile
                      else _api._packed_b(ws, dt, cols))
             _driver.gemm(c_, False, asrc, True, False, bsrc, b_by_rows, in_tile, red, dt.type(1),
                          empty, leaves, False, empty, False, 0, False, ws.mr, ws.nr, ws.kc,

@@ -115,8 +115,7 @@ PACKED_MIN_DIM = 64
 #: 32x4096x4096 4.11 / 4.99 (4.16 / 4.96) -> packed from 8 (with w packed whole, before:
 #: 8x4096x4096 0.96-1.16 / 1.12-1.21 (0.98 / 1.19), 16x4096x4096 1.27-1.54 / 2.08-2.11, packed
 #: from 16); below 8 (not in the script: the micro-tile pads dx to 8 rows) -> direct; narrow
-#: in_features 4096x32x1024 0.41-0.43
-#: / 0.60-0.73, narrow out_features 8192x1024x10 0.33-0.40 / 0.47-0.53 -> direct. (Before, every
+#: in_features 4096x32x1024 0.41-0.43 / 0.60-0.73, narrow out_features 8192x1024x10 0.33-0.40 / 0.47-0.53 -> direct. (Before, every
 #: side had to be at least `PACKED_MIN_DIM`, a rule measured with an older driver: the forward at
 #: 4096x32x1024, the weight gradient at 8192x1024x32 and the input gradient at 32x4096x4096 ran
 #: 1.7-3.8x slower than they now do.)
@@ -264,8 +263,8 @@ def w_in_place_rows(itemsize: int) -> int:
 
 def w_in_tile_rows(itemsize: int) -> int:
     """Batch rows up to which the packed forward (above `w_in_place_rows`) and input gradient of
-    ``itemsize``-byte floats pack w's panels in the tiles that use them (from the tuning table when it has them, else
-    ``kernels.packed._api.W_IN_TILE_ROWS``)."""
+    ``itemsize``-byte floats pack w's panels in the tiles that use them (from the tuning table
+    when it has them, else ``kernels.packed._api.W_IN_TILE_ROWS``)."""
     if _packed_above is None:
         _load_packed_above()
     return _w_rows["w_in_tile_rows", itemsize]

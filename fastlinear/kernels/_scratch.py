@@ -19,8 +19,9 @@ space comes instead from the Python wrapper or from the stack, through one of th
 
 Buffers belong to the Python thread that asked for them (`threading.local`), so two Python threads
 running kernels at the same time never share one. How much of a buffer a task uses depends only on
-the problem's shape, never on the number of threads, and a task always writes its part of a buffer
-before reading it: results do not depend on what a buffer held before.
+the problem's shape, never on the number of threads (except where a thread's own part of a buffer
+is indexed by its thread id, as the packed GEMM's B blocks packed in the tiles), and a task always
+writes its part of a buffer before reading it: results do not depend on what a buffer held before.
 """
 
 from __future__ import annotations

@@ -284,6 +284,41 @@ def test_a_limit_whose_two_ways_differ_exits_1_and_stops_the_limit_below_it(
     assert message in capsys.readouterr().err
 
 
+def test_the_in_place_limit_is_timed_against_the_in_tile_limit_just_measured(tmp_path,
+                                                                            monkeypatch):
+    """The forward's in-place rungs compare in place with the way the forward would otherwise
+    pack w, which the in-tile limit measured just before decides."""
+    monkeypatch.setattr(tuning, "in_tile_rows", lambda dtype, **kw: {"rows": 64, "rungs": []})
+    seen = set()
+    real = loops.packed_forward
+
+    def record(y, x, w, b, act, *limits):
+        if len(limits) == 2:
+            seen.add(limits[1])
+        real(y, x, w, b, act, *limits)
+
+    monkeypatch.setattr(loops, "packed_forward", record)
+    tuning.in_place_rows("float32", repeats=1, min_sample_s=1e-5)  # the built-in in-tile limit
+    assert seen == {loops.W_IN_TILE_ROWS}
+    seen.clear()
+    monkeypatch.setattr(tuning, "crossover", lambda op, dtype, **kw: {"above": 0, "rungs": []})
+    monkeypatch.setattr(tuning, "_measure_entries", lambda *a: [])
+    tuning.tune(classes=["tiny"], dtypes=["float32"], ops=["forward"], threads=[1],
+                output=tmp_path / "t.json")
+    assert seen == {64}
+
+
+@pytest.mark.parametrize("threads", range(1, 65))
+def test_every_in_tile_rung_packs_w_in_the_tiles(threads):
+    from fastlinear.kernels.packed._driver import b_in_tile_balanced
+
+    for _, cols, _ in tuning.IN_TILE_LADDER:
+        wide = tuning.tiled_columns(cols, threads)
+        assert b_in_tile_balanced(wide, threads) and wide >= cols
+        assert wide == cols or wide % 256 == 0 and not b_in_tile_balanced(wide - 256, threads)
+    assert tuning.tiled_columns(1024, 2) == 1024 and tuning.tiled_columns(1024, 3) == 1280
+
+
 def test_the_limits_a_table_may_hold_are_where_the_packed_products_stop():
     from fastlinear.kernels.packed import _workspace
 

@@ -277,6 +277,30 @@ def test_forward_packs_w_in_the_tiles_with_the_bits_of_packing_it_whole(rng, dty
         numba.set_num_threads(before)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_w_packed_in_the_tiles_on_two_threads_gives_the_bits_of_one(rng, dtype):
+    """Two threads pack w in their own parts of the B buffer (thread id 1 writes the second):
+    the same bits as whole, and as one thread."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs a pool of 2 threads")
+    n, k, m = 200, 600, 1100  # 3 tiles of the input gradient's dx, 5 of the forward's y
+    x, w, b, dy = _data(rng, n, k, m, dtype)
+    before = numba.get_num_threads()
+    out = {}
+    try:
+        for threads in (2, 1):
+            numba.set_num_threads(threads)
+            for tile in (0, n):  # whole, in the tiles
+                y, dx = np.empty((n, m), dtype), np.empty((n, k), dtype)
+                packed.packed_forward(y, x, w, b, packed.ACT_RELU, 0, tile)
+                packed.packed_grad_input(dx, dy, w, tile)
+                out[threads, tile] = y, dx
+    finally:
+        numba.set_num_threads(before)
+    for key, (y, dx) in out.items():
+        assert np.array_equal(y, out[1, 0][0]) and np.array_equal(dx, out[1, 0][1]), key
+
+
 def test_packing_w_in_the_tiles_needs_the_tiles_to_keep_the_threads_busy():
     """At least one 256-column tile per thread, and tiles >= 3/4 x rounds x threads."""
     from fastlinear.kernels.packed._driver import b_in_tile_balanced

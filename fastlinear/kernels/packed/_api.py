@@ -65,12 +65,13 @@ def _packed_b(ws, dt, n: int) -> np.ndarray:
     return _scratch.buffer("packed_b", dt, -(-n // ws.nr) * ws.nr * ws.kc)
 
 
-def in_tile_b(ws, dt, threads: int) -> np.ndarray:
-    """The B buffer of a ``b_in_tile`` call on ``threads`` threads: one KC x NC_IN_TILE block
-    (1 MiB for either dtype) per thread, from this Python thread's reused scratch. Never larger
-    than the whole k-block of B at the shapes that use it (`b_in_tile_balanced` asks for at
-    least one NC_IN_TILE-column tile per thread)."""
-    return _scratch.buffer("packed_b", dt, threads * NC_IN_TILE * ws.kc)
+def in_tile_b(ws, dt, threads: int, cols: int) -> np.ndarray:
+    """The B buffer of a ``b_in_tile`` call on ``threads`` threads with ``cols`` columns of C:
+    one tile's KC x min(NC_IN_TILE, ceil(cols / NR) * NR) block per thread (at most 1 MiB for
+    either dtype), from this Python thread's reused scratch; thread ids stay below ``threads``
+    (``numba.get_thread_id``)."""
+    width = min(NC_IN_TILE, -(-cols // ws.nr) * ws.nr)
+    return _scratch.buffer("packed_b", dt, threads * width * ws.kc)
 
 
 def _prepare(dtype):
@@ -107,7 +108,7 @@ def packed_forward(y: np.ndarray, x: np.ndarray, w: np.ndarray, b: np.ndarray | 
         # w's panels packed by the tiles that use them
         gemm(y, False, x, True, False, w, True, True, x.shape[1], dt.type(1), empty,
              _NO_LEAVES[dt], False, bias, b is not None, int(act), False, ws.mr, ws.nr, ws.kc,
-             ws.packed_a(n), in_tile_b(ws, dt, threads), ws.tiles)
+             ws.packed_a(n), in_tile_b(ws, dt, threads, y.shape[1]), ws.tiles)
         return
     bpack = _packed_b(ws, dt, y.shape[1])
     for rows in row_blocks(n):  # bounded packing memory, same result (see _workspace.MC)
@@ -145,7 +146,7 @@ def packed_grad_input(dx: np.ndarray, dy: np.ndarray, w: np.ndarray,
     n = dx.shape[0]
     threads = numba.get_num_threads()
     if n <= min(w_in_tile_rows, MC) and b_in_tile_balanced(dx.shape[1], threads):
-        bpack = in_tile_b(ws, dt, threads)
+        bpack = in_tile_b(ws, dt, threads, dx.shape[1])
         gemm(dx, False, dy, True, False, w, False, True, w.shape[0], dt.type(1), empty,
              _NO_LEAVES[dt], False, empty, False, ACT_NONE, False, ws.mr, ws.nr, ws.kc,
              ws.packed_a(n), bpack, ws.tiles)

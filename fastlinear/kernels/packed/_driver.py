@@ -18,7 +18,8 @@ Parallel tasks. Both parallel loops have at least TASKS (256 = 4 x 64 threads) t
 equal size at every shape of 256 x 512 x 512 or more (unless B is packed in the tiles, below):
 a tile starts as all the row panels by 256 columns (the column block one thread handled before,
 whose packed B stays in L2) and the longer side, counted in elements, is halved until there are
-TASKS tiles or a tile is one micro-kernel. The tile shape depends only on the shape of C, never on the number of threads.
+TASKS tiles or a tile is one micro-kernel. The tile shape depends only on the shape of C, never
+on the number of threads (only whether B is packed in the tiles, with tiles of its own, does).
 At 1024 x 1024 x 1024 float32 that is 256 tiles of 64 x 64 (before: 4 tasks, one per 256-column
 block, so 16- or 64-core machines left most cores idle).
 

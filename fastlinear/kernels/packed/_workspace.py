@@ -16,8 +16,8 @@ their peak is their inputs and outputs plus at most 8 MiB and the packed B block
 gradient packs all ``out_features`` rows of dy.T for one k-block: ``out_features * KC`` elements,
 4 KiB per output feature (16 MiB for 4096 outputs), on top of its inputs and outputs. The forward
 and input gradient at batches up to ``_api.W_IN_TILE_ROWS`` (at most MC rows of A, packed in one
-piece) pack w in their tiles instead: a B buffer of 1 MiB per thread of the call for either
-dtype (256 columns x KC), no larger than the KC x N block it replaces (``_api.in_tile_b``).
+piece) pack w in their tiles instead: a B buffer of at most 1 MiB per thread of the call for
+either dtype (256 columns x KC; ``_api.in_tile_b``) in place of the KC x N block.
 """
 
 from __future__ import annotations
