@@ -200,10 +200,10 @@ def test_forward_reads_w_in_place_with_the_bits_of_packing_it(rng, dtype, monkey
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_grad_input_packs_w_in_the_tiles_with_the_bits_of_packing_it_whole(rng, dtype,
-                                                                          monkeypatch):
-    """Up to W_IN_TILE_ROWS batch rows, and while there are at least as many 256-column tiles as
-    threads, the input gradient packs w's panels in the tiles that use them; otherwise all of w
-    per k-block. The bits are the same, at shapes with partial row and column panels, a partial
+                                                                          monkeypatch,
+                                                                          restore_threads):
+    """Up to W_IN_TILE_ROWS batch rows, where the 256-column tiles keep the threads busy, the
+    input gradient packs w's panels in the tiles that use them; otherwise all of w per k-block. The bits are the same, at shapes with partial row and column panels, a partial
     last tile, several k-blocks, an empty reduction, and a batch at the limit (on one thread,
     where any number of tiles keeps the threads busy)."""
     from fastlinear.kernels.packed import _api
@@ -212,16 +212,7 @@ def test_grad_input_packs_w_in_the_tiles_with_the_bits_of_packing_it_whole(rng, 
     calls = []
     monkeypatch.setattr(_api, "gemm", lambda *a: (calls.append(a[7]), gemm(*a))[1])
     rows = _api.W_IN_TILE_ROWS
-    before = numba.get_num_threads()
     numba.set_num_threads(1)  # one tile is enough for one thread
-    try:
-        in_tiles = _in_tiles_against_whole(rng, dtype, calls, rows)
-    finally:
-        numba.set_num_threads(before)
-    assert in_tiles.count(True) == 6
-
-
-def _in_tiles_against_whole(rng, dtype, calls, rows):
     in_tiles = []
     for n, k, m in [(1, 3, 9), (33, 1100, 45), (rows, 300, 67), (17, 257, 2100), (9, 520, 1030),
                     (40, 12, 0), (rows + 1, 300, 67)]:
@@ -240,11 +231,12 @@ def _in_tiles_against_whole(rng, dtype, calls, rows):
         assert np.array_equal(tiled, whole), (n, k, m)
         assert_close(tiled, ref.grad_input(dy, w), ref.magnitude_grad_input(dy, w), m, dtype,
                      "dx")
-    return in_tiles
+    assert in_tiles.count(True) == 6
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_forward_packs_w_in_the_tiles_with_the_bits_of_packing_it_whole(rng, dtype, monkeypatch):
+def test_forward_packs_w_in_the_tiles_with_the_bits_of_packing_it_whole(rng, dtype, monkeypatch,
+                                                                       restore_threads):
     """Above W_IN_PLACE_ROWS and up to W_IN_TILE_ROWS batch rows the forward packs w's panels in
     the tiles that use them (on one thread, where any number of tiles keeps the threads busy);
     the bits are those of w packed whole and of w read in place, at shapes with partial panels,
@@ -255,48 +247,40 @@ def test_forward_packs_w_in_the_tiles_with_the_bits_of_packing_it_whole(rng, dty
     calls = []
     monkeypatch.setattr(_api, "gemm", lambda *a: (calls.append(a[7]), gemm(*a))[1])
     lo, hi = _api.W_IN_PLACE_ROWS, _api.W_IN_TILE_ROWS
-    before = numba.get_num_threads()
     numba.set_num_threads(1)
-    try:
-        for n, k, m in [(lo + 1, 70, 67), (hi, 1100, 300), (200, 2100, 257), (hi + 1, 40, 33)]:
-            x, w, b, _ = _data(rng, n, k, m, dtype)
-            for act in ACTS:
-                for bias in (b, None):
-                    calls.clear()
-                    y = np.full((n, m), np.nan, dtype)
-                    packed.packed_forward(y, x, w, bias, act)
-                    assert calls == [n <= hi], (n, k, m)
-                    for in_place, in_tile in ((0, 0), (n, 0)):  # whole, in place
-                        other = np.full((n, m), np.nan, dtype)
-                        packed.packed_forward(other, x, w, bias, act, in_place, in_tile)
-                        assert np.array_equal(y, other), (n, k, m, act, in_place)
-            y = np.empty((n, m), dtype)
-            packed.packed_forward(y, x, w, b, packed.ACT_NONE)
-            assert_close(y, ref.forward(x, w, b), ref.magnitude_forward(x, w, b), k, dtype)
-    finally:
-        numba.set_num_threads(before)
+    for n, k, m in [(lo + 1, 70, 67), (hi, 1100, 300), (200, 2100, 257), (hi + 1, 40, 33)]:
+        x, w, b, _ = _data(rng, n, k, m, dtype)
+        for act in ACTS:
+            for bias in (b, None):
+                calls.clear()
+                y = np.full((n, m), np.nan, dtype)
+                packed.packed_forward(y, x, w, bias, act)
+                assert calls == [n <= hi], (n, k, m)
+                for in_place, in_tile in ((0, 0), (n, 0)):  # whole, in place
+                    other = np.full((n, m), np.nan, dtype)
+                    packed.packed_forward(other, x, w, bias, act, in_place, in_tile)
+                    assert np.array_equal(y, other), (n, k, m, act, in_place)
+        y = np.empty((n, m), dtype)
+        packed.packed_forward(y, x, w, b, packed.ACT_NONE)
+        assert_close(y, ref.forward(x, w, b), ref.magnitude_forward(x, w, b), k, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_w_packed_in_the_tiles_on_two_threads_gives_the_bits_of_one(rng, dtype):
+def test_w_packed_in_the_tiles_on_two_threads_gives_the_bits_of_one(rng, dtype, restore_threads):
     """Two threads pack w in their own parts of the B buffer (thread id 1 writes the second):
     the same bits as whole, and as one thread."""
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs a pool of 2 threads")
     n, k, m = 200, 600, 1100  # 3 tiles of the input gradient's dx, 5 of the forward's y
     x, w, b, dy = _data(rng, n, k, m, dtype)
-    before = numba.get_num_threads()
     out = {}
-    try:
-        for threads in (2, 1):
-            numba.set_num_threads(threads)
-            for tile in (0, n):  # whole, in the tiles
-                y, dx = np.empty((n, m), dtype), np.empty((n, k), dtype)
-                packed.packed_forward(y, x, w, b, packed.ACT_RELU, 0, tile)
-                packed.packed_grad_input(dx, dy, w, tile)
-                out[threads, tile] = y, dx
-    finally:
-        numba.set_num_threads(before)
+    for threads in (2, 1):
+        numba.set_num_threads(threads)
+        for tile in (0, n):  # whole, in the tiles
+            y, dx = np.empty((n, m), dtype), np.empty((n, k), dtype)
+            packed.packed_forward(y, x, w, b, packed.ACT_RELU, 0, tile)
+            packed.packed_grad_input(dx, dy, w, tile)
+            out[threads, tile] = y, dx
     for key, (y, dx) in out.items():
         assert np.array_equal(y, out[1, 0][0]) and np.array_equal(dx, out[1, 0][1]), key
 
@@ -313,7 +297,8 @@ def test_packing_w_in_the_tiles_needs_the_tiles_to_keep_the_threads_busy():
     assert not b_in_tile_balanced(23 * 256, 16)
 
 
-def test_grad_input_packs_w_whole_when_threads_outnumber_the_tiles(rng, monkeypatch):
+def test_grad_input_packs_w_whole_when_threads_outnumber_the_tiles(rng, monkeypatch,
+                                                                  restore_threads):
     """Fewer 256-column tiles than Numba threads would leave threads idle: w is packed whole."""
     from fastlinear.kernels.packed import _api
     from fastlinear.kernels.packed._driver import gemm
@@ -323,15 +308,11 @@ def test_grad_input_packs_w_whole_when_threads_outnumber_the_tiles(rng, monkeypa
     calls = []
     monkeypatch.setattr(_api, "gemm", lambda *a: (calls.append(a[7]), gemm(*a))[1])
     _, w, _, dy = _data(rng, 64, 256, 300, np.float32)
-    before = numba.get_num_threads()
-    try:
-        for threads, in_tiles in ((1, True), (2, False)):
-            numba.set_num_threads(threads)
-            calls.clear()
-            packed.packed_grad_input(np.empty((64, 256), np.float32), dy, w)
-            assert calls == [in_tiles], threads
-    finally:
-        numba.set_num_threads(before)
+    for threads, in_tiles in ((1, True), (2, False)):
+        numba.set_num_threads(threads)
+        calls.clear()
+        packed.packed_grad_input(np.empty((64, 256), np.float32), dy, w)
+        assert calls == [in_tiles], threads
 
 
 def test_float32_micro_kernel_stays_float32():
