@@ -9,11 +9,12 @@ compiling in this process, not time since the first compile), for example (wrapp
 
     fastlinear: compiling kernels for this machine (first use only; later runs load them
         from the cache)...
-    fastlinear: compiled 12 kernel functions in 31 s; up to 38 more are not cached yet
-        (at most about 98 s at this rate)
+    fastlinear: compiled 12 kernel functions in 31 s; 38 more are not cached yet
+        (about 98 s at this rate, for those this run needs)
 
-"up to" because a run compiles only the kernels it calls (one dtype, the shapes it meets), while
-the count is of every kernel function without cached code. `warmup` and `compile_steps` (a model's
+An estimate, not a bound: a run compiles only the kernels it calls (one dtype, the shapes it
+meets), while the count is of every kernel function without any cached code; one cached for
+one dtype and compiled for the other is counted among those compiled, not among those left. `warmup` and `compile_steps` (a model's
 training steps, ``Sequential.warmup``) compile in several processes at once when something is not
 cached; they print their own lines, one per group of kernels. Plain lines rather than a redrawn
 status line, so that they read the same in a log and never collide with the program's own output.
@@ -208,8 +209,8 @@ class _CompileProgress(event.Listener):
             left = len(_cold - _done) if _cold is not None else None
         line = f"compiled {done} kernel function{'s' if done != 1 else ''} in {spent:.0f} s"
         if left:
-            line += (f"; up to {left} more are not cached yet (at most about "
-                     f"{spent / done * left:.0f} s at this rate)")
+            line += (f"; {left} more are not cached yet (about {spent / done * left:.0f} s "
+                     "at this rate, for those this run needs)")
         _say(line)
 
 
