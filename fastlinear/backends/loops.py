@@ -230,8 +230,8 @@ def packed_limits() -> dict:
     {dtype: rows}, "w_in_tile_rows": ..., "w_in_tile_measured": ...}``, where the packed GEMM
     runs an op when n * in * out > work and no side is too narrow (`too_narrow`), its forward
     reads w in place, and its forward above that and input gradient pack w in the tiles, up to
-    that many batch rows; the
-    "measured" entries came from the tuning table (source "table" when there is any)."""
+    that many batch rows; the "measured" entries came from the tuning table (source "table"
+    when there is any)."""
     above = _packed_above or _load_packed_above()
     return _describe_packed(above, _packed_measured)
 
@@ -253,21 +253,25 @@ def _describe_packed(above: dict, from_table: set) -> dict:
     return described
 
 
+def _w_limit(field: str, itemsize: int) -> int:
+    """The limit ``field`` (one of `_W_FIELDS`) in use for ``itemsize``-byte floats, reading the
+    tuning table first if this process has not yet."""
+    if _packed_above is None:
+        _load_packed_above()
+    return _w_rows[field, itemsize]
+
+
 def w_in_place_rows(itemsize: int) -> int:
     """Batch rows up to which the packed forward of ``itemsize``-byte floats reads w in place
     (from the tuning table when it has them, else ``kernels.packed._api.W_IN_PLACE_ROWS``)."""
-    if _packed_above is None:
-        _load_packed_above()
-    return _w_rows["w_in_place_rows", itemsize]
+    return _w_limit("w_in_place_rows", itemsize)
 
 
 def w_in_tile_rows(itemsize: int) -> int:
     """Batch rows up to which the packed forward (above `w_in_place_rows`) and input gradient of
     ``itemsize``-byte floats pack w's panels in the tiles that use them (from the tuning table
     when it has them, else ``kernels.packed._api.W_IN_TILE_ROWS``)."""
-    if _packed_above is None:
-        _load_packed_above()
-    return _w_rows["w_in_tile_rows", itemsize]
+    return _w_limit("w_in_tile_rows", itemsize)
 
 
 def direct_and_packed(op: str) -> tuple:

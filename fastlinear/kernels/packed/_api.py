@@ -74,6 +74,14 @@ def in_tile_b(ws, dt, threads: int, cols: int) -> np.ndarray:
     return _scratch.buffer("packed_b", dt, threads * width * ws.kc)
 
 
+def _in_tile_threads(n: int, limit: int, cols: int) -> int:
+    """Numba's thread count when a product of ``n`` batch rows and ``cols`` columns of C packs w
+    in its tiles (``n`` up to ``limit`` and MC, and the tiles keep the threads busy,
+    `_driver.b_in_tile_balanced`), else 0."""
+    threads = numba.get_num_threads()
+    return threads if n <= min(limit, MC) and b_in_tile_balanced(cols, threads) else 0
+
+
 def _prepare(dtype):
     """Workspace for ``dtype``. (The driver compiles, or loads from Numba's cache, on its first
     call; compiling it compiles the micro-kernel, see `_micro`.)"""
@@ -103,8 +111,8 @@ def packed_forward(y: np.ndarray, x: np.ndarray, w: np.ndarray, b: np.ndarray | 
              False, bias, b is not None, int(act), False, ws.mr, ws.nr, ws.kc,
              ws.packed_a(ws.mr), _packed_b(ws, dt, n), ws.tiles)
         return
-    threads = numba.get_num_threads()
-    if n <= min(w_in_tile_rows, MC) and b_in_tile_balanced(y.shape[1], threads):
+    threads = _in_tile_threads(n, w_in_tile_rows, y.shape[1])
+    if threads:
         # w's panels packed by the tiles that use them
         gemm(y, False, x, True, False, w, True, True, x.shape[1], dt.type(1), empty,
              _NO_LEAVES[dt], False, bias, b is not None, int(act), False, ws.mr, ws.nr, ws.kc,
@@ -144,12 +152,11 @@ def packed_grad_input(dx: np.ndarray, dy: np.ndarray, w: np.ndarray,
     ws = _prepare(dt)
     empty = EMPTY[dt]
     n = dx.shape[0]
-    threads = numba.get_num_threads()
-    if n <= min(w_in_tile_rows, MC) and b_in_tile_balanced(dx.shape[1], threads):
-        bpack = in_tile_b(ws, dt, threads, dx.shape[1])
+    threads = _in_tile_threads(n, w_in_tile_rows, dx.shape[1])
+    if threads:
         gemm(dx, False, dy, True, False, w, False, True, w.shape[0], dt.type(1), empty,
              _NO_LEAVES[dt], False, empty, False, ACT_NONE, False, ws.mr, ws.nr, ws.kc,
-             ws.packed_a(n), bpack, ws.tiles)
+             ws.packed_a(n), in_tile_b(ws, dt, threads, dx.shape[1]), ws.tiles)
         return
     bpack = _packed_b(ws, dt, dx.shape[1])
     for rows in row_blocks(n):  # bounded packing memory, same result (see _workspace.MC)

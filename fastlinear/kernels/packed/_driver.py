@@ -159,9 +159,9 @@ def b_in_tile_balanced(cols: int, threads: int) -> bool:
     """Whether the ceil(cols / NC_IN_TILE) tiles of a ``b_in_tile`` call keep ``threads`` threads
     busy: at least one tile per thread, and the threads at work for at least 3/4 of the rounds of
     tiles, tiles >= 3/4 x rounds x threads (17 tiles on 16 threads would leave 15 threads idle
-    for half the call). Reasoned, not measured: the machine
-    behind these kernels' figures has 2 cores. Packing B in the tiles or whole gives the same bits,
-    so this choice, unlike the block sizes, may depend on the thread count."""
+    for half the call). Reasoned, not measured: the machine behind these kernels' figures has 2
+    cores. Packing B in the tiles or whole gives the same bits, so this choice, unlike the block
+    sizes, may depend on the thread count."""
     tiles = -(-cols // NC_IN_TILE)
     rounds = -(-tiles // threads)
     return tiles >= threads and 4 * tiles >= 3 * rounds * threads
@@ -221,9 +221,9 @@ def gemm(c, transposed, asrc, a_by_rows, a_in_place, bsrc, b_by_rows, b_in_tile,
     ``b_by_rows``, else B = bsrc. When ``b_in_tile``, each tile packs its own B panels (see the
     module docstring). Scratch, all from the caller: ``apack`` holds ceil(M / MR) * MR * KC
     elements, ``bpack`` ceil(N / NR) * NR * KC (shared by all threads) or, when ``b_in_tile``,
-    NC_IN_TILE * KC per thread of the call (get_num_threads(): thread ids stay below it),
-    ``tiles`` one MR * NR row per Numba thread, ``leaves``
-    (ceil(k / LEAF), M) when ``with_db``.
+    at most NC_IN_TILE * KC per thread of the call (get_num_threads(): thread ids stay below
+    it), ``tiles`` one MR * NR row per Numba thread, ``leaves`` (ceil(k / LEAF), M) when
+    ``with_db``.
     """
     # C is (M, N); A is (M, k) and B is (k, N) read through asrc / bsrc as described above
     m_ = c.shape[1] if transposed else c.shape[0]
@@ -323,12 +323,11 @@ def gemm(c, transposed, asrc, a_by_rows, a_in_place, bsrc, b_by_rows, b_in_tile,
                         _prefetch_tile(c, jj, cols, i0, rows)
                     else:
                         _prefetch_tile(c, i0, rows, jj, cols)
+                    bo = boff + (jp - bfirst) * nr * kc
                     if ip < afull:
-                        micro_in_place(kc, aflat, i0 * lda + p0, lda, one, bpack,
-                                       boff + (jp - bfirst) * nr * kc, nr, t)
+                        micro_in_place(kc, aflat, i0 * lda + p0, lda, one, bpack, bo, nr, t)
                     else:
-                        micro(kc, apack, (ip - afull) * mr * kc, one, mr, bpack,
-                              boff + (jp - bfirst) * nr * kc, nr, t)
+                        micro(kc, apack, (ip - afull) * mr * kc, one, mr, bpack, bo, nr, t)
                     if transposed:
                         _store_transposed(c, i0, rows, jj, cols, t, nr, add, last, bias,
                                           with_bias, act)
