@@ -299,9 +299,22 @@ def test_a_low_crossover_moves_narrow_gradients_only_above_the_built_in_one(monk
         assert not loops.runs_packed("grad_input", size, 8, 2048, 2048)  # 2**25: direct
         assert loops.runs_packed("forward", size, 16, 4096, 4096)
         assert not loops.runs_packed("forward", size, 15, 4096, 4096)  # batch below 16
-    # a batch of 8-15 packs only where w is packed in the tiles (not by the thread count: that
-    # chooses only between in the tiles and whole, the same bits)
-    monkeypatch.setattr(loops, "_w_rows", {**loops._w_rows, ("w_in_tile_rows", 4): 0})
-    assert not loops.runs_packed("grad_input", 4, 8, 4096, 4096)
-    assert loops.runs_packed("grad_input", 4, 16, 4096, 4096)
-    assert loops.runs_packed("grad_input", 8, 8, 4096, 4096)
+
+
+@pytest.mark.skipif(loops.packed_forward is None, reason="no packed kernels in this build")
+def test_a_narrow_batch_packs_only_where_w_is_not_packed_whole_whatever_the_thread_count(
+        monkeypatch, restore_threads):
+    """A forward batch of 16-63 packs only up to the in-place limit, an input-gradient batch of
+    8-15 only up to the in-tile limit (with w packed whole they were no faster than direct). The
+    thread count, which only chooses between w in the tiles and whole (the same bits), never
+    moves an op between its direct and packed kernels (different bits)."""
+    monkeypatch.setattr(loops, "_packed_above", dict(loops.DEFAULT_PACKED_ABOVE))
+    monkeypatch.setattr(loops, "_w_rows", {**loops._w_rows, ("w_in_tile_rows", 4): 0,
+                                           ("w_in_place_rows", 4): 0})
+    for threads in {1, fl.get_num_threads()}:
+        fl.set_num_threads(threads)
+        assert not loops.runs_packed("grad_input", 4, 8, 4096, 4096)
+        assert loops.runs_packed("grad_input", 4, 16, 4096, 4096)
+        assert loops.runs_packed("grad_input", 8, 8, 4096, 4096)
+        assert not loops.runs_packed("forward", 4, 16, 4096, 4096)
+        assert loops.runs_packed("forward", 8, 16, 4096, 4096)
