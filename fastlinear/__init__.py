@@ -37,6 +37,7 @@ _cache.install("" if _cpu.enabled else "-nopref")
 
 from ._compile import warmup
 from ._fork import ForkedThreadPoolError
+from ._memory import empty_aligned, zeros_aligned
 from .backends import Backend, available_backends, get_backend
 from .functional import Cache, backward, forward, linear, linear_backward
 from .layer import Linear
@@ -52,6 +53,7 @@ __all__ = [
     "Linear",
     "available_backends",
     "backward",
+    "empty_aligned",
     "forward",
     "get_backend",
     "get_num_threads",
@@ -61,4 +63,5 @@ __all__ = [
     "threads",
     "tune",
     "warmup",
+    "zeros_aligned",
 ]

@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from . import _dispatch
 from . import _validate as check
+from ._memory import empty_aligned, zeros_aligned
 from .activations import code as activation_code
 from .backends import get_backend
 from .initializers import check_init, initial_parameters
@@ -88,10 +89,11 @@ class Linear(Module):
         self.training = True
         shape = self._wshape = (self.out_features, self.in_features)
         self._bshape = (self.out_features,)
-        self.weight = np.empty(shape, dtype=self.dtype)
-        self.bias = np.empty(self.out_features, dtype=self.dtype) if bias else None
-        self.grad_weight = np.zeros(shape, dtype=self.dtype)
-        self.grad_bias = np.zeros(self.out_features, dtype=self.dtype) if bias else None
+        # on cache lines: the kernels read w in 64-byte vectors (see `fastlinear._memory`)
+        self.weight = empty_aligned(shape, self.dtype)
+        self.bias = empty_aligned(self.out_features, self.dtype) if bias else None
+        self.grad_weight = zeros_aligned(shape, self.dtype)
+        self.grad_bias = zeros_aligned(self.out_features, self.dtype) if bias else None
         self._x: np.ndarray | None = None
         self._y: np.ndarray | None = None
         self._g: np.ndarray | None = None  # buffer for dy * act'(y), reused across batches
@@ -231,7 +233,7 @@ class Linear(Module):
                 # an epoch) uses its leading rows, which are C-contiguous too.
                 rows = math.prod(x.shape[:-1])
                 if self._g is None or self._g.shape[0] < rows:
-                    self._g = np.empty((rows, self.out_features), dtype=self.dtype)
+                    self._g = empty_aligned((rows, self.out_features), self.dtype)
                 g = self._g[:rows]
             return _dispatch.backward(
                 get_backend(self._backend), dy, x, w, self.grad_weight, self.grad_bias,

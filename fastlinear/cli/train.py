@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .._memory import empty_aligned
 from .._threads import adapt
 from ._common import HelpFormatter, require
 
@@ -162,7 +163,7 @@ class _NumpySteps:
         from .. import nn
 
         self.model, self.opt, self.loss_fn = model, opt, nn.CrossEntropyLoss()
-        self.xb = np.empty((batch_size, n_features), dtype=dtype)
+        self.xb = empty_aligned((batch_size, n_features), dtype)  # read as vectors by the kernels
         self.yb = np.empty(batch_size, dtype=np.int64)
 
     def step(self, X, y, idx) -> float:

@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from .._memory import zeros_aligned
 from ..layer import Linear
 from .comm import Communicator, check_communicator, default_communicator
 
@@ -158,7 +159,7 @@ class DataParallel:
             for i, (p, _) in enumerate(optimizer.params):
                 if next(flags):
                     if arrays[i] is None:
-                        arrays[i] = np.zeros_like(p)
+                        arrays[i] = zeros_aligned(p.shape, p.dtype)
                     self.comm.bcast(arrays[i], root=0)
                 else:
                     arrays[i] = None

@@ -33,8 +33,8 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-#: Bytes of alignment for every buffer and every stack row: one cache line.
-ALIGN = 64
+from .._memory import ALIGN, empty_aligned  # ALIGN: every buffer's and stack row's alignment
+
 #: An empty 1-D array per dtype, never written: what the kernels take for "no bias" or "no bias
 #: gradient" where None would compile them a second time (one Numba type either way).
 EMPTY = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}
@@ -48,9 +48,7 @@ _local = threading.local()
 
 def aligned(size: int, dtype: np.dtype) -> np.ndarray:
     """A new 1-D array of ``size`` elements whose first element sits on an `ALIGN`-byte boundary."""
-    raw = np.empty(size * dtype.itemsize + ALIGN, dtype=np.uint8)
-    start = (-raw.ctypes.data) % ALIGN
-    return raw[start:start + size * dtype.itemsize].view(dtype)
+    return empty_aligned(size, dtype)
 
 
 def buffer(name: str, dtype, size: int) -> np.ndarray:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._memory import empty_aligned
+
 #: A buffer larger than this (bytes) is replaced by one of the right size when a batch of at most
 #: a quarter of its rows follows, so one large batch (say a 1 GiB evaluation) does not pin its
 #: memory for the rest of a training run; smaller buffers are kept, so a short last batch of an
@@ -23,12 +25,12 @@ class RowBuffer:
     def __init__(self, width: int, dtype: np.dtype) -> None:
         self.width = width
         self.dtype = np.dtype(dtype)
-        self.array = np.empty((0, width), dtype=self.dtype)
+        self.array = empty_aligned((0, width), self.dtype)
 
     def rows(self, n: int) -> np.ndarray:
         """A (n, width) view into the buffer, reallocated first if it has fewer than n rows or is
         large and n is at most a quarter of its rows."""
         capacity = self.array.shape[0]
         if n > capacity or (4 * n <= capacity and self.array.nbytes > KEEP_BYTES):
-            self.array = np.empty((n, self.width), dtype=self.dtype)
+            self.array = empty_aligned((n, self.width), self.dtype)
         return self.array[:n]

@@ -22,6 +22,7 @@ import numbers
 
 import numpy as np
 
+from .._memory import zeros_aligned
 from . import _optim_kernels as kernels
 from .module import Module
 
@@ -168,7 +169,7 @@ class Optimizer:
         created before any is used, so running out of memory here changes nothing."""
         arrays = self.state[name]
         created = [a is None for a in arrays]
-        new = [np.zeros_like(p) if a is None else a for a, (p, _) in zip(arrays, self.params)]
+        new = [zeros_aligned(p.shape, p.dtype) if a is None else a for a, (p, _) in zip(arrays, self.params)]
         arrays[:] = new
         return list(zip(new, created))
 
