@@ -335,14 +335,18 @@ def _op_args(op: str, dtype: str, n: int, k: int, m: int, rng) -> tuple[tuple, t
     (x, w, b, dy) they were made from."""
     import numpy as np
 
+    from ._memory import empty_aligned
+    from .cli.harness import filled
+
     dt = np.dtype(dtype)
-    x, w, b, dy = (rng.standard_normal(s).astype(dt) for s in ((n, k), (m, k), (m,), (n, m)))
+    # on 64-byte lines, as in `fastlinear compare` (`harness.Problem`)
+    x, w, b, dy = (filled(rng.standard_normal(s), dt) for s in ((n, k), (m, k), (m,), (n, m)))
     if op == "forward":
-        args = (np.empty((n, m), dt), x, w, b, 0)
+        args = (empty_aligned((n, m), dt), x, w, b, 0)
     elif op == "grad_weight":
-        args = (np.empty((m, k), dt), np.empty(m, dt), dy, x, dt.type(1), False)
+        args = (empty_aligned((m, k), dt), empty_aligned(m, dt), dy, x, dt.type(1), False)
     else:
-        args = (np.empty((n, k), dt), dy, w)
+        args = (empty_aligned((n, k), dt), dy, w)
     return args, (x, w, b, dy)
 
 

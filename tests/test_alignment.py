@@ -113,3 +113,23 @@ def test_aligned_arrays_compile_nothing_more_and_give_the_same_bits(dtype, rng):
     assert np.array_equal(ya, y)
     for got, ref in zip(grads_a, grads):
         assert np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_compare_and_tune_time_kernels_on_arrays_on_lines(dtype):
+    from fastlinear import tuning
+    from fastlinear.cli import harness
+
+    prob = harness.Problem(33, 17, 9, np.dtype(dtype))
+    assert all(on_a_line(a) for a in (prob.x, prob.w, prob.b, prob.dy))
+    # the same values as the unaligned arrays made from the same draws
+    rng = np.random.default_rng(0)
+    assert np.array_equal(prob.x, rng.standard_normal((33, 17)).astype(dtype))
+    for op in ("forward", "grad_weight", "grad_bias", "grad_input"):
+        outs = harness.fastlinear_call("loops", prob, op)()
+        assert all(on_a_line(a) for a in outs)
+    for op in ("forward", "grad_weight", "grad_input"):
+        args, operands = tuning._op_args(op, np.dtype(dtype).name, 33, 17, 9,
+                                         np.random.default_rng(1))
+        arrays = [a for a in args + operands if isinstance(a, np.ndarray)]
+        assert len(arrays) >= 7 and all(on_a_line(a) for a in arrays)

@@ -28,9 +28,10 @@ from typing import Callable
 
 import numpy as np
 
+from .._memory import empty_aligned
+from .._threads import get_num_threads
 from ..activations import NONE as ACT_NONE
 from ..backends import available_backends, get_backend
-from .._threads import get_num_threads
 from . import problems
 from .problems import KERNEL_OPS, OPS
 
@@ -76,10 +77,11 @@ class Problem:
     def __post_init__(self) -> None:
         rng = np.random.default_rng(0)
         dt = np.dtype(self.dtype)
-        self.x = rng.standard_normal((self.n, self.k)).astype(dt)
-        self.w = rng.standard_normal((self.m, self.k)).astype(dt)
-        self.b = rng.standard_normal(self.m).astype(dt)
-        self.dy = rng.standard_normal((self.n, self.m)).astype(dt)
+        # on 64-byte lines, as Linear and fastlinear.nn keep theirs: with numpy's own buffers the
+        # loop kernels' time would depend on where malloc put them (`fastlinear._memory`)
+        self.x, self.w, self.b, self.dy = (
+            filled(rng.standard_normal(shape), dt)
+            for shape in ((self.n, self.k), (self.m, self.k), (self.m,), (self.n, self.m)))
         self.one = dt.type(1)
         self._refs: dict[str, tuple] = {}
 
@@ -104,6 +106,15 @@ class Problem:
                    for g, (ref, mag), k in zip(got, refs, lengths))
 
 
+def filled(values, dtype: np.dtype) -> np.ndarray:
+    """A new array of ``dtype`` on a 64-byte line holding ``values`` (rounded once to ``dtype``,
+    as ``values.astype(dtype)`` would)."""
+    values = np.asarray(values)
+    out = empty_aligned(values.shape, dtype)
+    out[...] = values
+    return out
+
+
 def memory_needed(shape: tuple[int, int, int], dtype: str, contenders: int) -> int:
     """Bytes one problem holds at its peak: inputs and one set of outputs per contender in
     ``dtype``, and the float64 reference with its magnitudes and absolute copies of the inputs."""
@@ -123,7 +134,7 @@ def fastlinear_call(name: str, prob: Problem, op: str) -> Call:
     be = get_backend(name)
     x, w, b, dy, one, dt = prob.x, prob.w, prob.b, prob.dy, prob.one, prob.x.dtype
     if op == "step":
-        y = np.full((prob.n, prob.m), np.nan, dt)
+        y = filled(np.full((prob.n, prob.m), np.nan), dt)
 
         def step() -> tuple:
             fl.linear(x, w, b, backend=name, out=y)
@@ -132,16 +143,16 @@ def fastlinear_call(name: str, prob: Problem, op: str) -> Call:
 
         return step
     if op == "forward":
-        y = np.full((prob.n, prob.m), np.nan, dt)
+        y = filled(np.full((prob.n, prob.m), np.nan), dt)
         return lambda: (be.forward(y, x, w, b, ACT_NONE), y)[1:]
     if op == "grad_weight":
-        dw = np.full(w.shape, np.nan, dt)
+        dw = filled(np.full(w.shape, np.nan), dt)
         return lambda: (be.grad_weight(dw, None, dy, x, one, False), dw)[1:]
     if op == "grad_bias":
-        db = np.full(b.shape, np.nan, dt)
+        db = filled(np.full(b.shape, np.nan), dt)
         return lambda: (be.grad_bias(db, dy, one, False), db)[1:]
     if op == "grad_input":
-        dx = np.full(x.shape, np.nan, dt)
+        dx = filled(np.full(x.shape, np.nan), dt)
         return lambda: (be.grad_input(dx, dy, w), dx)[1:]
     raise ValueError(f"unknown op {op!r}; valid ops are {', '.join(OPS)}")
 
