@@ -96,6 +96,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="thread counts for Numba, BLAS and torch alike, e.g. 1,2 "
                         "(default: Numba's current count)")
     p.add_argument("--repeats", type=int, default=5, help="timing samples per backend")
+    p.add_argument("--inputs", choices=harness.INPUTS, default="lines",
+                   help="where the arrays start: on 64-byte lines, as Linear and fastlinear.nn "
+                        "keep theirs (default), or in numpy's own buffers, as a numpy user's "
+                        "arrays are")
     p.add_argument("--json", metavar="PATH", help="write every result and the environment as JSON")
     p.add_argument("--markdown", metavar="PATH",
                    help="write the results as Markdown tables (one per dtype and thread count)")
@@ -174,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
         _check_outputs(args, backends)
         _check_memory(shapes, dtypes, backends)
         results, env = measure(shapes, ops, dtypes, backends, threads=args.threads,
-                               repeats=1 if args.quick else args.repeats, quick=args.quick)
+                               repeats=1 if args.quick else args.repeats, quick=args.quick,
+                               inputs=args.inputs)
     from . import table
 
     table.print_table(results, env, rich_ok=sys.stdout.isatty() and not args.plain)
@@ -197,9 +202,10 @@ def run(args: argparse.Namespace) -> int:
 
 def measure(shapes: list[tuple[int, int, int]], ops: list[str], dtypes: list[str],
             backends: list[str], threads: list[int] | None = None, repeats: int = 5,
-            quick: bool = False) -> tuple[list[harness.Result], dict]:
+            quick: bool = False, inputs: str = "lines") -> tuple[list[harness.Result], dict]:
     """Validate and time every (threads, dtype, shape, op, backend), with a progress bar on a
-    terminal; returns the results and the environment (`fastlinear.cli.info.summary`).
+    terminal; returns the results and the environment (`fastlinear.cli.info.summary`, with
+    ``inputs``: where the arrays started, `harness.INPUTS`).
 
     Raises ValueError for a thread count outside Numba's pool (before anything runs)."""
     from .._threads import get_num_threads, set_num_threads
@@ -217,8 +223,8 @@ def measure(shapes: list[tuple[int, int, int]], ops: list[str], dtypes: list[str
             set_num_threads(t)
             results += harness.run(shapes, dtypes, backends, tuple(ops), repeats=repeats,
                                    min_sample_s=1e-4 if quick else 0.002,
-                                   settle=not quick, progress=bar.step)
-    return results, info.summary()
+                                   settle=not quick, progress=bar.step, inputs=inputs)
+    return results, {**info.summary(), "inputs": inputs}
 
 
 def write_json(path: str, results: list[harness.Result], env: dict) -> None:

@@ -36,6 +36,8 @@ from . import problems
 from .problems import KERNEL_OPS, OPS
 
 TORCH = "torch"
+#: Where `Problem` puts its arrays: on 64-byte lines, or in numpy's own buffers.
+INPUTS = ("lines", "numpy")
 _SETTLE_CALLS = 3
 _SETTLE_S = 0.2
 
@@ -67,23 +69,34 @@ def check_contender(name: str) -> None:
 
 @dataclass
 class Problem:
-    """Seeded inputs for one shape (batch n, in_features k, out_features m) and dtype."""
+    """Seeded inputs for one shape (batch n, in_features k, out_features m) and dtype; on 64-byte
+    lines unless ``inputs`` is ``"numpy"`` (numpy's own buffers, wherever malloc puts them)."""
 
     n: int
     k: int
     m: int
     dtype: np.dtype
+    inputs: str = "lines"
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng(0)
         dt = np.dtype(self.dtype)
         # on 64-byte lines, as Linear and fastlinear.nn keep theirs: with numpy's own buffers the
-        # loop kernels' time would depend on where malloc put them (`fastlinear._memory`)
+        # loop kernels' time depends on where malloc put them (`fastlinear._memory`), and so,
+        # at some shapes, does OpenBLAS's (README, "Alignment")
+        if self.inputs not in INPUTS:
+            raise ValueError(f"inputs must be one of {', '.join(INPUTS)}, got {self.inputs!r}")
+        make = filled if self.inputs == "lines" else (lambda values, dt: values.astype(dt))
         self.x, self.w, self.b, self.dy = (
-            filled(rng.standard_normal(shape), dt)
+            make(rng.standard_normal(shape), dt)
             for shape in ((self.n, self.k), (self.m, self.k), (self.m,), (self.n, self.m)))
         self.one = dt.type(1)
         self._refs: dict[str, tuple] = {}
+
+    def outputs(self, shape: tuple) -> np.ndarray:
+        """A NaN-filled output array of ``shape``, placed as the inputs are."""
+        a = np.full(shape, np.nan, self.x.dtype)
+        return filled(a, a.dtype) if self.inputs == "lines" else a
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -134,7 +147,7 @@ def fastlinear_call(name: str, prob: Problem, op: str) -> Call:
     be = get_backend(name)
     x, w, b, dy, one, dt = prob.x, prob.w, prob.b, prob.dy, prob.one, prob.x.dtype
     if op == "step":
-        y = filled(np.full((prob.n, prob.m), np.nan), dt)
+        y = prob.outputs((prob.n, prob.m))
 
         def step() -> tuple:
             fl.linear(x, w, b, backend=name, out=y)
@@ -143,16 +156,16 @@ def fastlinear_call(name: str, prob: Problem, op: str) -> Call:
 
         return step
     if op == "forward":
-        y = filled(np.full((prob.n, prob.m), np.nan), dt)
+        y = prob.outputs((prob.n, prob.m))
         return lambda: (be.forward(y, x, w, b, ACT_NONE), y)[1:]
     if op == "grad_weight":
-        dw = filled(np.full(w.shape, np.nan), dt)
+        dw = prob.outputs(w.shape)
         return lambda: (be.grad_weight(dw, None, dy, x, one, False), dw)[1:]
     if op == "grad_bias":
-        db = filled(np.full(b.shape, np.nan), dt)
+        db = prob.outputs(b.shape)
         return lambda: (be.grad_bias(db, dy, one, False), db)[1:]
     if op == "grad_input":
-        dx = filled(np.full(x.shape, np.nan), dt)
+        dx = prob.outputs(x.shape)
         return lambda: (be.grad_input(dx, dy, w), dx)[1:]
     raise ValueError(f"unknown op {op!r}; valid ops are {', '.join(OPS)}")
 
@@ -229,12 +242,14 @@ def run(
     min_sample_s: float = 0.002,
     settle: bool = True,
     progress: Callable[[str], None] | None = None,
+    inputs: str = "lines",
 ) -> list[Result]:
     """Validate then time every (dtype, shape, op, backend); see the module docstring.
 
     ``progress`` is called with a short description once per (dtype, shape, op) as it starts.
     ``settle=False`` skips the pauses that let another thread pool's spinning threads go idle
-    (taken only where the previous sample ran on another pool: `thread_pool`)."""
+    (taken only where the previous sample ran on another pool: `thread_pool`). ``inputs``: where
+    the arrays start (`INPUTS`, `Problem`)."""
     threads = get_num_threads()
     if TORCH in backends:
         import torch
@@ -244,7 +259,7 @@ def run(
     results = []
     for dtype in dtypes:
         for n, k, m in shapes:
-            prob = Problem(n, k, m, np.dtype(dtype))
+            prob = Problem(n, k, m, np.dtype(dtype), inputs)
             for op in ops:
                 if progress:
                     progress(f"{dtype} {n}x{k}x{m} {op}")

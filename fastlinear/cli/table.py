@@ -104,9 +104,11 @@ def header(env: dict) -> str:
     """Two lines describing what the numbers were measured with."""
     blas = "; ".join(env.get("blas", [])) or "none found"
     torch = f", torch {env['torch']}" if env.get("torch") else ""
+    inputs = {"lines": "; arrays on 64-byte lines",
+              "numpy": "; arrays in numpy's own buffers"}.get(env.get("inputs"), "")
     return (f"{env.get('cpu', 'unknown CPU')} ({env.get('cpus', '?')} CPUs); numpy "
             f"{env.get('numpy', '?')}, numba {env.get('numba', '?')}{torch}; threading layer "
-            f"{env.get('threading_layer', '?')}\nBLAS: {blas}")
+            f"{env.get('threading_layer', '?')}\nBLAS: {blas}{inputs}")
 
 
 def print_table(results: list[Result], env: dict, rich_ok: bool) -> None:

@@ -24,6 +24,7 @@ from fastlinear.backends import BLAS
         (["--dtype", "int8"], "invalid dtype 'int8'"),
         (["--threads", "two"], "comma-separated integers"),
         (["--threads", "0"], "must be >= 1"),
+        (["--inputs", "pages"], "invalid choice: 'pages'"),
     ],
 )
 def test_argument_errors_exit_2_with_a_message(argv, fragment, capsys):
@@ -62,6 +63,7 @@ def test_quick_run_writes_valid_json_markdown_and_png(tmp_path, capsys, restore_
     assert {tuple(r["shape"]) for r in rows} == {(1, 16, 16), (3, 5, 7)}
     assert all(r["status"] == "ok" and r["median_s"] > 0 and r["gflops"] > 0 for r in rows)
     assert doc["environment"]["numpy"] == np.__version__
+    assert doc["environment"]["inputs"] == "lines" and "arrays on 64-byte lines" in text
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "vs blas" in text and "vs torch" in text
     md = out_md.read_text()
@@ -140,3 +142,26 @@ def test_pauses_only_where_the_previous_sample_ran_on_another_pool(pool_installe
     # the calibration calls come first (no pause), then 9 samples
     assert paused[-9:] == [bool(p) for p in expected]
     assert all(r.median_s is not None and len(r.samples_s) == 3 for r, _ in rows)
+
+
+def test_inputs_numpy_times_numpys_own_buffers_with_the_same_values(tmp_path, capsys,
+                                                                     restore_threads):
+    for dtype in (np.float32, np.float64):
+        lined = harness.Problem(33, 17, 9, np.dtype(dtype))
+        plain = harness.Problem(33, 17, 9, np.dtype(dtype), "numpy")
+        pairs = zip((lined.x, lined.w, lined.b, lined.dy), (plain.x, plain.w, plain.b, plain.dy))
+        for a, b in pairs:
+            assert np.array_equal(a, b) and a.dtype == b.dtype
+            assert a.base is not None and b.base is None  # a view on a line / numpy's own
+        assert plain.outputs((3, 4)).base is None and lined.outputs((3, 4)).base is not None
+        assert np.isnan(plain.outputs((3, 4))).all() and np.isnan(lined.outputs((3, 4))).all()
+    with pytest.raises(ValueError, match="inputs must be one of lines, numpy, got 'pages'"):
+        harness.Problem(2, 2, 2, np.dtype(np.float32), "pages")
+    out_json = tmp_path / "r.json"
+    assert cli.main(["compare", "--quick", "--inputs", "numpy", "--backends", "loops,blas",
+                     "--threads", "1", "--plain", "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    assert "arrays in numpy's own buffers" in text
+    assert json.loads(out_json.read_text())["environment"]["inputs"] == "numpy"
+    assert cli.main(["compare", "--from-json", str(out_json), "--plain"]) == 0
+    assert "arrays in numpy's own buffers" in capsys.readouterr().out
