@@ -37,7 +37,7 @@ _cache.install("" if _cpu.enabled else "-nopref")
 
 from ._compile import warmup
 from ._fork import ForkedThreadPoolError
-from ._memory import empty_aligned, zeros_aligned
+from ._memory import aligned_copy, empty_aligned, zeros_aligned
 from .backends import Backend, available_backends, get_backend
 from .functional import Cache, backward, forward, linear, linear_backward
 from .layer import Linear
@@ -51,6 +51,7 @@ __all__ = [
     "Cache",
     "ForkedThreadPoolError",
     "Linear",
+    "aligned_copy",
     "available_backends",
     "backward",
     "empty_aligned",

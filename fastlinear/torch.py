@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from . import activations as _act
+from ._memory import empty_output
 from .backends import Backend, get_backend
 
 __all__ = ["Linear", "linear", "replace_linear"]
@@ -152,8 +153,9 @@ def _forward_impl(x: Tensor, weight: Tensor, bias: Optional[Tensor], act: int,
     out_features, in_features = weight.shape
     x2 = _rows(x, in_features)
     # outputs are allocated by numpy and wrapped: np.empty + torch.from_numpy took 0.9 us against
-    # 2.4 us for torch.empty + .numpy() (batch 1, 16 features, 2-core AMD EPYC)
-    y = np.empty((x2.shape[0], out_features), _NUMPY[weight.dtype])
+    # 2.4 us for torch.empty + .numpy() (batch 1, 16 features, 2-core AMD EPYC); a large one on a
+    # 64-byte line, as the next layer reads it as x (`fastlinear._memory.empty_output`)
+    y = empty_output((x2.shape[0], out_features), _NUMPY[weight.dtype])
     w = weight if weight.is_contiguous() else weight.contiguous()
     b = None if bias is None else _np(bias if bias.is_contiguous() else bias.contiguous())
     kernels.forward(y, _np(x2), _np(w), b, act)

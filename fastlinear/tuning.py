@@ -81,6 +81,8 @@ import platform
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ._memory import aligned_copy, empty_aligned
+
 #: The ops the table covers; grad_bias always runs the loop kernel (see the module docstring).
 TUNED_OPS = ("forward", "grad_weight", "grad_input")
 DTYPES = ("float32", "float64")
@@ -335,12 +337,10 @@ def _op_args(op: str, dtype: str, n: int, k: int, m: int, rng) -> tuple[tuple, t
     (x, w, b, dy) they were made from."""
     import numpy as np
 
-    from ._memory import empty_aligned
-    from .cli.harness import filled
-
     dt = np.dtype(dtype)
-    # on 64-byte lines, as in `fastlinear compare` (`harness.Problem`)
-    x, w, b, dy = (filled(rng.standard_normal(s), dt) for s in ((n, k), (m, k), (m,), (n, m)))
+    # on 64-byte lines, as `Linear` and `fastlinear.nn` keep theirs and `fastlinear compare` times
+    x, w, b, dy = (aligned_copy(rng.standard_normal(s), dt)
+                   for s in ((n, k), (m, k), (m,), (n, m)))
     if op == "forward":
         args = (empty_aligned((n, m), dt), x, w, b, 0)
     elif op == "grad_weight":
@@ -376,7 +376,7 @@ def crossover(op: str, dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
         if progress:
             progress(f"{dtype} {op} {n}x{k}x{m}")
         args, operands = _op_args(op, dtype, n, k, m, rng)
-        other = (args[0].copy(), *args[1:])
+        other = (aligned_copy(args[0]), *args[1:])
         direct(*args)
         packed(*other)
         # each against the float64 reference, with the bound `fastlinear compare` holds every
@@ -531,7 +531,7 @@ def _measure_w_limit(kind: str, ops: tuple, ladder: tuple, dtype: str, repeats: 
             if progress:
                 progress(f"{what}: {dtype} {op} {n}x{k}x{m}")
             args, _ = _op_args(op, dtype, n, k, m, rng)
-            args2 = (args[0].copy(), *args[1:])
+            args2 = (aligned_copy(args[0]), *args[1:])
             calls = [lambda: call(op, args, 0), lambda: call(op, args2, n)]
             for c in calls:
                 c()

@@ -4,6 +4,7 @@ the CLI's batch) starting on one, without compiling a kernel a second time."""
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 
@@ -93,26 +94,29 @@ def test_training_buffers_and_optimizer_state_start_on_lines(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_aligned_arrays_compile_nothing_more_and_give_the_same_bits(dtype, rng):
+def test_aligned_arrays_are_the_kernels_type_compile_nothing_more_and_give_the_same_bits(dtype, rng):
+    for shape in [(0,), (5,), (0, 3), (3, 5), (33, 17)]:
+        assert numba.typeof(fl.empty_aligned(shape, dtype)) == numba.typeof(np.empty(shape, dtype))
+        assert numba.typeof(fl.zeros_aligned(shape, dtype)) == numba.typeof(np.empty(shape, dtype))
     n, k, m = 9, 70, 33
     x, dy = randn(rng, (n, k), dtype), randn(rng, (n, m), dtype)
     w, b = randn(rng, (m, k), dtype), randn(rng, (m,), dtype)
-    y = fl.linear(x, w, b, activation="tanh", backend="loops")
-    grads = fl.linear_backward(dy, x, w, activation="tanh", y=y, backend="loops")
+    loops = fl.get_backend("loops")
+    one = np.dtype(dtype).type(1)
+
+    def run(x, dy, w, b, out):
+        y, dw, db, dx = (out(s, dtype) for s in ((n, m), (m, k), (m,), (n, k)))
+        loops.forward(y, x, w, b, 3)  # the raw kernels: nothing copied or wrapped on the way
+        loops.grad_weight(dw, db, dy, x, one, False)
+        loops.grad_input(dx, dy, w)
+        return y, dw, db, dx
+
+    ref = run(x, dy, w, b, np.empty)
     before = compile_count()
-
-    def lined(a):
-        out = fl.empty_aligned(a.shape, a.dtype)
-        out[...] = a
-        return out
-
-    xa, dya, wa, ba = (lined(a) for a in (x, dy, w, b))
-    ya = fl.linear(xa, wa, ba, activation="tanh", backend="loops")
-    grads_a = fl.linear_backward(dya, xa, wa, activation="tanh", y=lined(y), backend="loops")
+    got = run(*(fl.aligned_copy(a) for a in (x, dy, w, b)), fl.empty_aligned)
     assert compile_count() == before, "an aligned array compiled a second specialisation"
-    assert np.array_equal(ya, y)
-    for got, ref in zip(grads_a, grads):
-        assert np.array_equal(got, ref)
+    for g, r in zip(got, ref):
+        assert on_a_line(g) and np.array_equal(g, r)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -133,3 +137,120 @@ def test_compare_and_tune_time_kernels_on_arrays_on_lines(dtype):
                                          np.random.default_rng(1))
         arrays = [a for a in args + operands if isinstance(a, np.ndarray)]
         assert len(arrays) >= 7 and all(on_a_line(a) for a in arrays)
+
+
+@pytest.mark.parametrize("shape", [2.5, None, "ab", [1, [2]], (2.0, 3), (np.bool_(True), 2)],
+                         ids=str)
+def test_a_shape_that_is_no_shape_is_a_value_error_naming_it(shape):
+    with pytest.raises(ValueError, match=r"shape .*: every dimension must be a non-negative int"):
+        fl.empty_aligned(shape)
+
+
+def test_numpy_int_dimensions_do_not_overflow():
+    # 40000 * 40000 overflows int32: the dimensions become Python ints before they are multiplied
+    a = fl.empty_aligned((np.int32(40000), np.int32(40000)), np.uint8)
+    assert a.shape == (40000, 40000) and on_a_line(a)
+    assert fl.empty_aligned(np.array(3)).shape == (3,)
+
+
+@pytest.mark.parametrize("dtype", [object, "S0", "V0", [("a", object)]], ids=str)
+def test_a_dtype_without_numeric_storage_is_a_type_error_naming_it(dtype):
+    with pytest.raises(TypeError, match="has no fixed-size numeric storage"):
+        fl.zeros_aligned(3, dtype)
+
+
+def test_none_dtype_is_float32_as_for_a_layer():
+    assert fl.empty_aligned((2, 2), None).dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_aligned_copy_keeps_values_and_rounds_once(dtype):
+    values = np.random.default_rng(3).standard_normal((7, 9))
+    a = fl.aligned_copy(values, dtype)
+    assert on_a_line(a) and a.flags.c_contiguous and a.dtype == dtype
+    assert np.array_equal(a, values.astype(dtype))
+    b = fl.aligned_copy(a)  # its own dtype
+    assert b.dtype == dtype and np.array_equal(a, b) and not np.shares_memory(a, b)
+    t = fl.aligned_copy(values.T)  # any layout in, C order out
+    assert t.flags.c_contiguous and np.array_equal(t, values.T)
+
+
+def test_per_call_outputs_are_placed_from_the_size_where_it_pays():
+    from fastlinear._memory import PLACE_MIN_BYTES, empty_output
+
+    dt = np.dtype(np.float32)
+    big = empty_output((PLACE_MIN_BYTES // 4 // 8, 8), dt)
+    assert on_a_line(big) and big.nbytes == PLACE_MIN_BYTES and big.base is not None
+    small = empty_output((3, 5), dt)
+    assert small.base is None and small.shape == (3, 5) and small.dtype == dt  # numpy's own
+    assert empty_output((0, 5), dt).shape == (0, 5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_outputs_that_the_next_layer_reads_start_on_lines(dtype):
+    from fastlinear._memory import PLACE_MIN_BYTES
+
+    width = 256
+    rows = PLACE_MIN_BYTES // (width * np.dtype(dtype).itemsize) + 1
+    model = nn.mlp([width, width, 10], "relu", dtype=dtype, seed=0, backend="loops")
+    seen = []
+    real = fl.get_backend("loops").forward
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(fl.get_backend("loops"), name)
+
+        def forward(self, y, x, w, b, act):
+            seen.append((x.ctypes.data % 64, y.nbytes, y.ctypes.data % 64))
+            real(y, x, w, b, act)
+
+    x = fl.aligned_copy(np.random.default_rng(0).standard_normal((rows, width)), dtype)
+    from fastlinear.nn import sequential
+
+    get = sequential.get_backend
+    sequential.get_backend = lambda name: Spy()
+    try:
+        model.predict(x)
+    finally:
+        sequential.get_backend = get
+    assert len(seen) == 2
+    assert seen[0][1] >= PLACE_MIN_BYTES and seen[0][2] == 0  # layer 1's y ...
+    assert seen[1][0] == 0  # ... is layer 2's x, on a line
+
+
+def test_a_layers_activation_gradient_buffer_starts_on_a_line(rng):
+    layer = fl.Linear(37, 19, activation="tanh", seed=0)
+    x = randn(rng, (13, 37), np.float32)
+    y = layer(x)
+    layer.backward(np.ones_like(y))
+    assert layer._g is not None and on_a_line(layer._g)
+
+
+@pytest.mark.parametrize("opt_class", [nn.Adam, nn.SGD])
+def test_optimizer_state_stays_on_lines_after_a_state_load(opt_class):
+    model = nn.mlp([37, 19, 7], "relu", seed=1)
+    kwargs = {"momentum": 0.9} if opt_class is nn.SGD else {}
+    opt = opt_class(model, lr=1e-3, **kwargs)
+    x = np.random.default_rng(0).standard_normal((5, 37)).astype(np.float32)
+    loss, dlogits = nn.CrossEntropyLoss()(model(x), np.arange(5) % 7)
+    model.backward(dlogits, need_input_grad=False)
+    opt.step()
+    state = opt.state_dict()
+    other = opt_class(model, lr=1e-3, **kwargs)
+    other.load_state_dict(state)
+    arrays = [a for name in other.state for a in other.state[name] if a is not None]
+    assert arrays and all(on_a_line(a) for a in arrays)
+    for name in other.state:
+        for a, b in zip(other.state[name], opt.state[name]):
+            assert (a is None and b is None) or (np.array_equal(a, b) and not np.shares_memory(a, b))
+
+
+def test_the_distributed_batch_buffer_starts_on_a_line():
+    from fastlinear.distributed import cli as dcli
+    from fastlinear.distributed.comm import SingleProcess
+
+    model = nn.mlp([37, 19, 7], "relu", seed=1)
+    opt = nn.SGD(model, lr=1e-2)
+    X = np.random.default_rng(0).standard_normal((40, 37)).astype(np.float32)
+    trainer = dcli.DistributedSteps(SingleProcess(), model, opt, 13, X, np.arange(40) % 7)
+    assert on_a_line(trainer.xb)

@@ -1,11 +1,12 @@
 """Where each array starts, and how much that moves a loops kernel's time, in two experiments.
 
 ``offsets``: in one process, each op's arrays are placed at chosen byte offsets from a page
-boundary and the op is timed under every placement, interleaved over rounds: all arrays on a
-64-byte line (offset 0), then one array at a time at 16, 32 and 48 bytes past a line (where
-numpy's own small buffers may start: malloc promises 16 bytes), then every array 16 bytes past a
-line, then all on lines but at different offsets within their pages (4K aliasing between the
-arrays). It prints each placement's median time over the all-on-a-line median.
+boundary and the op is timed under every placement, interleaved over rounds: all arrays at the
+start of a page (on a 64-byte line, and at the same offset within their pages, as 4K aliasing
+would have it), then one array at a time 16, 32 and 48 bytes further (where numpy's own small
+buffers may start: malloc promises 16 bytes), then every array 16 bytes past a page, then all
+on lines at different offsets within their pages (0, 1, 2, 3 KiB: no 4K aliasing between them).
+It prints each placement's median time over the first placement's.
 
 ``processes``: starts fresh Python processes one after another; each allocates the op's arrays
 with numpy as a user would (``rng.standard_normal(...)``, ``np.empty``), prints where each starts
@@ -100,7 +101,7 @@ def placements(op: str) -> dict:
         for off in (16, 32, 48):
             out[f"{name} +{off}"] = {**dict.fromkeys(names, 0), name: off}
     out["all +16"] = dict.fromkeys(names, 16)
-    out["on lines, pages apart"] = {name: (i * 1024) % PAGE for i, name in enumerate(names)}
+    out["on lines, 1 KiB apart"] = {name: (i * 1024) % PAGE for i, name in enumerate(names)}
     return out
 
 

@@ -207,10 +207,13 @@ def measure(shapes: list[tuple[int, int, int]], ops: list[str], dtypes: list[str
     terminal; returns the results and the environment (`fastlinear.cli.info.summary`, with
     ``inputs``: where the arrays started, `harness.INPUTS`).
 
-    Raises ValueError for a thread count outside Numba's pool (before anything runs)."""
+    Raises ValueError for a thread count outside Numba's pool or an unknown ``inputs`` (before
+    anything runs)."""
     from .._threads import get_num_threads, set_num_threads
     from . import info
 
+    if inputs not in harness.INPUTS:
+        raise ValueError(f"inputs must be one of {', '.join(harness.INPUTS)}, got {inputs!r}")
     thread_counts = threads or [get_num_threads()]
     before = get_num_threads()
     for t in thread_counts:

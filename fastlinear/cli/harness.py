@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from .._memory import empty_aligned
+from .._memory import aligned_copy
 from .._threads import get_num_threads
 from ..activations import NONE as ACT_NONE
 from ..backends import available_backends, get_backend
@@ -86,7 +86,7 @@ class Problem:
         # at some shapes, does OpenBLAS's (README, "Alignment")
         if self.inputs not in INPUTS:
             raise ValueError(f"inputs must be one of {', '.join(INPUTS)}, got {self.inputs!r}")
-        make = filled if self.inputs == "lines" else (lambda values, dt: values.astype(dt))
+        make = aligned_copy if self.inputs == "lines" else (lambda values, dt: values.astype(dt))
         self.x, self.w, self.b, self.dy = (
             make(rng.standard_normal(shape), dt)
             for shape in ((self.n, self.k), (self.m, self.k), (self.m,), (self.n, self.m)))
@@ -96,7 +96,7 @@ class Problem:
     def outputs(self, shape: tuple) -> np.ndarray:
         """A NaN-filled output array of ``shape``, placed as the inputs are."""
         a = np.full(shape, np.nan, self.x.dtype)
-        return filled(a, a.dtype) if self.inputs == "lines" else a
+        return aligned_copy(a) if self.inputs == "lines" else a
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -117,15 +117,6 @@ class Problem:
         lengths = problems.reduction_lengths(op, self.n, self.k, self.m)
         return max(problems.error_ratio(_as_numpy(g), ref, mag, k, self.dtype)
                    for g, (ref, mag), k in zip(got, refs, lengths))
-
-
-def filled(values, dtype: np.dtype) -> np.ndarray:
-    """A new array of ``dtype`` on a 64-byte line holding ``values`` (rounded once to ``dtype``,
-    as ``values.astype(dtype)`` would)."""
-    values = np.asarray(values)
-    out = empty_aligned(values.shape, dtype)
-    out[...] = values
-    return out
 
 
 def memory_needed(shape: tuple[int, int, int], dtype: str, contenders: int) -> int:

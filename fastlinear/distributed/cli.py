@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 
+from .._memory import empty_aligned
 from .comm import Communicator, MPICommunicator
 from .data_parallel import DataParallel
 from .runtime import abort_on_exception, threads_per_rank
@@ -132,7 +133,7 @@ class DistributedSteps:
         self.dp = DataParallel(model, comm, check_every=check_every)
         self.dp.sync_optimizer(opt)
         local = -(-batch_size // comm.size)
-        self.xb = np.empty((local, X.shape[1]), dtype=X.dtype)
+        self.xb = empty_aligned((local, X.shape[1]), X.dtype)  # read as vectors by the kernels
         self.yb = np.empty(local, dtype=np.int64)
         # This rank's slice of a full batch and of the short last one (kernels go by shape).
         sizes = {min(batch_size, X.shape[0]), X.shape[0] % batch_size} - {0}

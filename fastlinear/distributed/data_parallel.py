@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from .._memory import zeros_aligned
+from .._memory import ALIGN, zeros_aligned
 from ..layer import Linear
 from .comm import Communicator, check_communicator, default_communicator
 
@@ -61,7 +61,8 @@ class DataParallel:
             across ranks and raise `ReplicaMismatch` on every rank if any differ from rank 0's.
 
     Attributes:
-        buffer: the (n_gradients + 2,) array the allreduce works on, in the model's dtype.
+        buffer: the array the allreduce works on, in the model's dtype: every gradient, each
+            starting on a 64-byte line (zeros between them), then the loss sum and the rows.
         grads: ``buffer[:-2]``, every gradient, in layer order (weight, then bias).
         steps: allreduces done so far.
 
@@ -91,20 +92,26 @@ class DataParallel:
         self.dtype = self.layers[0].dtype
         self.check_every = check_every
         self.steps = 0
-        params = [p for layer in self.layers for p, _ in layer.parameters()]
-        total = sum(p.size for p in params)
-        self.buffer = np.zeros(total + 2, dtype=self.dtype)
+        # Each gradient starts on a 64-byte line of the buffer (the kernels write and read them
+        # as vectors, `fastlinear._memory`); the few elements of padding between them stay zero
+        # and sum to zero in the allreduce.
+        line = ALIGN // self.dtype.itemsize
+        grads = [g for layer in self.layers for g in (layer.grad_weight, layer.grad_bias)
+                 if g is not None]
+        offsets, total = [], 0
+        for g in grads:
+            offsets.append(total)
+            total += -(-g.size // line) * line
+        self.buffer = zeros_aligned(total + 2, self.dtype)
         self.grads = self.buffer[:total]
         self._stats = self.buffer[total:]  # [loss sum, rows], reduced with the gradients
         # float32 counts rows exactly up to 2**24, float64 up to 2**53.
         self._max_rows = 2 ** (np.finfo(self.dtype).nmant + 1)
-        offset = 0
+        views = iter(self._view(g, offset) for g, offset in zip(grads, offsets))
         for layer in self.layers:
-            layer.grad_weight = self._view(layer.grad_weight, offset)
-            offset += layer.grad_weight.size
+            layer.grad_weight = next(views)
             if layer.grad_bias is not None:
-                layer.grad_bias = self._view(layer.grad_bias, offset)
-                offset += layer.grad_bias.size
+                layer.grad_bias = next(views)
         self._params = [p for layer in self.layers for p, _ in layer.parameters()]
         self.broadcast_parameters()
 

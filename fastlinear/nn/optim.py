@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from .._memory import zeros_aligned
+from .._memory import aligned_copy, zeros_aligned
 from . import _optim_kernels as kernels
 from .module import Module
 
@@ -218,7 +218,7 @@ class Optimizer:
         for name, arrays in self.state.items():
             for i in range(len(arrays)):
                 key = f"{name}.{i}"
-                arrays[i] = state[key].copy() if key in state else None
+                arrays[i] = aligned_copy(state[key]) if key in state else None
         self.steps = int(steps)
 
     def _needs(self, name: str, steps: int) -> bool:

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import _dispatch
 from .. import _validate as check
+from .._memory import empty_output
 from ..activations import apply_numpy
 from ..activations import code as activation_code
 from ..backends import get_backend
@@ -171,7 +172,7 @@ class Sequential(Module):
                 layer = step.layer
                 ready = layer._check_parameters()
                 w, b = (layer.weight, layer.bias) if ready else layer._kernel_parameters()
-                y = np.empty((x.shape[0], layer.out_features), dtype=self.dtype)
+                y = empty_output((x.shape[0], layer.out_features), self.dtype)  # next layer's x
                 _dispatch.run_forward(get_backend(layer.backend), y, x, w, b, step._act)
                 x = y
             elif isinstance(step, _Activation):

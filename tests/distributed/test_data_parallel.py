@@ -126,14 +126,16 @@ def test_one_allreduce_per_step_over_one_buffer():
         model = make_model(seed=0)
         dp = DataParallel(model, comm)
         for layer in model.linears:
-            assert np.shares_memory(layer.grad_weight, dp.buffer)
-            assert np.shares_memory(layer.grad_bias, dp.buffer)
+            for g in (layer.grad_weight, layer.grad_bias):
+                assert np.shares_memory(g, dp.buffer)
+                assert g.ctypes.data % 64 == 0  # each on a line of the buffer
         return dp.buffer.size
 
     results, group = run_ranks(2, lambda comm: (work(comm), train(comm, 8, 1, rows=16)))
-    n_params = sum(p.size for _, p in make_model(seed=0).state_dict().items())
-    assert results[0][0] == n_params + 2  # gradients, loss sum, rows
-    steps = [c for c in group.calls[0] if c.startswith("allreduce") and f"({n_params + 2},)" in c]
+    line = 64 // make_model(seed=0).dtype.itemsize
+    padded = sum(-(-p.size // line) * line for _, p in make_model(seed=0).state_dict().items())
+    assert results[0][0] == padded + 2  # gradients each padded to a line, loss sum, rows
+    steps = [c for c in group.calls[0] if c.startswith("allreduce") and f"({padded + 2},)" in c]
     assert len(steps) == 2  # 16 rows in batches of 8
 
 
@@ -203,7 +205,8 @@ def test_single_process_communicator_is_plain_training():
 def test_a_bare_linear_layer_can_be_wrapped():
     layer = fl.Linear(3, 2, dtype=np.float32, backend="blas", seed=0)
     dp = DataParallel(layer, SingleProcess())
-    assert dp.buffer.dtype == np.float32 and dp.buffer.size == 3 * 2 + 2 + 2
+    # weight (6) and bias (2) each padded to a 64-byte line (16 float32), then loss sum and rows
+    assert dp.buffer.dtype == np.float32 and dp.buffer.size == 16 + 16 + 2
     assert np.shares_memory(layer.grad_weight, dp.buffer)
 
 
