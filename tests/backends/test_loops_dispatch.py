@@ -137,8 +137,8 @@ def test_every_dispatch_branch_runs(dtype, monkeypatch):
             log.clear()
             with fl.threads(min(2, numba.config.NUMBA_NUM_THREADS)):
                 _run_all(loops, dtype, shape, 0)
-            if key == "grad_bias" and numba.config.NUMBA_NUM_THREADS == 1:
-                name = "bs"  # on one thread grad_bias always runs serially (same bits)
+            if numba.config.NUMBA_NUM_THREADS == 1 and key in ("grad_bias", "grad_weight"):
+                name = names[0]  # on one thread these always run serially (same bits)
             assert name in log and names[1 - names.index(name)] not in log, (key, shape, log)
 
 
@@ -157,6 +157,30 @@ def test_grad_bias_runs_serially_on_one_thread(monkeypatch):
         with fl.threads(2):
             loops.grad_bias(np.empty(128, np.float32), dy, np.float32(1), False)
         assert log == {"bp"}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_grad_weight_runs_serially_on_one_thread_with_the_same_bits(dtype, monkeypatch, rng):
+    """Above the serial threshold (below the packed crossover), one thread runs the serial direct
+    kernel, more threads the parallel one; the bits are the same, with and without db."""
+    size = np.dtype(dtype).itemsize
+    log: set[str] = set()
+    s, p = loops._GRAD_WEIGHT[size]
+    monkeypatch.setitem(loops._GRAD_WEIGHT, size, (_Spy(s, log, "ws"), _Spy(p, log, "wp")))
+    for n, k, m in [(64, 33, 40), (300, 129, 17), (4096, 256, 10)]:
+        assert n * k * m > loops.GRAD_WEIGHT_SERIAL[size]
+        assert not loops.runs_packed("grad_weight", size, n, k, m)
+        dy, x = rng.standard_normal((n, m)).astype(dtype), rng.standard_normal((n, k)).astype(dtype)
+        out = {}
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            log.clear()
+            dw, db = np.full((m, k), 0.5, dtype), np.full(m, 0.25, dtype)
+            with fl.threads(threads):
+                loops.grad_weight(dw, db, dy, x, dtype(0.5), True)
+            assert log == ({"ws"} if threads == 1 else {"wp"})
+            out[threads] = (dw, db)
+        for dw, db in out.values():
+            assert np.array_equal(dw, out[1][0]) and np.array_equal(db, out[1][1])
 
 
 def test_generated_kernels_are_up_to_date():
