@@ -170,3 +170,28 @@ def test_default_thread_count_is_the_cores_the_process_may_use():
     out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], env=env,
                          capture_output=True, text=True, timeout=120, check=True).stdout.split()
     assert out == ["1", "1", "1"]
+
+
+def test_the_fast_thread_count_is_numbas_in_every_thread():
+    """`_threads.thread_count` (Numba's C getter, for dispatch) agrees with
+    numba.get_num_threads() under set_num_threads, in a threads block and in another Python
+    thread, whose count Numba keeps apart."""
+    import threading
+
+    from fastlinear import _threads
+
+    limit = numba.config.NUMBA_NUM_THREADS
+    seen = []
+    for n in sorted({1, min(2, limit), limit}):
+        with fl.threads(n):
+            seen.append((_threads.thread_count(), numba.get_num_threads(), n))
+
+            def other():
+                numba.set_num_threads(1)
+                seen.append((_threads.thread_count(), numba.get_num_threads(), 1))
+
+            t = threading.Thread(target=other)
+            t.start()
+            t.join()
+            seen.append((_threads.thread_count(), numba.get_num_threads(), n))
+    assert all(a == b == c for a, b, c in seen), seen

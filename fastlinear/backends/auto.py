@@ -33,6 +33,7 @@ import sys
 import threading
 from typing import Callable
 
+from .._threads import fast_thread_count
 from . import blas, loops
 
 #: remembered decisions per op before the memo is emptied (a program with endlessly varying shapes
@@ -88,24 +89,6 @@ def reload() -> None:
         loops.forget_packed_limits()
 
 
-def _fast_thread_count() -> Callable[[], int]:
-    """Numba's thread count for the calling thread, read through Numba's C entry point, or by
-    ``numba.get_num_threads`` (several times slower: it takes a lock) if that entry point, a
-    private name of Numba's, is not there."""
-    import numba
-
-    try:
-        from numba.np.ufunc import parallel
-
-        parallel._launch_threads()
-        fn = parallel._get_num_threads
-        if fn() == numba.get_num_threads():
-            return fn
-    except Exception:  # noqa: BLE001 - a private API of Numba; the public one always works
-        pass
-    return numba.get_num_threads
-
-
 def _nearest(t: int, measured: list[int]) -> int:
     """The measured thread count nearest ``t`` by ratio, the larger on a tie."""
     return min(measured, key=lambda c: (abs(math.log(t / c)), -c))
@@ -113,7 +96,7 @@ def _nearest(t: int, measured: list[int]) -> int:
 
 def _per_thread_count(kernels: tuple) -> Callable:
     """A kernel that runs ``kernels[Numba's current thread count]``."""
-    count = _fast_thread_count()
+    count = fast_thread_count()
 
     def kernel(*args) -> None:
         kernels[count()](*args)

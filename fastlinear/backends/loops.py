@@ -48,9 +48,7 @@ parallel):
 
 from __future__ import annotations
 
-import numba
-
-from .._threads import adapt
+from .._threads import adapt, thread_count
 from ..kernels import forward as forward_kernels
 from ..kernels import grad_bias as grad_bias_kernels
 from ..kernels import grad_input as grad_input_kernels
@@ -409,7 +407,7 @@ def _direct_grad_weight(itemsize: int):
     float64 17.5 / 18.7, 34.6 / 35.3, 1154 / 1354, 145 / 149 us. (The input gradient's and the
     forward's parallel kernels split their work differently from their serial ones and were faster
     on one thread at some of these shapes, so they keep theirs.)"""
-    return _GRAD_WEIGHT[itemsize][numba.get_num_threads() > 1]
+    return _GRAD_WEIGHT[itemsize][thread_count() > 1]
 
 
 def grad_weight(dw, db, dy, x, scale, accumulate) -> None:
@@ -434,7 +432,7 @@ def grad_bias(db, dy, scale, accumulate) -> None:
     leaves = leaf_buffer(dy.dtype, *dy.shape)
     if dy.size > GRAD_BIAS_SERIAL:
         adapt()
-        threads = numba.get_num_threads()
+        threads = thread_count()
         if threads > 1:
             grad_bias_kernels.grad_bias_parallel(db, dy, scale, accumulate, leaves, threads)
             return
