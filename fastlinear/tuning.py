@@ -352,7 +352,8 @@ def _op_args(op: str, dtype: str, n: int, k: int, m: int, rng) -> tuple[tuple, t
 
 def crossover(op: str, dtype: str, repeats: int = 5, min_sample_s: float = 2e-3,
               progress: Callable[[str], None] | None = None) -> dict:
-    """Time the loop kernels' parallel direct kernel of ``op`` against the packed GEMM at each
+    """Time the loop kernels' direct kernel of ``op`` (the one dispatch runs above its serial
+    threshold: `loops.direct_and_packed`) against the packed GEMM at each
     shape of `CROSSOVER_LADDER` (the median of ``repeats`` interleaved samples of at least
     ``min_sample_s``, after warm-up calls, as ``fastlinear compare`` times backends; both are
     first checked against the float64 reference, as compare checks every backend) and return ``{"above": work,

@@ -195,3 +195,7 @@ def test_the_fast_thread_count_is_numbas_in_every_thread():
             t.join()
             seen.append((_threads.thread_count(), numba.get_num_threads(), n))
     assert all(a == b == c for a, b, c in seen), seen
+    # and it is the fast path, not the public getter it falls back to
+    from numba.np.ufunc import parallel
+
+    assert _threads._thread_count is parallel._get_num_threads

@@ -2,9 +2,9 @@
 a parallel region costs where there is no second thread to share the work.
 
 The loops backend runs the serial variants only below a size (``loops.FORWARD_SERIAL``,
-``GRAD_WEIGHT_SERIAL``, ``GRAD_INPUT_SERIAL``) and, above it, the parallel ones, except the weight
-gradient, which takes its serial kernel whenever Numba's thread count is 1 (the two give the same
-bits). This prints, per dtype and shape, the median time (us) of each variant and of BLAS over
+``GRAD_WEIGHT_SERIAL``, ``GRAD_INPUT_SERIAL``) and, above it, the parallel ones (up to the packed
+GEMM's crossover: the default shapes are all below it), except the weight gradient, which takes
+its serial kernel whenever Numba's thread count is 1 (the two give the same bits). This prints, per dtype and shape, the median time (us) of each variant and of BLAS over
 interleaved rounds, every array on a 64-byte line.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python asv_benchmarks/scripts/serial_parallel.py
@@ -38,7 +38,7 @@ def calls(dtype, n: int, k: int, m: int) -> dict:
     return {
         "forward serial": lambda: fk.forward_serial(y, x, w, b, 0),
         "forward parallel": lambda: fk.forward_parallel(y, x, w, b, 0),
-        "forward blas": lambda: np.matmul(x, w.T, out=y),
+        "forward blas": lambda: np.add(np.matmul(x, w.T, out=y), b, out=y),  # with the bias
         "grad_weight serial": lambda: gw[0](dw, no_db, dy, x, one, False),
         "grad_weight parallel": lambda: gw[1](dw, no_db, dy, x, one, False),
         "grad_weight blas": lambda: np.matmul(dy.T, x, out=dw),

@@ -14,7 +14,7 @@ the op, dtype, class and Numba's current thread count (the nearest measured coun
 not measured; a class missing from the table runs loops). The decision is remembered per shape and
 dtype, so a repeated shape costs a 4-tuple key and one dictionary lookup, plus, only where the
 table's choice differs between thread counts, one read of Numba's thread count (a ctypes call into
-Numba's C entry point: several times cheaper than ``numba.get_num_threads()``, which takes a lock).
+Numba's C entry point: several times cheaper than ``numba.get_num_threads()``, which takes two locks).
 grad_bias always runs the loop kernel; grad_weight through BLAS computes db with it too.
 
 Determinism: the loop kernels give bitwise the same result at any thread count; BLAS does not

@@ -273,8 +273,9 @@ def w_in_tile_rows(itemsize: int) -> int:
 
 
 def direct_and_packed(op: str) -> tuple:
-    """The parallel direct kernel and the packed kernel of ``op`` ("forward", "grad_weight" or
-    "grad_input"), each with this module's signature for that op, for `fastlinear.tuning` to time
+    """The direct kernel that dispatch runs above the serial threshold (the parallel one, or, for
+    grad_weight on one thread, the serial one: `_direct_grad_weight`) and the packed kernel of
+    ``op`` ("forward", "grad_weight" or "grad_input"), each with this module's signature for that op, for `fastlinear.tuning` to time
     against each other. None for the packed one when this build has no packed kernels."""
     if op == "forward":
         def direct(y, x, w, b, act):
@@ -404,9 +405,11 @@ def _direct_grad_weight(itemsize: int):
     result. ``asv_benchmarks/scripts/serial_parallel.py`` (serial / parallel on one thread, medians
     of 15 interleaved rounds, 2-core Intel Xeon KVM guest): float32 9.3 / 10.5 us at 32x128x128,
     20.3 / 21.1 us at 8x784x128, 559 / 666 us at 4096x256x10, 70.2 / 78.3 us at 64x256x256;
-    float64 17.5 / 18.7, 34.6 / 35.3, 1154 / 1354, 145 / 149 us. (The input gradient's and the
-    forward's parallel kernels split their work differently from their serial ones and were faster
-    on one thread at some of these shapes, so they keep theirs.)"""
+    float64 17.5 / 18.7, 34.6 / 35.3, 1154 / 1354, 145 / 149 us. The forward's parallel kernel
+    splits its work differently (4 x 4 tiles against rows) and was faster on one thread at three
+    of the four shapes (float32 19.3 / 22.1 us serial at 32x128x128); the input gradient's, though
+    built like the weight gradient's, was faster in parallel at 4096x256x10 (306 / 354 us float32,
+    561 / 655 float64; cause not found) and slower at the three others, so both keep theirs."""
     return _GRAD_WEIGHT[itemsize][thread_count() > 1]
 
 

@@ -171,16 +171,26 @@ def test_grad_weight_runs_serially_on_one_thread_with_the_same_bits(dtype, monke
         assert n * k * m > loops.GRAD_WEIGHT_SERIAL[size]
         assert not loops.runs_packed("grad_weight", size, n, k, m)
         dy, x = rng.standard_normal((n, m)).astype(dtype), rng.standard_normal((n, k)).astype(dtype)
-        out = {}
-        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
-            log.clear()
-            dw, db = np.full((m, k), 0.5, dtype), np.full(m, 0.25, dtype)
-            with fl.threads(threads):
-                loops.grad_weight(dw, db, dy, x, dtype(0.5), True)
-            assert log == ({"ws"} if threads == 1 else {"wp"})
-            out[threads] = (dw, db)
-        for dw, db in out.values():
-            assert np.array_equal(dw, out[1][0]) and np.array_equal(db, out[1][1])
+        for with_db in (True, False):
+            for accumulate in (True, False):
+                out = {}
+                for threads in (1, 2):
+                    log.clear()
+                    dw, db = np.full((m, k), 0.5, dtype), np.full(m, 0.25, dtype)
+                    with fl.threads(min(threads, numba.config.NUMBA_NUM_THREADS)):
+                        loops.grad_weight(dw, db if with_db else None, dy, x, dtype(0.5),
+                                          accumulate)
+                    if threads <= numba.config.NUMBA_NUM_THREADS:
+                        assert log == ({"ws"} if threads == 1 else {"wp"})
+                    out[threads] = (dw, db)
+                # the serial kernel here against the parallel one (directly where Numba's pool
+                # has a single thread: the same comparison, made on that thread)
+                if numba.config.NUMBA_NUM_THREADS == 1:
+                    dw, db = np.full((m, k), 0.5, dtype), np.full(m, 0.25, dtype)
+                    p(dw, db if with_db else loops.ABSENT[size], dy, x, dtype(0.5), accumulate)
+                    out[2] = (dw, db)
+                assert np.array_equal(out[1][0], out[2][0])
+                assert np.array_equal(out[1][1], out[2][1])
 
 
 def test_generated_kernels_are_up_to_date():
