@@ -19,11 +19,15 @@ pytestmark = pytest.mark.slow  # fresh interpreters compiling every kernel: minu
 SCRIPT = textwrap.dedent(
     """
     import hashlib, json
+    import numba
     import numpy as np
     import fastlinear as fl
     from fastlinear._compile import compile_count
 
-
+    # One thread count in every process: left adaptive, two processes starting together see each
+    # other's load and run on one thread, where some ops take their serial kernels (same bits),
+    # and a later process alone would run, and compile, the parallel ones.
+    fl.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     digest = hashlib.sha256()
     for n, k, m in [(1, 16, 16), (70, 300, 130)]:
         rng = np.random.default_rng(n)
