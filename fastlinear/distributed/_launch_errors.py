@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
+
+#: Seconds between a failing rank's last output and its MPI_Abort (`end_job`).
+ABORT_PAUSE_S = 0.25
 
 
 def require_mpi(option: str) -> None:
@@ -38,8 +42,12 @@ def abort_job(comm, exc: BaseException) -> None:
 def end_job(comm, code: int) -> None:
     """End every rank with exit status ``code``; never returns. MPICH's MPI_Abort can return
     before the process manager has killed this process, so exit here as well rather than run
-    on (and report the same error twice)."""
+    on (and report the same error twice). The pause before the abort lets the process manager
+    forward what this rank just wrote: without it, `fastlinear train --processes 2` with a save
+    path in a missing directory ended with status 2 and an empty stderr in 2 of 17 runs on a 2-core
+    machine (MPICH, through mpi4py's wheel), and in none of 20 with it."""
     sys.stdout.flush()
     sys.stderr.flush()
+    time.sleep(ABORT_PAUSE_S)
     comm.abort(code)
     os._exit(code)

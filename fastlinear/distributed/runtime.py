@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 
+from ._launch_errors import ABORT_PAUSE_S
 from .comm import Communicator
 
 
@@ -60,6 +62,7 @@ def abort_on_exception(comm: Communicator) -> None:
         try:
             previous(kind, value, traceback)
             sys.stderr.flush()
+            time.sleep(ABORT_PAUSE_S)  # let the launcher forward the traceback (`end_job`)
         finally:
             comm.abort(1)
 
