@@ -58,8 +58,9 @@ def _dtype(dtype: npt.DTypeLike) -> np.dtype:
 
 
 def _raw(nbytes: int, zeroed: bool) -> np.ndarray:
-    """A byte buffer with room for ``nbytes`` starting on an `ALIGN`-byte boundary."""
-    # np.zeros (calloc) leaves large zero pages untouched until written, as np.zeros does
+    """A byte buffer ``ALIGN`` bytes longer than ``nbytes``, so that ``nbytes`` fit from the first
+    `ALIGN`-byte boundary in it; zeroed by calloc (np.zeros), which leaves large pages untouched
+    until they are written."""
     return (np.zeros if zeroed else np.empty)(nbytes + ALIGN, dtype=np.uint8)
 
 

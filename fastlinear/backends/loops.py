@@ -275,8 +275,9 @@ def w_in_tile_rows(itemsize: int) -> int:
 def direct_and_packed(op: str) -> tuple:
     """The direct kernel that dispatch runs above the serial threshold (the parallel one, or, for
     grad_weight on one thread, the serial one: `_direct_grad_weight`) and the packed kernel of
-    ``op`` ("forward", "grad_weight" or "grad_input"), each with this module's signature for that op, for `fastlinear.tuning` to time
-    against each other. None for the packed one when this build has no packed kernels."""
+    ``op`` ("forward", "grad_weight" or "grad_input"), each with this module's signature for that
+    op, for `fastlinear.tuning` to time against each other. None for the packed one when this
+    build has no packed kernels."""
     if op == "forward":
         def direct(y, x, w, b, act):
             forward_kernels.forward_parallel(y, x, w, ABSENT[x.itemsize] if b is None else b, act)

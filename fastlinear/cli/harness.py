@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from .._memory import aligned_copy
+from .._memory import aligned_copy, empty_aligned
 from .._threads import get_num_threads
 from ..activations import NONE as ACT_NONE
 from ..backends import available_backends, get_backend
@@ -95,8 +95,9 @@ class Problem:
 
     def outputs(self, shape: tuple) -> np.ndarray:
         """A NaN-filled output array of ``shape``, placed as the inputs are."""
-        a = np.full(shape, np.nan, self.x.dtype)
-        return aligned_copy(a) if self.inputs == "lines" else a
+        a = (empty_aligned if self.inputs == "lines" else np.empty)(shape, self.x.dtype)
+        a.fill(np.nan)
+        return a
 
     @property
     def shape(self) -> tuple[int, int, int]:

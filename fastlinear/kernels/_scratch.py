@@ -10,8 +10,8 @@ space comes instead from the Python wrapper or from the stack, through one of th
   so a training loop over fixed shapes allocates nothing after its first step; a buffer larger than
   `KEEP_BYTES` is made for the call alone and freed when the call drops it, so one huge call does not
   pin its scratch memory for the rest of the process.
-* `aligned(size, dtype)`: a new 1-D array starting on a 64-byte boundary, for buffers a caller
-  keeps itself (the packed GEMM's workspace, `packed._workspace`, makes its buffers with it).
+* `fastlinear._memory.empty_aligned`: a new array starting on a 64-byte boundary, for buffers a
+  caller keeps itself (the packed GEMM's workspace, `packed._workspace`, makes its buffers with it).
 * `stack_row(like, count)`, inside a kernel: room for ``count`` elements of ``like``'s dtype on
   the stack of the calling function (``numba.carray(stack_row(x, 32), 32)`` makes it an array),
   64-byte aligned, for small per-call rows such as an edge block's sums. No heap, no reference
@@ -46,11 +46,6 @@ KEEP_BYTES = 8 << 20
 _local = threading.local()
 
 
-def aligned(size: int, dtype: np.dtype) -> np.ndarray:
-    """A new 1-D array of ``size`` elements whose first element sits on an `ALIGN`-byte boundary."""
-    return empty_aligned(size, dtype)
-
-
 def buffer(name: str, dtype, size: int) -> np.ndarray:
     """This Python thread's buffer ``name`` for ``dtype``: 1-D, at least ``size`` elements (the
     contents are whatever the last call left), 64-byte aligned."""
@@ -62,8 +57,8 @@ def buffer(name: str, dtype, size: int) -> np.ndarray:
     buf = pool.get(key)
     if buf is None or buf.size < size:
         if size * dtype.itemsize > KEEP_BYTES:
-            return aligned(size, dtype)  # for this call only
-        buf = pool[key] = aligned(1 << max(size - 1, 0).bit_length(), dtype)
+            return empty_aligned(size, dtype)  # for this call only
+        buf = pool[key] = empty_aligned(1 << max(size - 1, 0).bit_length(), dtype)
     return buf
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .._scratch import aligned
+from ..._memory import empty_aligned
 from ._micro import MICRO
 
 #: Reduction (k) block: one packed A panel (MR x KC) stays in the 48 KB L1 cache, one B block
@@ -64,10 +64,10 @@ class Workspace:
         need = -(-m // self.mr) * self.mr * self.kc
         itemsize = self.apack.dtype.itemsize
         if need * itemsize > KEEP_BYTES:
-            return aligned(need, self.apack.dtype)
+            return empty_aligned(need, self.apack.dtype)
         if self.apack.size < need:
             size = min(1 << (need - 1).bit_length(), KEEP_BYTES // itemsize)
-            self.apack = aligned(size, self.apack.dtype)
+            self.apack = empty_aligned(size, self.apack.dtype)
         return self.apack
 
 
@@ -87,8 +87,8 @@ def workspace(dtype) -> Workspace:
         threads = numba.config.NUMBA_NUM_THREADS
         ws = spaces[dtype] = Workspace(
             mr, nr, kc,
-            apack=aligned(0, dtype),
+            apack=empty_aligned(0, dtype),
             # each worker's tile is MR x NR elements, a multiple of 64 bytes: every row is aligned
-            tiles=aligned(threads * mr * nr, dtype).reshape(threads, mr * nr),
+            tiles=empty_aligned(threads * mr * nr, dtype).reshape(threads, mr * nr),
         )
     return ws
