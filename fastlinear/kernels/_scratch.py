@@ -116,3 +116,26 @@ def stack_row(typingctx, like, count):
         return row
 
     return types.CPointer(dtype)(like, count), codegen
+
+
+@intrinsic
+def nonnegative(typingctx, value):
+    """``value`` (a signed integer), with a promise to LLVM that it is >= 0 (``llvm.assume``).
+
+    Numba wraps a negative index around (``a[-1]`` is the last element), so a loop that indexes
+    or slices with a start it cannot prove non-negative re-checks the sign on every pass. A
+    register block's row and column offsets come from its caller and are never negative; with
+    this promise LLVM drops those checks from the reduction loop (float32 32x128x128 weight
+    gradient, one thread: see ``_generate``). A negative value breaks the promise and gives
+    undefined behaviour, so it is only for offsets computed from loop counters and shapes."""
+    if not isinstance(value, types.Integer) or not value.signed:
+        return None
+
+    def codegen(context, builder, signature, args):
+        (v,) = args
+        assume = builder.module.declare_intrinsic(
+            "llvm.assume", fnty=ir.FunctionType(ir.VoidType(), [ir.IntType(1)]))
+        builder.call(assume, [builder.icmp_signed(">=", v, ir.Constant(v.type, 0))])
+        return v
+
+    return value(value), codegen

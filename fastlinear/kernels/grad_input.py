@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from numba import carray, prange
 
-from ._scratch import stack_row
+from ._scratch import nonnegative, stack_row
 from ._slp import PARALLEL, SERIAL, slp_njit
 from ._sums import INDEX0, strip_length
 
@@ -38,7 +38,7 @@ def _dx_run8_f32(out, dy, w, o0, c0, c1):
     acc = carray(stack_row(out, 256), (8, 32))
     z = out.dtype.type(0)
     for c in range(c0, c1):
-        p0 = c * 32
+        p0 = nonnegative(c * 32)
         for r in range(8):
             for q in range(32):
                 acc[r, q] = z
@@ -58,6 +58,7 @@ def _dx_block2_f32(out, dy, w, o0, p0):
     """out[o0:o0+2, p0:p0+32] = dy[o0:o0+2, :] @ w[:, p0:p0+32]  (out is dx)."""
     acc = carray(stack_row(out, 64), (2, 32))
     z = out.dtype.type(0)
+    p0 = nonnegative(p0)
     for r in range(2):
         for q in range(32):
             acc[r, q] = z
@@ -77,6 +78,7 @@ def _dx_block1_f32(out, dy, w, o0, p0):
     """out[o0:o0+1, p0:p0+32] = dy[o0:o0+1, :] @ w[:, p0:p0+32]  (out is dx)."""
     acc = carray(stack_row(out, 32), (1, 32))
     z = out.dtype.type(0)
+    p0 = nonnegative(p0)
     for r in range(1):
         for q in range(32):
             acc[r, q] = z
@@ -96,6 +98,7 @@ def _dx_block8h_f32(out, dy, w, o0, p0):
     """out[o0:o0+8, p0:p0+16] = dy[o0:o0+8, :] @ w[:, p0:p0+16]  (out is dx)."""
     acc = carray(stack_row(out, 128), (8, 16))
     z = out.dtype.type(0)
+    p0 = nonnegative(p0)
     for r in range(8):
         for q in range(16):
             acc[r, q] = z
@@ -191,7 +194,7 @@ def _dx_run8_f64(out, dy, w, o0, c0, c1):
     acc = carray(stack_row(out, 128), (8, 16))
     z = out.dtype.type(0)
     for c in range(c0, c1):
-        p0 = c * 16
+        p0 = nonnegative(c * 16)
         for r in range(8):
             for q in range(16):
                 acc[r, q] = z
@@ -211,6 +214,7 @@ def _dx_block2_f64(out, dy, w, o0, p0):
     """out[o0:o0+2, p0:p0+16] = dy[o0:o0+2, :] @ w[:, p0:p0+16]  (out is dx)."""
     acc = carray(stack_row(out, 32), (2, 16))
     z = out.dtype.type(0)
+    p0 = nonnegative(p0)
     for r in range(2):
         for q in range(16):
             acc[r, q] = z
@@ -230,6 +234,7 @@ def _dx_block1_f64(out, dy, w, o0, p0):
     """out[o0:o0+1, p0:p0+16] = dy[o0:o0+1, :] @ w[:, p0:p0+16]  (out is dx)."""
     acc = carray(stack_row(out, 16), (1, 16))
     z = out.dtype.type(0)
+    p0 = nonnegative(p0)
     for r in range(1):
         for q in range(16):
             acc[r, q] = z
@@ -249,6 +254,7 @@ def _dx_block8h_f64(out, dy, w, o0, p0):
     """out[o0:o0+8, p0:p0+8] = dy[o0:o0+8, :] @ w[:, p0:p0+8]  (out is dx)."""
     acc = carray(stack_row(out, 64), (8, 8))
     z = out.dtype.type(0)
+    p0 = nonnegative(p0)
     for r in range(8):
         for q in range(8):
             acc[r, q] = z

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from numba import carray, prange
 
-from ._scratch import stack_row
+from ._scratch import nonnegative, stack_row
 from ._slp import PARALLEL, SERIAL, slp_njit
 from ._sums import FAN, INDEX0, LEAF, column_sum_into, leaf_count, strip_length
 
@@ -46,14 +46,17 @@ def _dw_run8_f32(out, dy, x, o0, c0, c1, scale, add, r0, r1):
     one 8 x 32 block after another (out is dw; += when add)."""
     acc = carray(stack_row(out, 256), (8, 32))
     z = out.dtype.type(0)
+    o0 = nonnegative(o0)
+    dyr = dy[r0:r1]
+    xr = x[r0:r1]
     for c in range(c0, c1):
-        p0 = c * 32
+        p0 = nonnegative(c * 32)
         for r in range(8):
             for q in range(32):
                 acc[r, q] = z
-        for kk in range(r0, r1):
-            a = dy[kk, o0:o0 + 8]
-            b = x[kk, p0:p0 + 32]
+        for kk in range(dyr.shape[0]):
+            a = dyr[kk, o0:o0 + 8]
+            b = xr[kk, p0:p0 + 32]
             for r in range(8):
                 for q in range(32):
                     acc[r, q] += a[r] * b[q]
@@ -74,12 +77,16 @@ def _dw_block2_f32(out, dy, x, o0, p0, scale, add, r0, r1):
     """out[o0:o0+2, p0:p0+32] (+)= scale * dy[r0:r1, o0:o0+2].T @ x[r0:r1, p0:p0+32]  (out is dw; += when add)."""
     acc = carray(stack_row(out, 64), (2, 32))
     z = out.dtype.type(0)
+    o0 = nonnegative(o0)
+    dyr = dy[r0:r1]
+    xr = x[r0:r1]
+    p0 = nonnegative(p0)
     for r in range(2):
         for q in range(32):
             acc[r, q] = z
-    for kk in range(r0, r1):
-        a = dy[kk, o0:o0 + 2]
-        b = x[kk, p0:p0 + 32]
+    for kk in range(dyr.shape[0]):
+        a = dyr[kk, o0:o0 + 2]
+        b = xr[kk, p0:p0 + 32]
         for r in range(2):
             for q in range(32):
                 acc[r, q] += a[r] * b[q]
@@ -100,12 +107,16 @@ def _dw_block1_f32(out, dy, x, o0, p0, scale, add, r0, r1):
     """out[o0:o0+1, p0:p0+32] (+)= scale * dy[r0:r1, o0:o0+1].T @ x[r0:r1, p0:p0+32]  (out is dw; += when add)."""
     acc = carray(stack_row(out, 32), (1, 32))
     z = out.dtype.type(0)
+    o0 = nonnegative(o0)
+    dyr = dy[r0:r1]
+    xr = x[r0:r1]
+    p0 = nonnegative(p0)
     for r in range(1):
         for q in range(32):
             acc[r, q] = z
-    for kk in range(r0, r1):
-        a = dy[kk, o0:o0 + 1]
-        b = x[kk, p0:p0 + 32]
+    for kk in range(dyr.shape[0]):
+        a = dyr[kk, o0:o0 + 1]
+        b = xr[kk, p0:p0 + 32]
         for r in range(1):
             for q in range(32):
                 acc[r, q] += a[r] * b[q]
@@ -126,12 +137,16 @@ def _dw_block8h_f32(out, dy, x, o0, p0, scale, add, r0, r1):
     """out[o0:o0+8, p0:p0+16] (+)= scale * dy[r0:r1, o0:o0+8].T @ x[r0:r1, p0:p0+16]  (out is dw; += when add)."""
     acc = carray(stack_row(out, 128), (8, 16))
     z = out.dtype.type(0)
+    o0 = nonnegative(o0)
+    dyr = dy[r0:r1]
+    xr = x[r0:r1]
+    p0 = nonnegative(p0)
     for r in range(8):
         for q in range(16):
             acc[r, q] = z
-    for kk in range(r0, r1):
-        a = dy[kk, o0:o0 + 8]
-        b = x[kk, p0:p0 + 16]
+    for kk in range(dyr.shape[0]):
+        a = dyr[kk, o0:o0 + 8]
+        b = xr[kk, p0:p0 + 16]
         for r in range(8):
             for q in range(16):
                 acc[r, q] += a[r] * b[q]
@@ -385,14 +400,17 @@ def _dw_run8_f64(out, dy, x, o0, c0, c1, scale, add, r0, r1):
     one 8 x 16 block after another (out is dw; += when add)."""
     acc = carray(stack_row(out, 128), (8, 16))
     z = out.dtype.type(0)
+    o0 = nonnegative(o0)
+    dyr = dy[r0:r1]
+    xr = x[r0:r1]
     for c in range(c0, c1):
-        p0 = c * 16
+        p0 = nonnegative(c * 16)
         for r in range(8):
             for q in range(16):
                 acc[r, q] = z
-        for kk in range(r0, r1):
-            a = dy[kk, o0:o0 + 8]
-            b = x[kk, p0:p0 + 16]
+        for kk in range(dyr.shape[0]):
+            a = dyr[kk, o0:o0 + 8]
+            b = xr[kk, p0:p0 + 16]
             for r in range(8):
                 for q in range(16):
                     acc[r, q] += a[r] * b[q]
@@ -413,12 +431,16 @@ def _dw_block2_f64(out, dy, x, o0, p0, scale, add, r0, r1):
     """out[o0:o0+2, p0:p0+16] (+)= scale * dy[r0:r1, o0:o0+2].T @ x[r0:r1, p0:p0+16]  (out is dw; += when add)."""
     acc = carray(stack_row(out, 32), (2, 16))
     z = out.dtype.type(0)
+    o0 = nonnegative(o0)
+    dyr = dy[r0:r1]
+    xr = x[r0:r1]
+    p0 = nonnegative(p0)
     for r in range(2):
         for q in range(16):
             acc[r, q] = z
-    for kk in range(r0, r1):
-        a = dy[kk, o0:o0 + 2]
-        b = x[kk, p0:p0 + 16]
+    for kk in range(dyr.shape[0]):
+        a = dyr[kk, o0:o0 + 2]
+        b = xr[kk, p0:p0 + 16]
         for r in range(2):
             for q in range(16):
                 acc[r, q] += a[r] * b[q]
@@ -439,12 +461,16 @@ def _dw_block1_f64(out, dy, x, o0, p0, scale, add, r0, r1):
     """out[o0:o0+1, p0:p0+16] (+)= scale * dy[r0:r1, o0:o0+1].T @ x[r0:r1, p0:p0+16]  (out is dw; += when add)."""
     acc = carray(stack_row(out, 16), (1, 16))
     z = out.dtype.type(0)
+    o0 = nonnegative(o0)
+    dyr = dy[r0:r1]
+    xr = x[r0:r1]
+    p0 = nonnegative(p0)
     for r in range(1):
         for q in range(16):
             acc[r, q] = z
-    for kk in range(r0, r1):
-        a = dy[kk, o0:o0 + 1]
-        b = x[kk, p0:p0 + 16]
+    for kk in range(dyr.shape[0]):
+        a = dyr[kk, o0:o0 + 1]
+        b = xr[kk, p0:p0 + 16]
         for r in range(1):
             for q in range(16):
                 acc[r, q] += a[r] * b[q]
@@ -465,12 +491,16 @@ def _dw_block8h_f64(out, dy, x, o0, p0, scale, add, r0, r1):
     """out[o0:o0+8, p0:p0+8] (+)= scale * dy[r0:r1, o0:o0+8].T @ x[r0:r1, p0:p0+8]  (out is dw; += when add)."""
     acc = carray(stack_row(out, 64), (8, 8))
     z = out.dtype.type(0)
+    o0 = nonnegative(o0)
+    dyr = dy[r0:r1]
+    xr = x[r0:r1]
+    p0 = nonnegative(p0)
     for r in range(8):
         for q in range(8):
             acc[r, q] = z
-    for kk in range(r0, r1):
-        a = dy[kk, o0:o0 + 8]
-        b = x[kk, p0:p0 + 8]
+    for kk in range(dyr.shape[0]):
+        a = dyr[kk, o0:o0 + 8]
+        b = xr[kk, p0:p0 + 8]
         for r in range(8):
             for q in range(8):
                 acc[r, q] += a[r] * b[q]

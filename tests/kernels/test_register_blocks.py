@@ -5,11 +5,12 @@ Each block sums into an mr x nr array on its own stack (``_scratch.stack_row``) 
 constant trip counts; LLVM unrolls them and promotes the array to vector registers. Nothing in
 Numba reports when that promotion fails: the kernel still gives the right bits, only slower (a row
 copied out by a plain loop became a memcpy from the stack, and float64 grad_input at 4096x256x10
-ran 1.35x slower). So this reads the machine code of every block: inside its reduction loop no
-vector register is stored to or loaded from the stack, and the full 8-row blocks (the ones every
-shape runs, each a run of column blocks, ``_dx_run8_*`` and ``_dw_run8_*``) have no such move
-at all. (LLVM's SLP vectorizer leaves a few around the loop of some
-edge blocks, such as the float64 8 x 8 weight-gradient block.) The blocks are sized for 32 vector
+ran 1.35x slower). So this reads the machine code of every block: inside its reduction loop (the
+innermost loop with FMAs) no vector register is stored to or loaded from the stack and the only
+jump is the one back to the loop's start (no index is re-checked on every step), and the full
+8-row blocks (the ones every shape runs, each a run of column blocks, ``_dx_run8_*`` and
+``_dw_run8_*``) have no such move at all. (LLVM's SLP vectorizer leaves a few around the loop of
+some edge blocks, such as the float64 8 x 8 weight-gradient block.) The blocks are sized for 32 vector
 registers of 512 bits (8 x 32 float32 accumulators are 16 of them), so the check runs where
 fastlinear's kernels are compiled for those (`fastlinear._cpu.vectors_512`: an AVX-512 target and
 the 512-bit preference on).
@@ -62,17 +63,24 @@ def test_the_accumulators_of_a_register_block_live_in_registers(name):
     with llvm_flags(**VECTORIZE["register_block"]):
         block.compile(sig)
     own = block.inspect_asm(sig).split("cpython", 1)[0]  # the block, before Numba's wrappers
-    loop = _reduction_loop(own)
+    loop = _reduction_loop(own, innermost=True)
     assert "vfmadd" in loop, f"{name}: no fused multiply-add found in the loop"
     moves = STACK_MOVE.findall(loop)
     assert not moves, f"{name}: {len(moves)} vector moves to or from the stack in its loop"
     if re.fullmatch(r"_d[wx]_run8_f(32|64)", name):
         moves = STACK_MOVE.findall(own)
         assert not moves, f"{name}: {len(moves)} vector moves to or from the stack"
+    # No index checks inside the loop: its one jump is the jump back. A block whose offsets LLVM
+    # cannot prove non-negative re-checks them on every step (Numba's negative-index wrap-around
+    # and slice clamping), 5-10 scalar instructions beside 16 FMAs: the float32 8 x 32 weight-
+    # gradient block ran 1.2x slower (see ``_scratch.nonnegative``).
+    jumps = re.findall(r"^\s+j\w+\s", loop, re.MULTILINE)
+    assert len(jumps) == 1, f"{name}: {len(jumps)} jumps in its loop:\n{loop}"
 
 
-def _reduction_loop(asm: str) -> str:
-    """The lines of the loop (from a label to a jump back to it) with the most FMAs."""
+def _reduction_loop(asm: str, innermost: bool = False) -> str:
+    """The lines of the loop (from a label to a jump back to it) with the most FMAs, or, if
+    ``innermost``, the shortest loop with any."""
     lines = asm.splitlines()
     labels = {line.split(":")[0]: i for i, line in enumerate(lines) if re.match(r"\.LBB\w+:", line)}
     loops = []
@@ -80,6 +88,8 @@ def _reduction_loop(asm: str) -> str:
         jump = re.match(r"\s+j\w+\s+(\.LBB\w+)", line)
         if jump and labels.get(jump.group(1), i) < i:
             loops.append("\n".join(lines[labels[jump.group(1)]:i + 1]))
+    if innermost:
+        return min((body for body in loops if "vfmadd" in body), key=len, default="")
     return max(loops, key=lambda body: body.count("vfmadd"), default="")
 
 
