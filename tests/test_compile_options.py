@@ -111,7 +111,7 @@ def test_the_register_blocked_kernels_compile_with_the_blocked_flags():
                if n.startswith(("fastlinear.kernels.grad_input.", "fastlinear.kernels.grad_weight."))}
     assert blocked
     for name in blocked:
-        family = ("register_block" if re.search(r"\._d[wx]_(run8|block\d+h?)_f(32|64)$", name)
+        family = ("register_block" if re.search(r"\._d[wx]_(run8|block\d+h?|cols8)_f(32|64)$", name)
                   else "blocked")
         assert DISPATCHERS[name].llvm_flags == _config.VECTORIZE[family], name
         assert _of(DISPATCHERS[name]) in (_as_given(_config.BLOCKED_SERIAL),

@@ -6,8 +6,9 @@ The input- and weight-gradient kernels (``grad_input.py``, ``grad_weight.py``) a
 product kernels: each 8 x NR block of the output is summed over the whole reduction axis by one
 thread, reading the operands' rows directly (no packing: at these shapes the operands fit in cache
 and packing cost more than it saved). Blocks are the same for every thread count, so results do not
-depend on it. A block cut by the last column uses a half-width block and then a plain loop; rows
-left over at the bottom use 2- and 1-row blocks. Each output element is summed in the same order
+depend on it. A block cut by the last column uses a half-width block and then a plain loop (the
+weight gradient's 8-row blocks: a column block, each column summed in a vector of 8 down the
+rows); rows left over at the bottom use 2- and 1-row blocks. Each output element is summed in the same order
 (fused multiply-adds along the reduction axis) whichever of these computes it. Every block sums
 into an array on its own stack (``_scratch.stack_row``): the register blocks into an MR x NR array
 that LLVM unrolls into vector registers (see ``_generate``), the edge blocks narrower than that
@@ -147,7 +148,8 @@ def _dx_tile_f32(dx, dy, w, i0, p0):
         if rows == 8 and p0 + 16 <= w.shape[1]:
             _dx_block8h_f32(dx, dy, w, i0, p0)
             p0 += 16
-        _dx_edge_f32(dx, dy, w, i0, p0)
+        if p0 < w.shape[1]:  # the edge loops over dy's columns even when it has no columns
+            _dx_edge_f32(dx, dy, w, i0, p0)
     else:
         _dx_rows_f32(dx, dy, w, i0, rows, p0)
 
@@ -303,7 +305,8 @@ def _dx_tile_f64(dx, dy, w, i0, p0):
         if rows == 8 and p0 + 8 <= w.shape[1]:
             _dx_block8h_f64(dx, dy, w, i0, p0)
             p0 += 8
-        _dx_edge_f64(dx, dy, w, i0, p0)
+        if p0 < w.shape[1]:  # the edge loops over dy's columns even when it has no columns
+            _dx_edge_f64(dx, dy, w, i0, p0)
     else:
         _dx_rows_f64(dx, dy, w, i0, rows, p0)
 

@@ -12,8 +12,9 @@ The input- and weight-gradient kernels (``grad_input.py``, ``grad_weight.py``) a
 product kernels: each 8 x NR block of the output is summed over the whole reduction axis by one
 thread, reading the operands' rows directly (no packing: at these shapes the operands fit in cache
 and packing cost more than it saved). Blocks are the same for every thread count, so results do not
-depend on it. A block cut by the last column uses a half-width block and then a plain loop; rows
-left over at the bottom use 2- and 1-row blocks. Each output element is summed in the same order
+depend on it. A block cut by the last column uses a half-width block and then a plain loop (the
+weight gradient's 8-row blocks: a column block, each column summed in a vector of 8 down the
+rows); rows left over at the bottom use 2- and 1-row blocks. Each output element is summed in the same order
 (fused multiply-adds along the reduction axis) whichever of these computes it. Every block sums
 into an array on its own stack (``_scratch.stack_row``): the register blocks into an MR x NR array
 that LLVM unrolls into vector registers (see ``_generate``), the edge blocks narrower than that
@@ -297,15 +298,45 @@ def _dw_rows_f32(dw, dy, x, j0, rows, p0, scale, add, r0, r1):
         _dw_block1_f32(dw, dy, x, j0 + rows - 1, p0, scale, add, r0, r1)
 
 
+@slp_njit(**SERIAL, family="register_block")
+def _dw_cols8_f32(out, dy, x, o0, p0, p1, scale, add, r0, r1):
+    """out[o0:o0+8, p0:p1] (+)= scale * dy[r0:r1, o0:o0+8].T @ x[r0:r1, p0:p1], one column
+    after another, each summed down the column in a vector of 8 (a row of dy per step) (out
+    is dw; += when add)."""
+    acc = carray(stack_row(out, 8), 8)
+    z = out.dtype.type(0)
+    o0 = nonnegative(o0)
+    dyr = dy[r0:r1]
+    xr = x[r0:r1]
+    for p in range(nonnegative(p0), p1):
+        for r in range(8):
+            acc[r] = z
+        for kk in range(dyr.shape[0]):
+            a = dyr[kk, o0:o0 + 8]
+            v = xr[kk, p]
+            for r in range(8):
+                acc[r] += a[r] * v
+        if add:
+            for r in range(8):
+                out[o0 + r, p] += scale * acc[r]
+        else:
+            for r in range(8):
+                out[o0 + r, p] = scale * acc[r]
+
+
 @slp_njit(**SERIAL)
 def _dw_edge_f32(dw, dy, x, j0, p0, scale, add, r0, r1):
     """The part of the 8 x 32 block at (j0, p0) inside dw when it is cut by the last column,
-    batch rows r0:r1, each row summed in a row of 32 on this call's stack."""
-    acc = carray(stack_row(x, 32), 32)
+    batch rows r0:r1: `_dw_cols8_f32` for a full 8 rows, else each row summed in a row of
+    32 on this call's stack."""
     k = x.shape[1]
     m = dy.shape[1]
+    if j0 + 8 <= m:
+        _dw_cols8_f32(dw, dy, x, j0, p0, k, scale, add, r0, r1)
+        return
+    acc = carray(stack_row(x, 32), 32)
     cols = k - p0
-    for j in range(j0, min(j0 + 8, m)):
+    for j in range(j0, m):
         for q in range(cols):
             acc[q] = 0
         for i in range(r0, r1):
@@ -342,7 +373,8 @@ def _dw_chunk_f32(dw, dy, x, scale, add, j0, p0, r0, r1):
         if rows == 8 and p0 + 16 <= x.shape[1]:
             _dw_block8h_f32(dw, dy, x, j0, p0, scale, add, r0, r1)
             p0 += 16
-        _dw_edge_f32(dw, dy, x, j0, p0, scale, add, r0, r1)
+        if p0 < x.shape[1]:  # the edge loops over the batch even when it has no columns
+            _dw_edge_f32(dw, dy, x, j0, p0, scale, add, r0, r1)
     else:
         _dw_rows_f32(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
 
@@ -651,15 +683,45 @@ def _dw_rows_f64(dw, dy, x, j0, rows, p0, scale, add, r0, r1):
         _dw_block1_f64(dw, dy, x, j0 + rows - 1, p0, scale, add, r0, r1)
 
 
+@slp_njit(**SERIAL, family="register_block")
+def _dw_cols8_f64(out, dy, x, o0, p0, p1, scale, add, r0, r1):
+    """out[o0:o0+8, p0:p1] (+)= scale * dy[r0:r1, o0:o0+8].T @ x[r0:r1, p0:p1], one column
+    after another, each summed down the column in a vector of 8 (a row of dy per step) (out
+    is dw; += when add)."""
+    acc = carray(stack_row(out, 8), 8)
+    z = out.dtype.type(0)
+    o0 = nonnegative(o0)
+    dyr = dy[r0:r1]
+    xr = x[r0:r1]
+    for p in range(nonnegative(p0), p1):
+        for r in range(8):
+            acc[r] = z
+        for kk in range(dyr.shape[0]):
+            a = dyr[kk, o0:o0 + 8]
+            v = xr[kk, p]
+            for r in range(8):
+                acc[r] += a[r] * v
+        if add:
+            for r in range(8):
+                out[o0 + r, p] += scale * acc[r]
+        else:
+            for r in range(8):
+                out[o0 + r, p] = scale * acc[r]
+
+
 @slp_njit(**SERIAL)
 def _dw_edge_f64(dw, dy, x, j0, p0, scale, add, r0, r1):
     """The part of the 8 x 16 block at (j0, p0) inside dw when it is cut by the last column,
-    batch rows r0:r1, each row summed in a row of 16 on this call's stack."""
-    acc = carray(stack_row(x, 16), 16)
+    batch rows r0:r1: `_dw_cols8_f64` for a full 8 rows, else each row summed in a row of
+    16 on this call's stack."""
     k = x.shape[1]
     m = dy.shape[1]
+    if j0 + 8 <= m:
+        _dw_cols8_f64(dw, dy, x, j0, p0, k, scale, add, r0, r1)
+        return
+    acc = carray(stack_row(x, 16), 16)
     cols = k - p0
-    for j in range(j0, min(j0 + 8, m)):
+    for j in range(j0, m):
         for q in range(cols):
             acc[q] = 0
         for i in range(r0, r1):
@@ -696,7 +758,8 @@ def _dw_chunk_f64(dw, dy, x, scale, add, j0, p0, r0, r1):
         if rows == 8 and p0 + 8 <= x.shape[1]:
             _dw_block8h_f64(dw, dy, x, j0, p0, scale, add, r0, r1)
             p0 += 8
-        _dw_edge_f64(dw, dy, x, j0, p0, scale, add, r0, r1)
+        if p0 < x.shape[1]:  # the edge loops over the batch even when it has no columns
+            _dw_edge_f64(dw, dy, x, j0, p0, scale, add, r0, r1)
     else:
         _dw_rows_f64(dw, dy, x, j0, rows, p0, scale, add, r0, r1)
 

@@ -28,7 +28,8 @@ THRESHOLD_SHAPES = {
     "grad_bias": [(512, 3, 128), (513, 3, 128)],               # 2**16 elements of dy
 }
 ODD_SHAPES = [(1, 1, 1), (1, 16, 16), (2, 3, 5), (7, 33, 17), (9, 37, 10), (13, 70, 3), (17, 5, 33),
-              (33, 100, 19), (8, 784, 128), (4096 // 16, 256, 10), (3, 0, 4), (0, 5, 3)]
+              (33, 100, 19), (8, 784, 128), (4096 // 16, 256, 10), (3, 0, 4), (0, 5, 3),
+              (600, 41, 17)]  # batch > DW_ROWS with narrow column edges (8-row and 1-row)
 SHAPES = sorted({s for v in THRESHOLD_SHAPES.values() for s in v} | set(ODD_SHAPES))
 ACTS = {0: lambda z: z, 1: lambda z: np.maximum(z, 0), 2: lambda z: 1 / (1 + np.exp(-z)), 3: np.tanh}
 ACT_IDS = ["none", "relu", "sigmoid", "tanh"]

@@ -31,7 +31,7 @@ from fastlinear.kernels.packed import _micro as packed_micro
 
 #: every register block, by name, and its module
 BLOCKS = {n: module for module in (grad_input, grad_weight) for n in dir(module)
-          if re.fullmatch(r"_d[wx]_(run8|block\d+h?)_f(32|64)", n)}
+          if re.fullmatch(r"_d[wx]_(run8|block\d+h?|cols8)_f(32|64)", n)}
 #: a vector register stored to, or loaded from, the stack (a spill, or an array left in memory)
 STACK_MOVE = re.compile(r"vmov\w*\s+(%[yz]mm\d+, -?\d*\(%rsp|-?\d*\(%rsp[^)]*\), %[yz]mm)")
 
@@ -42,14 +42,15 @@ def _signature(name: str) -> tuple:
         return (a, a, a, types.intp, types.intp, types.intp)
     if name.startswith("_dx"):
         return (a, a, a, types.intp, types.intp)
-    if name.startswith("_dw_run"):  # o0, c0, c1 (a run of column blocks), then as a block
+    if name.startswith(("_dw_run", "_dw_cols")):  # o0, then c0, c1 or p0, p1; then as a block
         return (a, a, a, types.intp, types.intp, types.intp, a.dtype, types.boolean, types.intp,
                 types.intp)
     return (a, a, a, types.intp, types.intp, a.dtype, types.boolean, types.intp, types.intp)
 
 
 def test_every_register_block_is_checked():
-    assert len(BLOCKS) == 16  # dx and dw; 8 (a run of 8-row blocks), 8h, 2 and 1 rows; two dtypes
+    # dx and dw: 8 (a run of 8-row blocks), 8h, 2 and 1 rows; dw's 8-row column edge; two dtypes
+    assert len(BLOCKS) == 18
     for name in BLOCKS:
         assert getattr(BLOCKS[name], name).llvm_flags == VECTORIZE["register_block"], name
 
