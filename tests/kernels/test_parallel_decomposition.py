@@ -77,7 +77,9 @@ def test_direct_kernels_have_at_least_4_tasks_per_thread_at_64_threads(dtype):
             if n * k * m > loops.PACKED and not loops.too_narrow(op, np.dtype(dtype).itemsize, n, k, m):
                 continue
             sent += 1
-            row_blocks, col_blocks = _ceil(rows, 8), _ceil(cols, nr)
+            # the weight gradient's last full row block takes the rows below it (`row_tasks`)
+            row_blocks = _sums.row_tasks(rows, 8) if op == "grad_weight" else _ceil(rows, 8)
+            col_blocks = _ceil(cols, nr)
             s = strip(row_blocks, col_blocks, depth * 8 * nr)
             assert row_blocks * _ceil(col_blocks, s) >= TASKS, (n, k, m)
     assert sent  # 256 x 512 x 512 itself is one of them
@@ -166,3 +168,10 @@ def test_short_reductions_give_each_task_enough_work():
             assert s == max(1, min(col_blocks, row_blocks * col_blocks // TASKS))
     # float32 8x784x128 weight gradient: 25 column blocks of 8 x 32 over 8 batch rows
     assert _sums.strip_length(16, 25, 8 * 8 * 32) == 8
+
+
+def test_the_rows_below_the_last_full_block_join_its_task():
+    """`row_tasks`: one task per 8-row block of dw, except that fewer than 8 rows left at the
+    bottom join the last full block's task (they reuse its part of x while it is in cache)."""
+    got = {m: _sums.row_tasks(m, 8) for m in (0, 1, 7, 8, 9, 10, 15, 16, 17, 24, 31)}
+    assert got == {0: 0, 1: 1, 7: 1, 8: 1, 9: 1, 10: 1, 15: 1, 16: 2, 17: 2, 24: 3, 31: 3}
