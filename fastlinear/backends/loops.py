@@ -48,6 +48,8 @@ parallel):
 
 from __future__ import annotations
 
+import os
+
 from .._threads import adapt, thread_count
 from ..kernels import forward as forward_kernels
 from ..kernels import grad_bias as grad_bias_kernels
@@ -125,6 +127,50 @@ PACKED_MIN_SIDES = {
 #: the smallest batch at which the input gradient packs where w would be packed whole (a tuned
 #: in-tile limit below the batch): 16, as before it packed w in its tiles
 GRAD_INPUT_BATCH_WHOLE_W = 16
+
+
+def _l2_bytes() -> int:
+    """Bytes of the level-2 cache of the first CPU, from Linux's sysfs; 1 MiB where it cannot be
+    read (the smallest L2 per core of the x86-64 server CPUs fastlinear is measured on)."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for index in sorted(os.listdir(base)):
+            with open(f"{base}/{index}/level") as f:
+                if f.read().strip() != "2":
+                    continue
+            with open(f"{base}/{index}/size") as f:
+                size = f.read().strip().upper()
+            scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+            return int(size.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        pass
+    return 1 << 20
+
+
+#: The direct input-gradient kernel reads all of w once per 8 rows of dx. Where w is as large as
+#: the L2 cache (per core; `_l2_bytes`, read from the machine) it comes from the L3 cache or memory
+#: every time, and from a batch of GRAD_INPUT_REREAD_BATCH the packed GEMM, which packs w in
+#: blocks that stay in cache, is faster below the work crossover too. Direct / packed time, 1
+#: thread (2 threads), `python asv_benchmarks/scripts/packed_sides.py --w-size --threads 1` (and
+#: 2), 2-core Intel Xeon KVM guest (``rocketlake``, 2 MiB L2 per core): w of 2 MiB and more:
+#: float64 32x512x512 1.26 (1.15), 64x512x512 1.70 (1.44), 256x512x512 1.97 (1.69), 128x1024x256
+#: 1.99 (1.77), 32x1024x1024 1.55 (1.52); float32 64x1024x512 1.69 (1.61), 32x1024x1024 1.35
+#: (1.42) -> packed; a batch of 16: float64 16x512x512 0.83 (0.80), float32 16x1024x1024 1.01
+#: (0.99) -> direct (float64 16x1024x1024, w 8 MiB, 1.09 (1.16): direct); w of 0.5-1.5 MiB:
+#: float32 0.44-0.94, float64 256x256x512 0.99 (0.70), 256x512x256 1.13 (1.10), 256x384x512 and
+#: 128x768x256 1.62-1.67 (1.09-1.13) -> direct (the last two would gain on one thread: the limit
+#: is the L2's size, not tuned lower on one machine).
+GRAD_INPUT_REREAD_BATCH = 32
+L2_BYTES = _l2_bytes()
+
+
+def _rereads_w(itemsize: int, n: int, k: int, m: int) -> bool:
+    """Whether the direct input gradient would read a w as large as the L2 cache from beyond it
+    at least GRAD_INPUT_REREAD_BATCH / 8 times (see `GRAD_INPUT_REREAD_BATCH`), and the packed
+    one takes such a w (`PACKED_MIN_SIDES`)."""
+    lo = PACKED_MIN_SIDES["grad_input"]
+    return (n >= max(GRAD_INPUT_REREAD_BATCH, lo[0]) and k >= lo[1] and m >= lo[2]
+            and m * k * itemsize >= L2_BYTES)
 
 _FORWARD = (forward_kernels.forward_serial, forward_kernels.forward_parallel)
 _GRAD_INPUT = {
@@ -225,8 +271,9 @@ def _load_packed_above() -> dict:
 def packed_limits() -> dict:
     """The crossovers in use: ``{"source": "table" | "defaults", "above": {op: {dtype: work}},
     "measured": {op: {dtype: work}}, "w_in_place_rows": {dtype: rows}, "w_in_place_measured":
-    {dtype: rows}, "w_in_tile_rows": ..., "w_in_tile_measured": ...}``, where the packed GEMM
-    runs an op when n * in * out > work and no side is too narrow (`too_narrow`), its forward
+    {dtype: rows}, "w_in_tile_rows": ..., "w_in_tile_measured": ..., "l2_bytes": bytes}``, where
+    the packed GEMM runs an op when n * in * out > work and no side is too narrow (`too_narrow`),
+    the input gradient also when w has at least "l2_bytes" (`GRAD_INPUT_REREAD_BATCH`), its forward
     reads w in place, and its forward above that and input gradient pack w in the tiles, up to
     that many batch rows; the "measured" entries came from the tuning table (source "table"
     when there is any)."""
@@ -242,7 +289,7 @@ def _describe_packed(above: dict, from_table: set) -> dict:
         if (op, size) in from_table:
             measured.setdefault(op, {})[_DTYPE_NAMES[size]] = work
     described = {"source": "table" if measured or _w_rows_measured else "defaults",
-                 "above": out, "measured": measured}
+                 "above": out, "measured": measured, "l2_bytes": L2_BYTES}
     for field in _W_FIELDS:
         described[field] = {_DTYPE_NAMES[size]: _w_rows[field, size] for size in (4, 8)}
         described[field.replace("_rows", "_measured")] = {
@@ -378,6 +425,8 @@ def _packs(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
     part of `runs_packed` that the dispatchers below ask once they know the op is not serial and
     has a packed kernel."""
     above = _packed_above or _load_packed_above()
+    if op == "grad_input" and _rereads_w(itemsize, n, k, m):
+        return True
     return n * k * m > above[op, itemsize] and not too_narrow(op, itemsize, n, k, m)
 
 

@@ -187,6 +187,11 @@ def _packed_line(t: dict) -> str:
             else:
                 whose = f"measured for {', '.join(measured_rows)}"
             w_limits += f"; {what}: {limit_sizes(rows)} ({whose})"
+    if packed.get("l2_bytes"):
+        from ..backends.loops import GRAD_INPUT_REREAD_BATCH
+
+        w_limits += (f"; its input gradient also from a batch of {GRAD_INPUT_REREAD_BATCH} where w "
+                     f"has at least {packed['l2_bytes'] >> 10} KiB (this machine's L2 cache)")
     if not packed["measured"]:
         return (f"; loops' packed GEMM above batch x in x out = {sizes(packed['above'])} "
                 f"(built-in){w_limits}")

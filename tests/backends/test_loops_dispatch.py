@@ -319,6 +319,7 @@ def test_a_low_crossover_moves_narrow_gradients_only_above_the_built_in_one(monk
     narrow in_features; a gradient with a narrow side packs only above its built-in crossover."""
     monkeypatch.setattr(loops, "_packed_above", {(op, s): 2**17 for op in (
         "forward", "grad_weight", "grad_input") for s in (4, 8)})
+    monkeypatch.setattr(loops, "L2_BYTES", 2 << 20)
     for size in (4, 8):
         assert loops.runs_packed("grad_weight", size, 256, 256, 256)
         assert loops.runs_packed("forward", size, 256, 16, 256)
@@ -327,13 +328,41 @@ def test_a_low_crossover_moves_narrow_gradients_only_above_the_built_in_one(monk
         assert loops.runs_packed("grad_weight", size, 8192, 1024, 10)  # 2**26.3
         assert not loops.runs_packed("grad_weight", size, 1 << 21, 64, 4)  # dw 4 rows: below 8
         assert not loops.runs_packed("grad_weight", size, 1 << 20, 4, 256)  # dw 4 columns
-        assert not loops.runs_packed("grad_input", size, 32, 1024, 1024)  # 2**25
+        assert not loops.runs_packed("grad_input", size, 32, 256, 256)  # 2**21, w below the L2
+        assert loops.runs_packed("grad_input", size, 32, 1024, 1024)  # 2**25, w 4 MiB or more
         assert loops.runs_packed("grad_input", size, 32, 2048, 2048)  # 2**27
         assert loops.runs_packed("grad_input", size, 8, 4096, 4096)  # 2**27
         assert not loops.runs_packed("grad_input", size, 7, 4096, 4096)  # batch below 8
         assert not loops.runs_packed("grad_input", size, 8, 2048, 2048)  # 2**25: direct
         assert loops.runs_packed("forward", size, 16, 4096, 4096)
         assert not loops.runs_packed("forward", size, 15, 4096, 4096)  # batch below 16
+
+
+@pytest.mark.skipif(loops.packed_forward is None, reason="no packed kernels in this build")
+def test_the_input_gradient_packs_a_w_as_large_as_the_l2_cache_from_a_batch_of_32(monkeypatch):
+    """Below the built-in crossover the input gradient packs where the direct kernel would read a
+    w of at least the L2's size from beyond it every 8 rows (`loops.GRAD_INPUT_REREAD_BATCH`)."""
+    monkeypatch.setattr(loops, "_packed_above", dict(loops.DEFAULT_PACKED_ABOVE))
+    monkeypatch.setattr(loops, "L2_BYTES", 2 << 20)
+    assert loops.runs_packed("grad_input", 8, 32, 512, 512)  # w 2 MiB
+    assert loops.runs_packed("grad_input", 4, 64, 1024, 512)  # w 2 MiB
+    assert not loops.runs_packed("grad_input", 8, 16, 512, 512)  # batch below 32
+    assert not loops.runs_packed("grad_input", 4, 256, 512, 512)  # w 1 MiB, work 2**26
+    assert not loops.runs_packed("grad_input", 8, 256, 512, 256)  # w 1 MiB
+    assert not loops.runs_packed("grad_input", 8, 1 << 16, 32, 4096)  # in_features below 64
+    assert not loops.runs_packed("grad_weight", 8, 256, 512, 512)  # the input gradient's rule
+    monkeypatch.setattr(loops, "L2_BYTES", 1 << 20)
+    assert loops.runs_packed("grad_input", 4, 256, 512, 512)
+    # the dispatch follows runs_packed: the packed kernel gives the right values
+    rng = np.random.default_rng(0)
+    dy, w = randn(rng, (32, 512), np.float64), randn(rng, (512, 512), np.float64)
+    dx = np.full((32, 512), np.nan)
+    loops.grad_input(dx, dy, w)
+    _check(dx, dy.astype(np.float64) @ w, np.abs(dy) @ np.abs(w), 512, np.float64, "dx")
+
+
+def test_the_l2_size_is_read_from_the_machine_or_one_mib():
+    assert loops._l2_bytes() >= 64 << 10
 
 
 @pytest.mark.skipif(loops.packed_forward is None, reason="no packed kernels in this build")

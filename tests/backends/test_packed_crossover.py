@@ -30,7 +30,10 @@ def write_table(path, packed) -> None:
 
 @pytest.fixture
 def packed_calls(monkeypatch):
-    """Records which packed kernels the loops backend calls (they still run)."""
+    """Records which packed kernels the loops backend calls (they still run). The crossovers
+    alone: the input gradient's rule for a w as large as the L2 cache, which depends on the
+    machine, is off here (tested in test_loops_dispatch)."""
+    monkeypatch.setattr(loops, "L2_BYTES", 1 << 62)
     calls = []
     for name in ("packed_forward", "packed_grad_weight", "packed_grad_input"):
         real = getattr(loops, name)
@@ -151,8 +154,10 @@ def test_the_crossover_is_shown_with_the_table_in_use(table_file):
     assert used["packed"]["measured"] == {"grad_weight": {"float64": 1 << 20}}
     line = info._tuning_line(used)
     rows, tile = loops.W_IN_PLACE_ROWS, loops.W_IN_TILE_ROWS
+    l2 = (f"; its input gradient also from a batch of {loops.GRAD_INPUT_REREAD_BATCH} where w "
+          f"has at least {loops.L2_BYTES >> 10} KiB (this machine's L2 cache)")
     tiles = (f"; its forward and input gradient pack w in the tiles: float32 up to a batch of "
-             f"{tile}, float64 up to a batch of {tile} (built-in)")
+             f"{tile}, float64 up to a batch of {tile} (built-in){l2}")
     assert line.endswith("packed GEMM above batch x in x out = grad_weight float64 2**20 "
                          "(measured; built-in crossovers for the rest); its forward reads w in "
                          f"place: float32 up to a batch of {rows}, float64 up to a batch of {rows} "
@@ -170,7 +175,7 @@ def test_the_crossover_is_shown_with_the_table_in_use(table_file):
     line = info._tuning_line(tuning.describe())
     assert line.endswith(f"in place: float32 up to a batch of {rows}, float64 never "
                          "(measured for float64); its forward and input gradient pack w in the "
-                         "tiles: float32 up to a batch of 64, float64 never (measured)"), line
+                         f"tiles: float32 up to a batch of 64, float64 never (measured){l2}"), line
 
 
 def logs(*ratios):
