@@ -4,8 +4,9 @@ input gradient, at shapes with one narrow side and work above every op's built-i
 each shape and dtype, the direct kernel's time divided by the packed one's (above 1: packed is
 faster), the figures behind ``fastlinear.backends.loops.PACKED_MIN_SIDES``.
 
-With ``--w-size``: the input gradient alone at shapes below the work crossover whose w is 1 to 8
-MiB, around the L2 cache's size, the figures behind ``loops.GRAD_INPUT_REREAD_BATCH``.
+With ``--reread``: the two gradients at shapes below the work crossover where the operand their
+direct kernel reads once per 8 rows of its output (the input gradient's w, the weight gradient's
+x) is 0.5 to 16 MiB, around the L2 cache's size, the figures behind ``loops.REREAD_ROWS``.
 
 With ``--bias``: the bias gradient's serial kernel against its parallel one, around
 ``GRAD_BIAS_SERIAL`` (microseconds), the figures behind that limit.
@@ -37,11 +38,18 @@ from fastlinear.tuning import cpu_model
 SHAPES = ((8192, 8, 2048), (4096, 32, 1024), (4096, 48, 512),                 # narrow in_features
           (8192, 2048, 8), (8192, 1024, 10), (8192, 1024, 32),                # narrow out_features
           (8, 4096, 4096), (16, 4096, 4096), (32, 4096, 4096), (48, 2048, 2048))  # narrow batch
-#: (batch, in_features, out_features) for --w-size: w of 1 to 8 MiB in float64 (half in float32),
-#: batches of 16 to 256, work 2**22 to 2**26
-W_SHAPES = ((16, 512, 512), (32, 512, 512), (64, 512, 512), (128, 512, 512), (256, 512, 512),
-            (256, 512, 256), (256, 256, 512), (256, 384, 512), (128, 768, 256), (128, 1024, 256),
-            (16, 1024, 1024), (32, 1024, 1024), (64, 1024, 512))
+#: (batch, in_features, out_features) for --reread, by op: w (input gradient) or x (weight
+#: gradient) of 1 to 16 MiB in float64 (half in float32), work 2**22 to 2**26
+REREAD_SHAPES = {
+    "grad_input": ((16, 512, 512), (32, 512, 512), (64, 512, 512), (128, 512, 512),
+                   (256, 512, 512), (256, 512, 256), (256, 256, 512), (256, 384, 512),
+                   (128, 768, 256), (128, 1024, 256), (16, 1024, 1024), (32, 1024, 1024),
+                   (64, 1024, 512)),
+    "grad_weight": ((256, 512, 512), (128, 512, 512), (256, 256, 512), (256, 512, 256),
+                    (64, 512, 512), (256, 1024, 256), (512, 512, 256), (2048, 256, 32),
+                    (1024, 512, 64), (2048, 512, 16), (1024, 1024, 32), (4096, 128, 64),
+                    (8192, 256, 10)),
+}
 #: (batch, out_features) of dy for --bias, 2**12 to 2**20 elements
 BIAS_SHAPES = ((32, 128), (64, 256), (64, 512), (128, 512), (256, 512), (256, 1024), (1024, 1024))
 
@@ -86,19 +94,26 @@ def sides(dtypes: list[np.dtype]) -> None:
                   + ", ".join(ratios) + "   (in brackets: what loops runs)", flush=True)
 
 
-def w_size(dtypes: list[np.dtype]) -> None:
+def reread(dtypes: list[np.dtype]) -> None:
     print(f"L2 cache: {loops.L2_BYTES >> 10} KiB")
-    for dt in dtypes:
-        for n, k, m in W_SHAPES:
-            rng = np.random.default_rng(0)
-            w, dy = (fl.aligned_copy(rng.standard_normal(s), dt) for s in ((m, k), (n, m)))
-            dx = fl.empty_aligned((n, k), dt)
-            direct, packed = loops.direct_and_packed("grad_input")
-            t = medians({"direct": lambda: direct(dx, dy, w), "packed": lambda: packed(dx, dy, w)})
-            runs = "packed" if loops.runs_packed("grad_input", dt.itemsize, n, k, m) else "direct"
-            print(f"{dt} {n}x{k}x{m} (2**{np.log2(n * k * m):.1f}, w {m * k * dt.itemsize >> 10} "
-                  f"KiB): grad_input direct / packed time {t['direct'] / t['packed']:.2f} "
-                  f"(loops runs {runs})", flush=True)
+    for op, shapes in REREAD_SHAPES.items():
+        direct, packed = loops.direct_and_packed(op)
+        for dt in dtypes:
+            for n, k, m in shapes:
+                rng = np.random.default_rng(0)
+                x, w, dy = (fl.aligned_copy(rng.standard_normal(s), dt)
+                            for s in ((n, k), (m, k), (n, m)))
+                if op == "grad_input":
+                    args, name, size = (fl.empty_aligned((n, k), dt), dy, w), "w", m * k
+                else:
+                    args = (fl.empty_aligned((m, k), dt), fl.empty_aligned(m, dt), dy, x,
+                            dt.type(1), False)
+                    name, size = "x", n * k
+                t = medians({"direct": lambda: direct(*args), "packed": lambda: packed(*args)})
+                runs = "packed" if loops.runs_packed(op, dt.itemsize, n, k, m) else "direct"
+                print(f"{op} {dt} {n}x{k}x{m} (2**{np.log2(n * k * m):.1f}, {name} "
+                      f"{size * dt.itemsize >> 10} KiB): direct / packed time "
+                      f"{t['direct'] / t['packed']:.2f} (loops runs {runs})", flush=True)
 
 
 def bias(dtypes: list[np.dtype], threads: int) -> None:
@@ -119,8 +134,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="threads for Numba and BLAS")
     p.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
     p.add_argument("--bias", action="store_true", help="time the bias gradient's kernels instead")
-    p.add_argument("--w-size", action="store_true",
-                   help="time the input gradient's kernels where w is about the L2 cache's size")
+    p.add_argument("--reread", action="store_true",
+                   help="time the gradients' kernels where the operand their direct kernel reads "
+                        "again and again is about the L2 cache's size")
     args = p.parse_args()
     fl.set_num_threads(args.threads)
     names = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
@@ -128,8 +144,8 @@ def main() -> None:
     print(f"{cpu_model()}, {args.threads} thread(s)")
     if args.bias:
         bias(dtypes, args.threads)
-    elif args.w_size:
-        w_size(dtypes)
+    elif args.reread:
+        reread(dtypes)
     else:
         sides(dtypes)
 

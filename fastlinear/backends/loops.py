@@ -147,30 +147,41 @@ def _l2_bytes() -> int:
     return 1 << 20
 
 
-#: The direct input-gradient kernel reads all of w once per 8 rows of dx. Where w is as large as
-#: the L2 cache (per core; `_l2_bytes`, read from the machine) it comes from the L3 cache or memory
-#: every time, and from a batch of GRAD_INPUT_REREAD_BATCH the packed GEMM, which packs w in
-#: blocks that stay in cache, is faster below the work crossover too. Direct / packed time, 1
-#: thread (2 threads), `python asv_benchmarks/scripts/packed_sides.py --w-size --threads 1` (and
-#: 2), 2-core Intel Xeon KVM guest (``rocketlake``, 2 MiB L2 per core): w of 2 MiB and more:
-#: float64 32x512x512 1.26 (1.15), 64x512x512 1.70 (1.44), 256x512x512 1.97 (1.69), 128x1024x256
-#: 1.99 (1.77), 32x1024x1024 1.55 (1.52); float32 64x1024x512 1.69 (1.61), 32x1024x1024 1.35
-#: (1.42) -> packed; a batch of 16: float64 16x512x512 0.83 (0.80), float32 16x1024x1024 1.01
-#: (0.99) -> direct (float64 16x1024x1024, w 8 MiB, 1.09 (1.16): direct); w of 0.5-1.5 MiB:
-#: float32 0.44-0.94, float64 256x256x512 0.99 (0.70), 256x512x256 1.13 (1.10), 256x384x512 and
-#: 128x768x256 1.62-1.67 (1.09-1.13) -> direct (the last two would gain on one thread: the limit
-#: is the L2's size, not tuned lower on one machine).
-GRAD_INPUT_REREAD_BATCH = 32
+#: The direct gradient kernels read one operand whole once per 8 rows of their output: the input
+#: gradient w once per 8 batch rows of dx, the weight gradient x once per 8 rows (out_features)
+#: of dw. Where that operand is as large as the L2 cache (per core; `_l2_bytes`, read from the
+#: machine) it comes from the L3 cache or memory every time, and from REREAD_ROWS[op] rows of
+#: the output the packed GEMM, which packs it in blocks that stay in cache, is faster below the
+#: work crossover too. Direct / packed time, 1 thread (2 threads), `python
+#: asv_benchmarks/scripts/packed_sides.py --reread --threads 1` (and 2), 2-core Intel Xeon KVM
+#: guest (``rocketlake``, 2 MiB L2 per core).
+#: Input gradient, w of 2 MiB and more: float64 32x512x512 1.26 (1.15), 64x512x512 1.70 (1.44),
+#: 256x512x512 1.97 (1.69), 128x1024x256 1.99 (1.77), 32x1024x1024 1.55 (1.52); float32
+#: 64x1024x512 1.69 (1.61), 32x1024x1024 1.35 (1.42) -> packed; a batch of 16: float64 16x512x512
+#: 0.83 (0.80), float32 16x1024x1024 1.01 (0.99) -> direct (float64 16x1024x1024, w 8 MiB, 1.09
+#: (1.16): direct); w of 0.5-1.5 MiB: float32 0.44-0.94, float64 256x256x512 0.99 (0.70),
+#: 256x512x256 1.13 (1.10), 256x384x512 and 128x768x256 1.62-1.67 (1.09-1.13) -> direct (the last
+#: two would gain on one thread: the limit is the L2's size, not tuned lower on one machine).
+#: Weight gradient (with db), x of 2 MiB and more: float64 256x1024x256 1.80 (1.68), 512x512x256
+#: 1.61 (1.53), 4096x128x64 1.84 (1.32), 1024x512x64 1.39 (1.13); float32 4096x128x64 1.39
+#: (1.24), 1024x512x64 1.26 (0.89) -> packed; out_features 32: float32 2048x256x32 1.22 (0.66),
+#: 1024x1024x32 1.00 (0.72), float64 0.98-1.37 (0.78-0.87) -> direct; 16 and 10: 0.59-0.77
+#: (0.39-0.64) -> direct; x of 1 MiB or less: float32 256x1024x256 1.23 (0.85), 512x512x256
+#: 1.10 (1.01), float64 256x512x512 1.27 (1.02), 256x512x256 1.00 (0.84) -> direct.
+REREAD_ROWS = {"grad_input": 32, "grad_weight": 64}
 L2_BYTES = _l2_bytes()
 
 
-def _rereads_w(itemsize: int, n: int, k: int, m: int) -> bool:
-    """Whether the direct input gradient would read a w as large as the L2 cache from beyond it
-    at least GRAD_INPUT_REREAD_BATCH / 8 times (see `GRAD_INPUT_REREAD_BATCH`), and the packed
-    one takes such a w (`PACKED_MIN_SIDES`)."""
-    lo = PACKED_MIN_SIDES["grad_input"]
-    return (n >= max(GRAD_INPUT_REREAD_BATCH, lo[0]) and k >= lo[1] and m >= lo[2]
-            and m * k * itemsize >= L2_BYTES)
+def _rereads(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
+    """Whether the direct kernel of ``op`` (a gradient) would read an operand as large as the L2
+    cache from beyond it for every 8 of at least REREAD_ROWS[op] rows of its output (see
+    `REREAD_ROWS`), and the packed one takes the shape (`PACKED_MIN_SIDES`)."""
+    lo = PACKED_MIN_SIDES[op]
+    if n < lo[0] or k < lo[1] or m < lo[2]:
+        return False
+    rows, operand = (n, m * k) if op == "grad_input" else (m, n * k)
+    return rows >= REREAD_ROWS[op] and operand * itemsize >= L2_BYTES
+
 
 _FORWARD = (forward_kernels.forward_serial, forward_kernels.forward_parallel)
 _GRAD_INPUT = {
@@ -273,7 +284,7 @@ def packed_limits() -> dict:
     "measured": {op: {dtype: work}}, "w_in_place_rows": {dtype: rows}, "w_in_place_measured":
     {dtype: rows}, "w_in_tile_rows": ..., "w_in_tile_measured": ..., "l2_bytes": bytes}``, where
     the packed GEMM runs an op when n * in * out > work and no side is too narrow (`too_narrow`),
-    the input gradient also when w has at least "l2_bytes" (`GRAD_INPUT_REREAD_BATCH`), its forward
+    the gradients also when an operand has at least "l2_bytes" (`REREAD_ROWS`), its forward
     reads w in place, and its forward above that and input gradient pack w in the tiles, up to
     that many batch rows; the "measured" entries came from the tuning table (source "table"
     when there is any)."""
@@ -425,7 +436,7 @@ def _packs(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
     part of `runs_packed` that the dispatchers below ask once they know the op is not serial and
     has a packed kernel."""
     above = _packed_above or _load_packed_above()
-    if op == "grad_input" and _rereads_w(itemsize, n, k, m):
+    if op != "forward" and _rereads(op, itemsize, n, k, m):
         return True
     return n * k * m > above[op, itemsize] and not too_narrow(op, itemsize, n, k, m)
 

@@ -188,10 +188,12 @@ def _packed_line(t: dict) -> str:
                 whose = f"measured for {', '.join(measured_rows)}"
             w_limits += f"; {what}: {limit_sizes(rows)} ({whose})"
     if packed.get("l2_bytes"):
-        from ..backends.loops import GRAD_INPUT_REREAD_BATCH
+        from ..backends.loops import REREAD_ROWS
 
-        w_limits += (f"; its input gradient also from a batch of {GRAD_INPUT_REREAD_BATCH} where w "
-                     f"has at least {packed['l2_bytes'] >> 10} KiB (this machine's L2 cache)")
+        w_limits += (f"; below them, the input gradient from a batch of "
+                     f"{REREAD_ROWS['grad_input']} where w, and the weight gradient from "
+                     f"{REREAD_ROWS['grad_weight']} out_features where x, has at least "
+                     f"{packed['l2_bytes'] >> 10} KiB (this machine's L2 cache)")
     if not packed["measured"]:
         return (f"; loops' packed GEMM above batch x in x out = {sizes(packed['above'])} "
                 f"(built-in){w_limits}")

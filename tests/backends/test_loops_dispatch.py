@@ -339,9 +339,11 @@ def test_a_low_crossover_moves_narrow_gradients_only_above_the_built_in_one(monk
 
 
 @pytest.mark.skipif(loops.packed_forward is None, reason="no packed kernels in this build")
-def test_the_input_gradient_packs_a_w_as_large_as_the_l2_cache_from_a_batch_of_32(monkeypatch):
-    """Below the built-in crossover the input gradient packs where the direct kernel would read a
-    w of at least the L2's size from beyond it every 8 rows (`loops.GRAD_INPUT_REREAD_BATCH`)."""
+def test_the_gradients_pack_an_operand_as_large_as_the_l2_cache_read_again_and_again(monkeypatch):
+    """Below the built-in crossover the gradients pack where the direct kernel would read an
+    operand of at least the L2's size from beyond it every 8 rows of its output, for enough rows
+    (`loops.REREAD_ROWS`): w in the input gradient from a batch of 32, x in the weight gradient
+    from 64 out_features."""
     monkeypatch.setattr(loops, "_packed_above", dict(loops.DEFAULT_PACKED_ABOVE))
     monkeypatch.setattr(loops, "L2_BYTES", 2 << 20)
     assert loops.runs_packed("grad_input", 8, 32, 512, 512)  # w 2 MiB
@@ -350,7 +352,13 @@ def test_the_input_gradient_packs_a_w_as_large_as_the_l2_cache_from_a_batch_of_3
     assert not loops.runs_packed("grad_input", 4, 256, 512, 512)  # w 1 MiB, work 2**26
     assert not loops.runs_packed("grad_input", 8, 256, 512, 256)  # w 1 MiB
     assert not loops.runs_packed("grad_input", 8, 1 << 16, 32, 4096)  # in_features below 64
-    assert not loops.runs_packed("grad_weight", 8, 256, 512, 512)  # the input gradient's rule
+    assert loops.runs_packed("grad_weight", 8, 512, 512, 256)  # x 2 MiB
+    assert loops.runs_packed("grad_weight", 4, 4096, 128, 64)  # x 2 MiB
+    assert not loops.runs_packed("grad_weight", 8, 256, 512, 512)  # x 1 MiB
+    assert not loops.runs_packed("grad_weight", 8, 2048, 256, 32)  # out_features below 64
+    assert not loops.runs_packed("grad_weight", 8, 8192, 256, 10)
+    assert not loops.runs_packed("grad_weight", 8, 32, 8192, 256)  # batch below 64
+    assert not loops.runs_packed("forward", 8, 32, 512, 512)  # the rule is the gradients'
     monkeypatch.setattr(loops, "L2_BYTES", 1 << 20)
     assert loops.runs_packed("grad_input", 4, 256, 512, 512)
     # the dispatch follows runs_packed: the packed kernel gives the right values
@@ -359,6 +367,12 @@ def test_the_input_gradient_packs_a_w_as_large_as_the_l2_cache_from_a_batch_of_3
     dx = np.full((32, 512), np.nan)
     loops.grad_input(dx, dy, w)
     _check(dx, dy.astype(np.float64) @ w, np.abs(dy) @ np.abs(w), 512, np.float64, "dx")
+    x = randn(rng, (512, 512), np.float64)
+    dy = randn(rng, (512, 256), np.float64)
+    dw, db = np.full((256, 512), np.nan), np.full(256, np.nan)
+    loops.grad_weight(dw, db, dy, x, 1.0, False)
+    _check(dw, dy.T @ x, np.abs(dy).T @ np.abs(x), 512, np.float64, "dw")
+    _check(db, dy.sum(0), np.abs(dy).sum(0), 512, np.float64, "db")
 
 
 def test_the_l2_size_is_read_from_the_machine_or_one_mib():

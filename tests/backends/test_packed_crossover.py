@@ -31,7 +31,7 @@ def write_table(path, packed) -> None:
 @pytest.fixture
 def packed_calls(monkeypatch):
     """Records which packed kernels the loops backend calls (they still run). The crossovers
-    alone: the input gradient's rule for a w as large as the L2 cache, which depends on the
+    alone: the gradients' rule for an operand as large as the L2 cache, which depends on the
     machine, is off here (tested in test_loops_dispatch)."""
     monkeypatch.setattr(loops, "L2_BYTES", 1 << 62)
     calls = []
@@ -154,8 +154,9 @@ def test_the_crossover_is_shown_with_the_table_in_use(table_file):
     assert used["packed"]["measured"] == {"grad_weight": {"float64": 1 << 20}}
     line = info._tuning_line(used)
     rows, tile = loops.W_IN_PLACE_ROWS, loops.W_IN_TILE_ROWS
-    l2 = (f"; its input gradient also from a batch of {loops.GRAD_INPUT_REREAD_BATCH} where w "
-          f"has at least {loops.L2_BYTES >> 10} KiB (this machine's L2 cache)")
+    l2 = (f"; below them, the input gradient from a batch of {loops.REREAD_ROWS['grad_input']} "
+          f"where w, and the weight gradient from {loops.REREAD_ROWS['grad_weight']} out_features "
+          f"where x, has at least {loops.L2_BYTES >> 10} KiB (this machine's L2 cache)")
     tiles = (f"; its forward and input gradient pack w in the tiles: float32 up to a batch of "
              f"{tile}, float64 up to a batch of {tile} (built-in){l2}")
     assert line.endswith("packed GEMM above batch x in x out = grad_weight float64 2**20 "
