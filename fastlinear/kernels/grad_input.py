@@ -8,11 +8,12 @@ thread, reading the operands' rows directly (no packing: at these shapes the ope
 and packing cost more than it saved). Blocks are the same for every thread count, so results do not
 depend on it. A block cut by the last column uses a half-width block and then a plain loop (the
 weight gradient's 8-row blocks: a column block, each column summed in a vector of 8 down the
-rows); rows left over at the bottom use 2- and 1-row blocks. Each output element is summed in the same order
-(fused multiply-adds along the reduction axis) whichever of these computes it. Every block sums
-into an array on its own stack (``_scratch.stack_row``): the register blocks into an MR x NR array
-that LLVM unrolls into vector registers (see ``_generate``), the edge blocks narrower than that
-into a row in memory. Nothing is allocated on the heap, and the kernels take no scratch argument.
+rows); rows left over at the bottom use 2- and 1-row blocks. Each output element is summed in the
+same order (fused multiply-adds along the reduction axis) whichever of these computes it. Every
+block sums into an array on its own stack (``_scratch.stack_row``): the register blocks into an
+MR x NR array that LLVM unrolls into vector registers (see ``_generate``), the edge blocks
+narrower than that into a row in memory. Nothing is allocated on the heap, and the kernels take
+no scratch argument.
 
 Several blocks in a row form one parallel task when there are more than TASKS, or when a block is
 too little work to be a task on its own (a short reduction; ``_sums.strip_length``), which saves
