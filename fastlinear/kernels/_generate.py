@@ -440,8 +440,8 @@ def _dw_task_below_{sfx}(dw, db, dy, x, scale, accumulate, j0, c0, c1):
     followed by the rows below for the same columns, while that part of x is in cache."""
     m = dy.shape[1]
     if db is not None and c0 == 0 and db.shape[0] > 0:
-        _db_rows_{sfx}(db, dy, j0, {MR}, scale, accumulate)
-        _db_rows_{sfx}(db, dy, j0 + {MR}, m - j0 - {MR}, scale, accumulate)
+        for j in range(j0, m, {MR}):  # one call site each: less code to compile than two calls
+            _db_rows_{sfx}(db, dy, j, min(m - j, {MR}), scale, accumulate)
     n = dy.shape[0]
     k = x.shape[1]
     below = m - j0 - {MR}
@@ -455,8 +455,8 @@ def _dw_task_below_{sfx}(dw, db, dy, x, scale, accumulate, j0, c0, c1):
             for c in range(cc, ce):
                 _dw_rows_{sfx}(dw, dy, x, j0 + {MR}, below, c * {NR}, scale, add, r0, r1)
         for c in range(cf, c1):
-            _dw_chunk_{sfx}(dw, dy, x, scale, add, j0, c * {NR}, r0, r1)
-            _dw_chunk_{sfx}(dw, dy, x, scale, add, j0 + {MR}, c * {NR}, r0, r1)
+            for j in range(j0, m, {MR}):
+                _dw_chunk_{sfx}(dw, dy, x, scale, add, j, c * {NR}, r0, r1)
 
 
 @slp_njit(**SERIAL)

@@ -416,8 +416,8 @@ def _dw_task_below_f32(dw, db, dy, x, scale, accumulate, j0, c0, c1):
     followed by the rows below for the same columns, while that part of x is in cache."""
     m = dy.shape[1]
     if db is not None and c0 == 0 and db.shape[0] > 0:
-        _db_rows_f32(db, dy, j0, 8, scale, accumulate)
-        _db_rows_f32(db, dy, j0 + 8, m - j0 - 8, scale, accumulate)
+        for j in range(j0, m, 8):  # one call site each: less code to compile than two calls
+            _db_rows_f32(db, dy, j, min(m - j, 8), scale, accumulate)
     n = dy.shape[0]
     k = x.shape[1]
     below = m - j0 - 8
@@ -431,8 +431,8 @@ def _dw_task_below_f32(dw, db, dy, x, scale, accumulate, j0, c0, c1):
             for c in range(cc, ce):
                 _dw_rows_f32(dw, dy, x, j0 + 8, below, c * 32, scale, add, r0, r1)
         for c in range(cf, c1):
-            _dw_chunk_f32(dw, dy, x, scale, add, j0, c * 32, r0, r1)
-            _dw_chunk_f32(dw, dy, x, scale, add, j0 + 8, c * 32, r0, r1)
+            for j in range(j0, m, 8):
+                _dw_chunk_f32(dw, dy, x, scale, add, j, c * 32, r0, r1)
 
 
 @slp_njit(**SERIAL)
@@ -835,8 +835,8 @@ def _dw_task_below_f64(dw, db, dy, x, scale, accumulate, j0, c0, c1):
     followed by the rows below for the same columns, while that part of x is in cache."""
     m = dy.shape[1]
     if db is not None and c0 == 0 and db.shape[0] > 0:
-        _db_rows_f64(db, dy, j0, 8, scale, accumulate)
-        _db_rows_f64(db, dy, j0 + 8, m - j0 - 8, scale, accumulate)
+        for j in range(j0, m, 8):  # one call site each: less code to compile than two calls
+            _db_rows_f64(db, dy, j, min(m - j, 8), scale, accumulate)
     n = dy.shape[0]
     k = x.shape[1]
     below = m - j0 - 8
@@ -850,8 +850,8 @@ def _dw_task_below_f64(dw, db, dy, x, scale, accumulate, j0, c0, c1):
             for c in range(cc, ce):
                 _dw_rows_f64(dw, dy, x, j0 + 8, below, c * 16, scale, add, r0, r1)
         for c in range(cf, c1):
-            _dw_chunk_f64(dw, dy, x, scale, add, j0, c * 16, r0, r1)
-            _dw_chunk_f64(dw, dy, x, scale, add, j0 + 8, c * 16, r0, r1)
+            for j in range(j0, m, 8):
+                _dw_chunk_f64(dw, dy, x, scale, add, j, c * 16, r0, r1)
 
 
 @slp_njit(**SERIAL)
