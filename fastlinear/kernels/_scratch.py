@@ -22,6 +22,10 @@ running kernels at the same time never share one. How much of a buffer a task us
 the problem's shape, never on the number of threads (except where a thread's own part of a buffer
 is indexed by its thread id, as the packed GEMM's B blocks packed in the tiles), and a task always
 writes its part of a buffer before reading it: results do not depend on what a buffer held before.
+
+Beside `stack_row`, the register blocks take one more intrinsic from here, `nonnegative(i)`: no
+scratch space, a promise to LLVM that an offset is not negative, so that Numba's checks for
+negative indices leave their reduction loops.
 """
 
 from __future__ import annotations
