@@ -6,7 +6,7 @@ faster), the figures behind ``fastlinear.backends.loops.PACKED_MIN_SIDES``.
 
 With ``--reread``: the two gradients at shapes below the work crossover where the operand their
 direct kernel reads once per 8 rows of its output (the input gradient's w, the weight gradient's
-x) is 0.5 to 16 MiB, around the L2 cache's size, the figures behind ``loops.REREAD_ROWS``.
+x) is 128 KiB to 16 MiB, around the L2 cache's size, the figures behind ``loops.REREAD_ROWS``.
 
 With ``--bias``: the bias gradient's serial kernel against its parallel one, around
 ``GRAD_BIAS_SERIAL`` (microseconds), the figures behind that limit.
@@ -39,7 +39,7 @@ SHAPES = ((8192, 8, 2048), (4096, 32, 1024), (4096, 48, 512),                 # 
           (8192, 2048, 8), (8192, 1024, 10), (8192, 1024, 32),                # narrow out_features
           (8, 4096, 4096), (16, 4096, 4096), (32, 4096, 4096), (48, 2048, 2048))  # narrow batch
 #: (batch, in_features, out_features) for --reread, by op: w (input gradient) or x (weight
-#: gradient) of 1 to 16 MiB in float64 (half in float32), work 2**22 to 2**26
+#: gradient) of 256 KiB to 16 MiB in float64 (half in float32), work 2**22 to 2**26
 REREAD_SHAPES = {
     "grad_input": ((16, 512, 512), (32, 512, 512), (64, 512, 512), (128, 512, 512),
                    (256, 512, 512), (256, 512, 256), (256, 256, 512), (256, 384, 512),
@@ -48,7 +48,7 @@ REREAD_SHAPES = {
     "grad_weight": ((256, 512, 512), (128, 512, 512), (256, 256, 512), (256, 512, 256),
                     (64, 512, 512), (256, 1024, 256), (512, 512, 256), (2048, 256, 32),
                     (1024, 512, 64), (2048, 512, 16), (1024, 1024, 32), (4096, 128, 64),
-                    (8192, 256, 10)),
+                    (8192, 256, 10), (1024, 512, 128), (2048, 256, 128), (512, 512, 128)),
 }
 #: (batch, out_features) of dy for --bias, 2**12 to 2**20 elements
 BIAS_SHAPES = ((32, 128), (64, 256), (64, 512), (128, 512), (256, 512), (256, 1024), (1024, 1024))

@@ -19,8 +19,9 @@ Variants, from small to large problems ("work" is n * in * out multiply-adds):
 
 The choice depends only on the shape, the dtype and, for the direct-or-packed step, the
 crossover of this machine's tuning table (`packed_limits`; ``fastlinear tune`` measures it at one
-thread count and it holds for all), so a given input gives bitwise the same result with any
-number of threads; the one exception, grad_bias running serially on one thread, changes no bit
+thread count and it holds for all) or, without a measured crossover for the op and dtype, the
+built-in one and this machine's L2 cache size (`REREAD_ROWS`), so a given input gives bitwise the
+same result with any number of threads; the one exception, grad_bias running serially on one thread, changes no bit
 (its serial and parallel kernels make the same additions). The direct and packed kernels add in
 different orders, so a new table can change the last bits of shapes near a crossover; with
 FASTLINEAR_TUNING=off the built-in crossovers apply. The thresholds below were
@@ -129,30 +130,39 @@ PACKED_MIN_SIDES = {
 GRAD_INPUT_BATCH_WHOLE_W = 16
 
 
-def _l2_bytes() -> int:
-    """Bytes of the level-2 cache of the first CPU, from Linux's sysfs; 1 MiB where it cannot be
-    read (the smallest L2 per core of the x86-64 server CPUs fastlinear is measured on)."""
-    base = "/sys/devices/system/cpu/cpu0/cache"
+def _l2_bytes(base: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
+    """Bytes of the level-2 cache that the first CPU uses (one core's own on the server CPUs
+    fastlinear is measured on; shared by a cluster of cores on some others), from Linux's sysfs
+    (``base``: its ``index*/level`` and ``index*/size`` files, sizes such as "2048K" or "2M");
+    1 MiB, the smallest of those CPUs' L2, where no positive size can be read."""
     try:
-        for index in sorted(os.listdir(base)):
+        indices = sorted(os.listdir(base))
+    except OSError:
+        return 1 << 20
+    for index in indices:
+        try:
             with open(f"{base}/{index}/level") as f:
                 if f.read().strip() != "2":
                     continue
             with open(f"{base}/{index}/size") as f:
                 size = f.read().strip().upper()
             scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
-            return int(size.rstrip("KM")) * scale
-    except (OSError, ValueError):
-        pass
+            value = int(size.rstrip("KM")) * scale
+        except (OSError, ValueError):
+            continue
+        if value > 0:
+            return value
     return 1 << 20
 
 
 #: The direct gradient kernels read one operand whole once per 8 rows of their output: the input
 #: gradient w once per 8 batch rows of dx, the weight gradient x once per 8 rows (out_features)
-#: of dw. Where that operand is as large as the L2 cache (per core; `_l2_bytes`, read from the
-#: machine) it comes from the L3 cache or memory every time, and from REREAD_ROWS[op] rows of
-#: the output the packed GEMM, which packs it in blocks that stay in cache, is faster below the
-#: work crossover too. Direct / packed time, 1 thread (2 threads), `python
+#: of dw. Where that operand is as large as the L2 cache (`_l2_bytes`, read from the machine) it
+#: comes from the L3 cache or memory every time, and from REREAD_ROWS[op] rows of the output the
+#: packed GEMM, which packs it in blocks that stay in cache, is faster below the work crossover
+#: too. So, where the crossover in use for the op and dtype is the built-in one (a measured one,
+#: from `fastlinear tune`, replaces this rule), the gradients pack there when every other side is
+#: at least `PACKED_MIN_DIM`. Direct / packed time, 1 thread (2 threads), `python
 #: asv_benchmarks/scripts/packed_sides.py --reread --threads 1` (and 2), 2-core Intel Xeon KVM
 #: guest (``rocketlake``, 2 MiB L2 per core).
 #: Input gradient, w of 2 MiB and more: float64 32x512x512 1.26 (1.15), 64x512x512 1.70 (1.44),
@@ -162,25 +172,31 @@ def _l2_bytes() -> int:
 #: (1.16): direct); w of 0.5-1.5 MiB: float32 0.44-0.94, float64 256x256x512 0.99 (0.70),
 #: 256x512x256 1.13 (1.10), 256x384x512 and 128x768x256 1.62-1.67 (1.09-1.13) -> direct (the last
 #: two would gain on one thread: the limit is the L2's size, not tuned lower on one machine).
-#: Weight gradient (with db), x of 2 MiB and more: float64 256x1024x256 1.80 (1.68), 512x512x256
-#: 1.61 (1.53), 4096x128x64 1.84 (1.32), 1024x512x64 1.39 (1.13); float32 4096x128x64 1.39
-#: (1.24), 1024x512x64 1.26 (0.89) -> packed; out_features 32: float32 2048x256x32 1.22 (0.66),
-#: 1024x1024x32 1.00 (0.72), float64 0.98-1.37 (0.78-0.87) -> direct; 16 and 10: 0.59-0.77
-#: (0.39-0.64) -> direct; x of 1 MiB or less: float32 256x1024x256 1.23 (0.85), 512x512x256
-#: 1.10 (1.01), float64 256x512x512 1.27 (1.02), 256x512x256 1.00 (0.84) -> direct.
-REREAD_ROWS = {"grad_input": 32, "grad_weight": 64}
+#: Weight gradient (with db), x of 2 MiB and more: out_features 256: float64 256x1024x256 1.80
+#: (1.68), 512x512x256 1.61 (1.53); 128 (`packed_sides.py --reread` does not list these; the same
+#: timing of the two kernels, one run): float32 1024x512x128 1.43 (1.11), 2048x256x128 1.73
+#: (1.39), float64 512x512x128 1.69 (1.48), 2048x256x128 1.92 (1.58) -> packed; 64: float64
+#: 4096x128x64 1.84 (1.32), 1024x512x64 1.39 (1.13), float32 4096x128x64 1.39 (1.24),
+#: 1024x512x64 1.26 (0.89), but on the AMD EPYC (1 MiB L2) float32 4096x256x64, x 4 MiB, ran
+#: 698 / 861 us at 2 threads (the figures above `FORWARD_PACKED`) -> direct (REREAD_ROWS 128);
+#: 32: float32 2048x256x32 1.22 (0.66), 1024x1024x32 1.00 (0.72), float64 0.98-1.37 (0.78-0.87),
+#: 16 and 10: 0.59-0.77 (0.39-0.64) -> direct; x of 1 MiB or less: float32 256x1024x256 1.23
+#: (0.85), 512x512x256 1.10 (1.01), float64 256x512x512 1.27 (1.02), 256x512x256 1.00 (0.84) ->
+#: direct. Those AMD figures also had the direct kernels ahead where the operand was exactly that
+#: machine's L2 (float32 grad_input 256x512x512, w 1 MiB, 317 / 427 us; float64 grad_weight, x 1
+#: MiB, 891 / 981; older kernels), which this rule packs there: `fastlinear tune` on such a
+#: machine measures its own crossover and so turns the rule off.
+REREAD_ROWS = {"grad_input": 32, "grad_weight": 128}
 L2_BYTES = _l2_bytes()
 
 
 def _rereads(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
     """Whether the direct kernel of ``op`` (a gradient) would read an operand as large as the L2
-    cache from beyond it for every 8 of at least REREAD_ROWS[op] rows of its output (see
-    `REREAD_ROWS`), and the packed one takes the shape (`PACKED_MIN_SIDES`)."""
-    lo = PACKED_MIN_SIDES[op]
-    if n < lo[0] or k < lo[1] or m < lo[2]:
-        return False
-    rows, operand = (n, m * k) if op == "grad_input" else (m, n * k)
-    return rows >= REREAD_ROWS[op] and operand * itemsize >= L2_BYTES
+    cache from beyond it for every 8 of at least REREAD_ROWS[op] rows of its output while every
+    other side is at least `PACKED_MIN_DIM` (see `REREAD_ROWS`)."""
+    rows, operand, others = ((n, m * k, (k, m)) if op == "grad_input" else (m, n * k, (n, k)))
+    return (rows >= REREAD_ROWS[op] and min(others) >= PACKED_MIN_DIM
+            and operand * itemsize >= L2_BYTES)
 
 
 _FORWARD = (forward_kernels.forward_serial, forward_kernels.forward_parallel)
@@ -421,9 +437,11 @@ def too_narrow(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
 def runs_packed(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
     """Whether `forward`, `grad_weight` or `grad_input` (``op``) runs the packed GEMM for a
     (batch n, in_features k, out_features m) problem of ``itemsize``-byte floats: the op has a
-    packed kernel in this build, no side is too narrow (`too_narrow`) and the work n * k * m is
-    above the op's serial limit and its crossover in use (`packed_limits`). The same rule as the
-    three functions' own dispatch."""
+    packed kernel in this build, the work n * k * m is above the op's serial limit, and either it
+    is above the op's crossover in use (`packed_limits`) with no side too narrow (`too_narrow`),
+    or, for a gradient without a measured crossover, the direct kernel would read an operand as
+    large as the L2 cache again and again (`REREAD_ROWS`). The same rule as the three functions'
+    own dispatch."""
     packed = {"forward": packed_forward, "grad_weight": packed_grad_weight,
               "grad_input": packed_grad_input}[op]
     if packed is None or serial_kernel(op, itemsize, n, k, m):
@@ -432,11 +450,11 @@ def runs_packed(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
 
 
 def _packs(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
-    """The work is above ``op``'s crossover in use and no side is too narrow (`too_narrow`): the
-    part of `runs_packed` that the dispatchers below ask once they know the op is not serial and
-    has a packed kernel."""
+    """The part of `runs_packed` that the dispatchers below ask once they know the op is not
+    serial and has a packed kernel."""
     above = _packed_above or _load_packed_above()
-    if op != "forward" and _rereads(op, itemsize, n, k, m):
+    if (op != "forward" and (op, itemsize) not in _packed_measured
+            and _rereads(op, itemsize, n, k, m)):
         return True
     return n * k * m > above[op, itemsize] and not too_narrow(op, itemsize, n, k, m)
 

@@ -190,10 +190,10 @@ def _packed_line(t: dict) -> str:
     if packed.get("l2_bytes"):
         from ..backends.loops import REREAD_ROWS
 
-        w_limits += (f"; below them, the input gradient from a batch of "
-                     f"{REREAD_ROWS['grad_input']} where w, and the weight gradient from "
-                     f"{REREAD_ROWS['grad_weight']} out_features where x, has at least "
-                     f"{packed['l2_bytes'] >> 10} KiB (this machine's L2 cache)")
+        w_limits += (f"; below the built-in ones, the input gradient packs from a batch of "
+                     f"{REREAD_ROWS['grad_input']} where w has at least "
+                     f"{packed['l2_bytes'] >> 10} KiB (this machine's L2 cache), the weight "
+                     f"gradient from {REREAD_ROWS['grad_weight']} out_features where x has")
     if not packed["measured"]:
         return (f"; loops' packed GEMM above batch x in x out = {sizes(packed['above'])} "
                 f"(built-in){w_limits}")

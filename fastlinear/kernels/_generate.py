@@ -465,7 +465,7 @@ def grad_weight_serial_{sfx}(dw, db, dy, x, scale, accumulate):
     thread."""
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + {NR} - 1) // {NR}, 1)
-    tasks = row_tasks(dy.shape[1], {MR})
+    tasks = row_tasks(dy.shape[1], {MR}, col_blocks)
     for t in range(tasks):
         if t == tasks - 1 and dy.shape[1] > t * {MR} + {MR}:
             _dw_task_below_{sfx}(dw, db, dy, x, scale, accumulate, t * {MR}, INDEX0, col_blocks)
@@ -479,14 +479,14 @@ def grad_weight_parallel_{sfx}(dw, db, dy, x, scale, accumulate):
     of output blocks spread over threads, each block summed over the whole batch by one thread."""
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + {NR} - 1) // {NR}, 1)
-    tasks = row_tasks(dy.shape[1], {MR})
+    tasks = row_tasks(dy.shape[1], {MR}, col_blocks)
     strip = strip_length(tasks, col_blocks, dy.shape[0] * {MR} * {NR})
     strips = (col_blocks + strip - 1) // strip
     for t in prange(tasks * strips):
         c0 = (t % strips) * strip
         j0 = (t // strips) * {MR}
         c1 = min(c0 + strip, col_blocks)
-        if j0 + {MR} < dy.shape[1] < j0 + 2 * {MR}:
+        if t // strips == tasks - 1 and dy.shape[1] > j0 + {MR}:
             _dw_task_below_{sfx}(dw, db, dy, x, scale, accumulate, j0, c0, c1)
         else:
             _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, j0, c0, c1)

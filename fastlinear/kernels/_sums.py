@@ -61,14 +61,16 @@ MIN_TASK_WORK = 1 << 14
 
 
 @njit(**ORDERED)
-def row_tasks(m, mr):
-    """Rows of parallel tasks of the direct weight gradient for m rows of dw in blocks of mr rows:
-    one per block, except that the rows left below the last full block (m % mr of them, where
-    m > mr) join that block's task. Each task reads its columns of x over the whole batch; as a
-    task of its own those few rows read them a second time from memory where x does not fit in
-    cache: float32 4096x256x10 took 481 us on one thread against 260 us at 4096x256x8, float64
-    1100 against 569 (2-core Intel Xeon, ``rocketlake``; the serial kernel)."""
-    if m > mr and m % mr:
+def row_tasks(m, mr, col_blocks):
+    """Rows of parallel tasks of the direct weight gradient for m rows of dw in blocks of mr rows
+    and col_blocks column blocks: one per block, except that the rows left below the last full
+    block (m % mr of them, where m > mr) join that block's task when there are at least two
+    column blocks (so that at least two tasks remain). Each task reads its columns of x over the
+    whole batch; as a task of its own those few rows read them a second time from memory where x
+    does not fit in cache: float32 4096x256x10 took 481 us on one thread against 260 us at
+    4096x256x8, float64 1100 against 569 (2-core Intel Xeon, ``rocketlake``; the serial
+    kernel)."""
+    if m > mr and m % mr and col_blocks > 1:
         return m // mr
     return (m + mr - 1) // mr
 

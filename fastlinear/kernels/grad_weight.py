@@ -441,7 +441,7 @@ def grad_weight_serial_f32(dw, db, dy, x, scale, accumulate):
     thread."""
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + 32 - 1) // 32, 1)
-    tasks = row_tasks(dy.shape[1], 8)
+    tasks = row_tasks(dy.shape[1], 8, col_blocks)
     for t in range(tasks):
         if t == tasks - 1 and dy.shape[1] > t * 8 + 8:
             _dw_task_below_f32(dw, db, dy, x, scale, accumulate, t * 8, INDEX0, col_blocks)
@@ -455,14 +455,14 @@ def grad_weight_parallel_f32(dw, db, dy, x, scale, accumulate):
     of output blocks spread over threads, each block summed over the whole batch by one thread."""
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + 32 - 1) // 32, 1)
-    tasks = row_tasks(dy.shape[1], 8)
+    tasks = row_tasks(dy.shape[1], 8, col_blocks)
     strip = strip_length(tasks, col_blocks, dy.shape[0] * 8 * 32)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(tasks * strips):
         c0 = (t % strips) * strip
         j0 = (t // strips) * 8
         c1 = min(c0 + strip, col_blocks)
-        if j0 + 8 < dy.shape[1] < j0 + 2 * 8:
+        if t // strips == tasks - 1 and dy.shape[1] > j0 + 8:
             _dw_task_below_f32(dw, db, dy, x, scale, accumulate, j0, c0, c1)
         else:
             _dw_task_f32(dw, db, dy, x, scale, accumulate, j0, c0, c1)
@@ -860,7 +860,7 @@ def grad_weight_serial_f64(dw, db, dy, x, scale, accumulate):
     thread."""
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + 16 - 1) // 16, 1)
-    tasks = row_tasks(dy.shape[1], 8)
+    tasks = row_tasks(dy.shape[1], 8, col_blocks)
     for t in range(tasks):
         if t == tasks - 1 and dy.shape[1] > t * 8 + 8:
             _dw_task_below_f64(dw, db, dy, x, scale, accumulate, t * 8, INDEX0, col_blocks)
@@ -874,14 +874,14 @@ def grad_weight_parallel_f64(dw, db, dy, x, scale, accumulate):
     of output blocks spread over threads, each block summed over the whole batch by one thread."""
     # dy is (n, out), x is (n, in), dw is (out, in), db is (out,), or None or (0,) for no db
     col_blocks = max((x.shape[1] + 16 - 1) // 16, 1)
-    tasks = row_tasks(dy.shape[1], 8)
+    tasks = row_tasks(dy.shape[1], 8, col_blocks)
     strip = strip_length(tasks, col_blocks, dy.shape[0] * 8 * 16)
     strips = (col_blocks + strip - 1) // strip
     for t in prange(tasks * strips):
         c0 = (t % strips) * strip
         j0 = (t // strips) * 8
         c1 = min(c0 + strip, col_blocks)
-        if j0 + 8 < dy.shape[1] < j0 + 2 * 8:
+        if t // strips == tasks - 1 and dy.shape[1] > j0 + 8:
             _dw_task_below_f64(dw, db, dy, x, scale, accumulate, j0, c0, c1)
         else:
             _dw_task_f64(dw, db, dy, x, scale, accumulate, j0, c0, c1)

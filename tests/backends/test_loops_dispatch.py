@@ -353,14 +353,20 @@ def test_the_gradients_pack_an_operand_as_large_as_the_l2_cache_read_again_and_a
     assert not loops.runs_packed("grad_input", 8, 256, 512, 256)  # w 1 MiB
     assert not loops.runs_packed("grad_input", 8, 1 << 16, 32, 4096)  # in_features below 64
     assert loops.runs_packed("grad_weight", 8, 512, 512, 256)  # x 2 MiB
-    assert loops.runs_packed("grad_weight", 4, 4096, 128, 64)  # x 2 MiB
+    assert loops.runs_packed("grad_weight", 4, 2048, 256, 128)  # x 2 MiB
+    assert not loops.runs_packed("grad_weight", 4, 4096, 128, 64)  # out_features below 128
     assert not loops.runs_packed("grad_weight", 8, 256, 512, 512)  # x 1 MiB
-    assert not loops.runs_packed("grad_weight", 8, 2048, 256, 32)  # out_features below 64
+    assert not loops.runs_packed("grad_weight", 4, 32768, 16, 128)  # in_features below 64
     assert not loops.runs_packed("grad_weight", 8, 8192, 256, 10)
     assert not loops.runs_packed("grad_weight", 8, 32, 8192, 256)  # batch below 64
     assert not loops.runs_packed("forward", 8, 32, 512, 512)  # the rule is the gradients'
     monkeypatch.setattr(loops, "L2_BYTES", 1 << 20)
     assert loops.runs_packed("grad_input", 4, 256, 512, 512)
+    # a crossover measured for the op and dtype (fastlinear tune) turns the rule off for them
+    monkeypatch.setattr(loops, "_packed_measured", {("grad_input", 4)})
+    assert not loops.runs_packed("grad_input", 4, 256, 512, 512)
+    assert loops.runs_packed("grad_input", 8, 32, 512, 512)
+    monkeypatch.setattr(loops, "_packed_measured", set())
     # the dispatch follows runs_packed: the packed kernel gives the right values
     rng = np.random.default_rng(0)
     dy, w = randn(rng, (32, 512), np.float64), randn(rng, (512, 512), np.float64)
@@ -375,8 +381,29 @@ def test_the_gradients_pack_an_operand_as_large_as_the_l2_cache_read_again_and_a
     _check(db, dy.sum(0), np.abs(dy).sum(0), 512, np.float64, "db")
 
 
-def test_the_l2_size_is_read_from_the_machine_or_one_mib():
+def test_the_l2_size_is_read_from_the_machine_or_one_mib(tmp_path):
     assert loops._l2_bytes() >= 64 << 10
+
+    def cache(*indices):
+        base = tmp_path / str(len(list(tmp_path.iterdir())))
+        for name, files in indices:
+            (base / name).mkdir(parents=True)
+            for file, text in files.items():
+                (base / name / file).write_text(text + "\n")
+        return str(base)
+
+    l1 = ("index0", {"level": "1", "size": "48K"})
+    assert loops._l2_bytes(cache(l1, ("index2", {"level": "2", "size": "2048K"}))) == 2 << 20
+    assert loops._l2_bytes(cache(l1, ("index2", {"level": "2", "size": "2M"}))) == 2 << 20
+    assert loops._l2_bytes(cache(("index2", {"level": "2", "size": "512k"}))) == 512 << 10
+    # an index without its files, or with a size that is not one, is passed over
+    assert loops._l2_bytes(cache(("index1", {}), ("index2", {"level": "2", "size": "1M"}))) == 1 << 20
+    assert loops._l2_bytes(cache(("index1", {"level": "2"}),
+                                 ("index2", {"level": "2", "size": "1280K"}))) == 1280 << 10
+    for size in ("0K", "", "big"):  # no positive size: 1 MiB
+        assert loops._l2_bytes(cache(("index2", {"level": "2", "size": size}))) == 1 << 20
+    assert loops._l2_bytes(cache(l1)) == 1 << 20  # no L2
+    assert loops._l2_bytes(str(tmp_path / "missing")) == 1 << 20
 
 
 @pytest.mark.skipif(loops.packed_forward is None, reason="no packed kernels in this build")

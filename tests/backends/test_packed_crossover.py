@@ -154,9 +154,10 @@ def test_the_crossover_is_shown_with_the_table_in_use(table_file):
     assert used["packed"]["measured"] == {"grad_weight": {"float64": 1 << 20}}
     line = info._tuning_line(used)
     rows, tile = loops.W_IN_PLACE_ROWS, loops.W_IN_TILE_ROWS
-    l2 = (f"; below them, the input gradient from a batch of {loops.REREAD_ROWS['grad_input']} "
-          f"where w, and the weight gradient from {loops.REREAD_ROWS['grad_weight']} out_features "
-          f"where x, has at least {loops.L2_BYTES >> 10} KiB (this machine's L2 cache)")
+    l2 = (f"; below the built-in ones, the input gradient packs from a batch of "
+          f"{loops.REREAD_ROWS['grad_input']} where w has at least {loops.L2_BYTES >> 10} KiB "
+          f"(this machine's L2 cache), the weight gradient from "
+          f"{loops.REREAD_ROWS['grad_weight']} out_features where x has")
     tiles = (f"; its forward and input gradient pack w in the tiles: float32 up to a batch of "
              f"{tile}, float64 up to a batch of {tile} (built-in){l2}")
     assert line.endswith("packed GEMM above batch x in x out = grad_weight float64 2**20 "

@@ -78,8 +78,9 @@ def test_direct_kernels_have_at_least_4_tasks_per_thread_at_64_threads(dtype):
                 continue
             sent += 1
             # the weight gradient's last full row block takes the rows below it (`row_tasks`)
-            row_blocks = _sums.row_tasks(rows, 8) if op == "grad_weight" else _ceil(rows, 8)
             col_blocks = _ceil(cols, nr)
+            row_blocks = (_sums.row_tasks(rows, 8, col_blocks) if op == "grad_weight"
+                          else _ceil(rows, 8))
             s = strip(row_blocks, col_blocks, depth * 8 * nr)
             assert row_blocks * _ceil(col_blocks, s) >= TASKS, (n, k, m)
     assert sent  # 256 x 512 x 512 itself is one of them
@@ -172,6 +173,10 @@ def test_short_reductions_give_each_task_enough_work():
 
 def test_the_rows_below_the_last_full_block_join_its_task():
     """`row_tasks`: one task per 8-row block of dw, except that fewer than 8 rows left at the
-    bottom join the last full block's task (they reuse its part of x while it is in cache)."""
-    got = {m: _sums.row_tasks(m, 8) for m in (0, 1, 7, 8, 9, 10, 15, 16, 17, 24, 31)}
+    bottom join the last full block's task (they reuse its part of x while it is in cache) where
+    there are at least two column blocks."""
+    got = {m: _sums.row_tasks(m, 8, 2) for m in (0, 1, 7, 8, 9, 10, 15, 16, 17, 24, 31)}
     assert got == {0: 0, 1: 1, 7: 1, 8: 1, 9: 1, 10: 1, 15: 1, 16: 2, 17: 2, 24: 3, 31: 3}
+    # with one column block they stay a task of their own: two tasks rather than one
+    got = {m: _sums.row_tasks(m, 8, 1) for m in (8, 9, 10, 15, 16, 17)}
+    assert got == {8: 1, 9: 2, 10: 2, 15: 2, 16: 2, 17: 3}

@@ -10,8 +10,8 @@ innermost loop with FMAs) no vector register is stored to or loaded from the sta
 jump is the one back to the loop's start (no index is re-checked on every step), and the full
 8-row blocks (the ones every shape runs, each a run of column blocks, ``_dx_run8_*`` and
 ``_dw_run8_*``) have no such move at all. (LLVM's SLP vectorizer leaves a few around the loop of
-some edge blocks, such as the float64 8 x 8 weight-gradient block.) The blocks are sized for 32 vector
-registers of 512 bits (8 x 32 float32 accumulators are 16 of them), so the check runs where
+some edge blocks, such as the float64 8 x 8 weight-gradient block.) The blocks are sized for 32
+vector registers of 512 bits (8 x 32 float32 accumulators are 16 of them), so the check runs where
 fastlinear's kernels are compiled for those (`fastlinear._cpu.vectors_512`: an AVX-512 target and
 the 512-bit preference on).
 """
