@@ -173,9 +173,9 @@ def _l2_bytes(base: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
 #: 256x512x256 1.13 (1.10), 256x384x512 and 128x768x256 1.62-1.67 (1.09-1.13) -> direct (the last
 #: two would gain on one thread: the limit is the L2's size, not tuned lower on one machine).
 #: Weight gradient (with db), x of 2 MiB and more: out_features 256: float64 256x1024x256 1.80
-#: (1.68), 512x512x256 1.61 (1.53); 128 (`packed_sides.py --reread` does not list these; the same
-#: timing of the two kernels, one run): float32 1024x512x128 1.43 (1.11), 2048x256x128 1.73
-#: (1.39), float64 512x512x128 1.69 (1.48), 2048x256x128 1.92 (1.58) -> packed; 64: float64
+#: (1.68), 512x512x256 1.61 (1.53); 128 (a later run of the script): float32 1024x512x128 1.41
+#: (1.18), 2048x256x128 1.94 (1.46), float64 512x512x128 1.57 (1.24), 1024x512x128 1.72 (1.37),
+#: 2048x256x128 1.95 (1.58) -> packed (float32 512x512x128, x 1 MiB: 0.87 (0.76)); 64: float64
 #: 4096x128x64 1.84 (1.32), 1024x512x64 1.39 (1.13), float32 4096x128x64 1.39 (1.24),
 #: 1024x512x64 1.26 (0.89), but on the AMD EPYC (1 MiB L2) float32 4096x256x64, x 4 MiB, ran
 #: 698 / 861 us at 2 threads (the figures above `FORWARD_PACKED`) -> direct (REREAD_ROWS 128);
