@@ -194,9 +194,11 @@ def _rereads(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
     """Whether the direct kernel of ``op`` (a gradient) would read an operand as large as the L2
     cache from beyond it for every 8 of at least REREAD_ROWS[op] rows of its output while every
     other side is at least `PACKED_MIN_DIM` (see `REREAD_ROWS`)."""
-    rows, operand, others = ((n, m * k, (k, m)) if op == "grad_input" else (m, n * k, (n, k)))
-    return (rows >= REREAD_ROWS[op] and min(others) >= PACKED_MIN_DIM
-            and operand * itemsize >= L2_BYTES)
+    # the operand's size first: it rules out the small shapes, where this runs before every call
+    if op == "grad_input":
+        return (m * k * itemsize >= L2_BYTES and n >= REREAD_ROWS[op]
+                and min(k, m) >= PACKED_MIN_DIM)
+    return n * k * itemsize >= L2_BYTES and m >= REREAD_ROWS[op] and min(n, k) >= PACKED_MIN_DIM
 
 
 _FORWARD = (forward_kernels.forward_serial, forward_kernels.forward_parallel)
@@ -453,8 +455,8 @@ def _packs(op: str, itemsize: int, n: int, k: int, m: int) -> bool:
     """The part of `runs_packed` that the dispatchers below ask once they know the op is not
     serial and has a packed kernel."""
     above = _packed_above or _load_packed_above()
-    if (op != "forward" and (op, itemsize) not in _packed_measured
-            and _rereads(op, itemsize, n, k, m)):
+    if (op != "forward" and _rereads(op, itemsize, n, k, m)
+            and (op, itemsize) not in _packed_measured):
         return True
     return n * k * m > above[op, itemsize] and not too_narrow(op, itemsize, n, k, m)
 
