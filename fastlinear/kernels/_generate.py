@@ -19,20 +19,23 @@ Offsets: each block tells LLVM that its row and column offsets are non-negative
 (``_scratch.nonnegative``), and the weight-gradient blocks slice their run of batch rows once
 (``dy[r0:r1]``) so that the step counter starts at 0. Without that, Numba's negative-index fix-up
 and slice clamping ran on every step of the reduction loop (a dozen scalar instructions beside the
-16 FMAs of an 8 x 32 float32 step). Float32 weight gradient, one thread, the serial kernel
-alone: 9.5 -> 8.3 us at 32x128x128, 19.3 -> 16.6 at 8x784x128, 70.4 -> 60.1 at 64x256x256 (2-core
-Intel Xeon, ``rocketlake``). The input-gradient blocks take the promise for the column offset
-only: with the row offset too, LLVM rebuilt the eight dy row addresses on every step instead of
-keeping them in registers.
+16 FMAs of an 8 x 32 float32 step). Figures here and below: the serial weight-gradient kernel on one
+thread, the code before these changes and after them, two runs each (``python
+asv_benchmarks/scripts/serial_parallel.py --shapes`` with the shapes named), 2-core Intel Xeon,
+``rocketlake``: float32 32x128x128 8.4-9.4 -> 8.2 us, 64x256x256 69.1-70.5 -> 59.9-60.1, float64
+64x256x256 144.1-144.2 -> 116.0-116.6. The input-gradient blocks take the promise for the column
+offset only: with the row offset too, LLVM rebuilt the eight dy row addresses on every step instead
+of keeping them in registers.
 
 Narrow column edges: the weight gradient's edge narrower than a half block was a plain loop
 over each of its rows, with a slice and a short variable-length loop per batch row; the column
-block (``_dw_cols8_*``) makes it one vector FMA per batch row and column. Serial kernel, one
-thread, same machine: float32 32x129x128 23.0 -> 10.8 us (32x128x128: 8.3), 32x136x128 24.1 ->
-13.1, float64 32x129x128 32.8 -> 19.2 (15.3). A half block or edge with no columns left is no
-longer called (its loop over the batch ran anyway): float32 32x144x128 15.8 -> 10.0 us. The
-input gradient's narrow edge (float32 32x136x128: 23.0 us against 7.1 at 32x128x128) is left as
-it was: its reduction runs along dy's rows, so a vector down its 8 rows would gather.
+block (``_dw_cols8_*``) makes it one vector FMA per batch row and column: float32 32x129x128
+24.8-25.2 -> 10.8 us, 32x136x128 25.6-26.3 -> 13.2-13.3, float64 32x129x128 35.6-35.7 ->
+17.6-19.2. A half block or edge with no columns left is no longer called (its loop over the batch
+ran anyway): float32 32x144x128 17.0-17.9 -> 9.7-9.9 us, 8x784x128 19.4-20.3 -> 15.3-15.5 (with
+the offsets above). The input gradient's narrow edge (float32 32x136x128: 24.1-27.3 us against
+6.7-7.3 at 32x128x128 in the same runs) is left as it was: its reduction runs along dy's rows, so
+a vector down its 8 rows would gather.
 
 Block sizes: MR = 8 rows by NR = 32 float32 columns or NR = 16 float64 columns, that is 16 vector
 registers of accumulators (512-bit), two loads and eight broadcasts per step. 12x32 and 14x32
@@ -99,7 +102,8 @@ run over the whole batch was 20-200x worse, and it changes nothing for batches o
 fewer. The fused db is summed in the fixed tree of ``_sums``. The rows of dw left below the last
 full 8-row block (out % 8 of them, out > 8) are computed in that block's task, a few columns at a
 time right after it, while those columns of x are in cache (``_sums.row_tasks``): 4096x256x10,
-one thread, float32 481 -> 361 us, float64 1100 -> 771 us.
+the serial kernel on one thread (``serial_parallel.py``, see ``_generate``), float32 486-504 ->
+327-329 us, float64 1125-1130 -> 734-791 us.
 ''',
 }
 

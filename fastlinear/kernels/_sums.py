@@ -67,9 +67,10 @@ def row_tasks(m, mr, col_blocks):
     block (m % mr of them, where m > mr) join that block's task when there are at least two
     column blocks (so that at least two tasks remain). Each task reads its columns of x over the
     whole batch; as a task of its own those few rows read them a second time from memory where x
-    does not fit in cache: float32 4096x256x10 took 481 us on one thread against 260 us at
-    4096x256x8, float64 1100 against 569 (2-core Intel Xeon, ``rocketlake``; the serial
-    kernel)."""
+    does not fit in cache (4096x256x10 took about twice the time of 4096x256x8). Joined, the
+    serial kernel on one thread at 4096x256x10 went from 486-504 to 327-329 us (float32) and from
+    1125-1130 to 734-791 us (float64; ``asv_benchmarks/scripts/serial_parallel.py``, 2-core Intel
+    Xeon, ``rocketlake``, see ``_generate``)."""
     if m > mr and m % mr and col_blocks > 1:
         return m // mr
     return (m + mr - 1) // mr

@@ -9,7 +9,8 @@ run over the whole batch was 20-200x worse, and it changes nothing for batches o
 fewer. The fused db is summed in the fixed tree of ``_sums``. The rows of dw left below the last
 full 8-row block (out % 8 of them, out > 8) are computed in that block's task, a few columns at a
 time right after it, while those columns of x are in cache (``_sums.row_tasks``): 4096x256x10,
-one thread, float32 481 -> 361 us, float64 1100 -> 771 us.
+the serial kernel on one thread (``serial_parallel.py``, see ``_generate``), float32 486-504 ->
+327-329 us, float64 1125-1130 -> 734-791 us.
 
 The input- and weight-gradient kernels (``grad_input.py``, ``grad_weight.py``) are both outer-
 product kernels: each 8 x NR block of the output is summed over the whole reduction axis by one
