@@ -18,6 +18,7 @@ the 512-bit preference on).
 
 from __future__ import annotations
 
+import functools
 import re
 
 import pytest
@@ -58,12 +59,7 @@ def test_every_register_block_is_checked():
 @pytest.mark.skipif(not vectors_512(), reason="the blocks are sized for 32 512-bit registers")
 @pytest.mark.parametrize("name", sorted(BLOCKS))
 def test_the_accumulators_of_a_register_block_live_in_registers(name):
-    # a copy that is never cached: Numba shows no machine code for code loaded from its cache
-    block = njit(**dict(BLOCKED_SERIAL, cache=False))(getattr(BLOCKS[name], name).py_func)
-    sig = _signature(name)
-    with llvm_flags(**VECTORIZE["register_block"]):
-        block.compile(sig)
-    own = block.inspect_asm(sig).split("cpython", 1)[0]  # the block, before Numba's wrappers
+    own = _block_asm(name)
     loop = _reduction_loop(own, innermost=True)
     assert "vfmadd" in loop, f"{name}: no fused multiply-add found in the loop"
     moves = STACK_MOVE.findall(loop)
@@ -71,12 +67,29 @@ def test_the_accumulators_of_a_register_block_live_in_registers(name):
     if re.fullmatch(r"_d[wx]_run8_f(32|64)", name):
         moves = STACK_MOVE.findall(own)
         assert not moves, f"{name}: {len(moves)} vector moves to or from the stack"
-    # No index checks inside the loop: its one jump is the jump back. A block whose offsets LLVM
-    # cannot prove non-negative re-checks them on every step (Numba's negative-index wrap-around
-    # and slice clamping), 5-10 scalar instructions beside 16 FMAs: the float32 8 x 32 weight-
-    # gradient block ran 1.2x slower (see ``_scratch.nonnegative``).
+
+
+@pytest.mark.skipif(not vectors_512(), reason="the blocks are sized for 32 512-bit registers")
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_no_register_block_rechecks_an_index_in_its_reduction_loop(name):
+    """The loop's one jump is the jump back. A block whose offsets LLVM cannot prove
+    non-negative re-checks them on every step (Numba's negative-index wrap-around and slice
+    clamping), 5-10 scalar instructions beside 16 FMAs: the float32 8 x 32 weight-gradient block
+    ran 1.2x slower (see ``_scratch.nonnegative``)."""
+    loop = _reduction_loop(_block_asm(name), innermost=True)
     jumps = re.findall(r"^\s+j\w+\s", loop, re.MULTILINE)
     assert len(jumps) == 1, f"{name}: {len(jumps)} jumps in its loop:\n{loop}"
+
+
+@functools.lru_cache(maxsize=None)
+def _block_asm(name: str) -> str:
+    """The machine code of register block ``name``, before Numba's wrappers, from a copy that is
+    never cached (Numba shows no machine code for code loaded from its cache)."""
+    block = njit(**dict(BLOCKED_SERIAL, cache=False))(getattr(BLOCKS[name], name).py_func)
+    sig = _signature(name)
+    with llvm_flags(**VECTORIZE["register_block"]):
+        block.compile(sig)
+    return block.inspect_asm(sig).split("cpython", 1)[0]
 
 
 def _reduction_loop(asm: str, innermost: bool = False) -> str:
