@@ -21,8 +21,8 @@ The choice depends only on the shape, the dtype and, for the direct-or-packed st
 crossover of this machine's tuning table (`packed_limits`; ``fastlinear tune`` measures it at one
 thread count and it holds for all) or, without a measured crossover for the op and dtype, the
 built-in one and this machine's L2 cache size (`REREAD_ROWS`), so a given input gives bitwise the
-same result with any number of threads; the one exception, grad_bias running serially on one thread, changes no bit
-(its serial and parallel kernels make the same additions). The direct and packed kernels add in
+same result with any number of threads; the one exception, grad_bias running serially on one
+thread, changes no bit (its serial and parallel kernels make the same additions). The direct and packed kernels add in
 different orders, so a new table can change the last bits of shapes near a crossover; with
 FASTLINEAR_TUNING=off the built-in crossovers apply. The thresholds below were
 measured on a 2-core AVX-512 AMD EPYC, znver5 (medians, microseconds per call, 2 threads; serial /
@@ -302,10 +302,10 @@ def packed_limits() -> dict:
     "measured": {op: {dtype: work}}, "w_in_place_rows": {dtype: rows}, "w_in_place_measured":
     {dtype: rows}, "w_in_tile_rows": ..., "w_in_tile_measured": ..., "l2_bytes": bytes}``, where
     the packed GEMM runs an op when n * in * out > work and no side is too narrow (`too_narrow`),
-    the gradients also when an operand has at least "l2_bytes" (`REREAD_ROWS`), its forward
-    reads w in place, and its forward above that and input gradient pack w in the tiles, up to
-    that many batch rows; the "measured" entries came from the tuning table (source "table"
-    when there is any)."""
+    the gradients also, without a measured crossover, when an operand has at least "l2_bytes"
+    (`REREAD_ROWS`), its forward reads w in place, and its forward above that and input gradient
+    pack w in the tiles, up to that many batch rows; the "measured" entries came from the tuning
+    table (source "table" when there is any)."""
     above = _packed_above or _load_packed_above()
     return _describe_packed(above, _packed_measured)
 

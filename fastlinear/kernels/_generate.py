@@ -441,7 +441,9 @@ def _dw_task_{sfx}(dw, db, dy, x, scale, accumulate, j0, c0, c1):
 def _dw_task_below_{sfx}(dw, db, dy, x, scale, accumulate, j0, c0, c1):
     """`_dw_task_{sfx}` for the last full row block j0 and the rows below it (fewer than {MR}; see
     `row_tasks`): the full blocks of a run of rows take one call per DW_COLS column blocks,
-    followed by the rows below for the same columns, while that part of x is in cache."""
+    followed by the rows below for the same columns, while that part of x is in cache. A function
+    of its own, not a branch of `_dw_task_{sfx}`: with both in one function the serial kernel took
+    9.2 us against 8.3 at float32 32x128x128, which has no rows below (one thread)."""
     m = dy.shape[1]
     if db is not None and c0 == 0 and db.shape[0] > 0:
         for j in range(j0, m, {MR}):  # one call site each: less code to compile than two calls
