@@ -22,9 +22,10 @@ crossover of this machine's tuning table (`packed_limits`; ``fastlinear tune`` m
 thread count and it holds for all) or, without a measured crossover for the op and dtype, the
 built-in one and this machine's L2 cache size (`REREAD_ROWS`), so a given input gives bitwise the
 same result with any number of threads; the one exception, grad_bias running serially on one
-thread, changes no bit (its serial and parallel kernels make the same additions). The direct and packed kernels add in
-different orders, so a new table can change the last bits of shapes near a crossover; with
-FASTLINEAR_TUNING=off the built-in crossovers apply. The thresholds below were
+thread, changes no bit (its serial and parallel kernels make the same additions). The direct and
+packed kernels add in different orders, so a new table can change the last bits of shapes near a
+crossover; with FASTLINEAR_TUNING=off the built-in crossovers (and the L2 rule) apply. The
+thresholds below were
 measured on a 2-core AVX-512 AMD EPYC, znver5 (medians, microseconds per call, 2 threads; serial /
 parallel):
 
