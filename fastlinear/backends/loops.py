@@ -25,9 +25,8 @@ same result with any number of threads; the one exception, grad_bias running ser
 thread, changes no bit (its serial and parallel kernels make the same additions). The direct and
 packed kernels add in different orders, so a new table can change the last bits of shapes near a
 crossover; with FASTLINEAR_TUNING=off the built-in crossovers (and the L2 rule) apply. The
-thresholds below were
-measured on a 2-core AVX-512 AMD EPYC, znver5 (medians, microseconds per call, 2 threads; serial /
-parallel):
+thresholds below were measured on a 2-core AVX-512 AMD EPYC, znver5 (medians, microseconds per
+call, 2 threads; serial / parallel):
 
 * forward:    4x64x64 (2**14) 2.1 / 3.4 (1 thread: 2.1 / 2.2); 8x64x64 3.8 / 4.1 (1 thread:
   3.8 / 2.9); 16x64x64 7.2 / 4.7                                            -> serial up to 2**14.
